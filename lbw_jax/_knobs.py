@@ -1,0 +1,69 @@
+"""Validation of policy knobs, done once at construction in plain Python.
+
+Knobs are hyperparameters: they shape the compiled program, so they are checked
+up front with an error that names the knob, the value and the allowed range,
+rather than surfacing later as a NaN or a silently inert guard.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def _fail(owner: str, name: str, value, allowed: str):
+    raise ValueError(f"{owner}: knob {name}={value!r} is invalid; allowed: {allowed}.")
+
+
+def real(owner: str, name: str, value, *, low: float, high: float = math.inf,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """Checks a real knob lies in an interval; returns it as a Python float."""
+    left = "(" if low_open else "["
+    right = ")" if high_open or math.isinf(high) else "]"
+    allowed = f"a real number in {left}{low}, {high}{right}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(owner, name, value, allowed)
+    value = float(value)
+    if math.isnan(value):
+        _fail(owner, name, value, allowed)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above:
+        _fail(owner, name, value, allowed)
+    return value
+
+
+def integer(owner: str, name: str, value, *, low: int, high: int | None = None) -> int:
+    """Checks an integer knob lies in [low, high]; returns it as a Python int."""
+    allowed = f"an integer in [{low}, {'inf' if high is None else high}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(owner, name, value, allowed)
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        _fail(owner, name, value, allowed)
+    return value
+
+
+def boolean(owner: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        _fail(owner, name, value, "True or False")
+    return value
+
+
+def ordered(owner: str, low_name: str, low_value: float, high_name: str, high_value: float):
+    """Checks two knobs are ordered, e.g. the stress threshold below the spike one."""
+    if low_value > high_value:
+        raise ValueError(
+            f"{owner}: knob {low_name}={low_value!r} must not exceed "
+            f"{high_name}={high_value!r}.")
+
+
+def construct(cls, knobs: dict):
+    """Builds a policy dataclass, rejecting unknown knobs by name."""
+    import dataclasses
+
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(knobs) - set(known))
+    if unknown:
+        raise ValueError(f"{cls.name}: unknown knob(s) {unknown}; known knobs: {known}.")
+    return cls(**knobs)

@@ -1,0 +1,119 @@
+"""``lbw_guard``: the Learn-by-Wire guard as an optax transformation.
+
+The guard reads telemetry from the raw gradients, lets its policy decide a step
+scale in [floor, 1], runs the inner optimizer unchanged and multiplies the
+inner updates by the scale. For ``optax.adamw(lr)`` this is exactly adamw with
+learning rate ``lr * scale``, decoupled weight decay included.
+
+Why a wrapper rather than a gradient transform chained ahead of Adam: Adam
+divides by the root of its second moment, so a scale applied to the gradients
+is divided out again within a few hundred steps and leaves the step unchanged.
+Only a scale applied to Adam's output changes how far parameters move.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import optax
+
+from lbw_jax import regimes
+from lbw_jax.policies.base import Policy
+from lbw_jax.sensing import all_finite
+
+
+class GuardState(NamedTuple):
+    """State of ``lbw_guard``: control, counters, the policy's and inner's state.
+
+    Attributes:
+      step: number of updates applied (finite steps); the t of the control laws.
+      scale: the step multiplier of the last applied update, float32.
+      regime: the regime code of the policy's most recent decision (``REGIMES``).
+      interventions: decisions that were not calm, i.e. that cut or pinned the scale.
+      skipped: updates skipped because the gradients or the ``value=`` loss were
+        not finite; such updates leave every other field untouched.
+      policy_state: the control law's own state (telemetry and memory).
+      inner_state: the inner optimizer's state.
+    """
+
+    step: jax.Array
+    scale: jax.Array
+    regime: jax.Array
+    interventions: jax.Array
+    skipped: jax.Array
+    policy_state: Any
+    inner_state: Any
+
+
+def lbw_guard(inner: optax.GradientTransformation, *,
+              policy: Policy | None = None) -> optax.GradientTransformationExtraArgs:
+    """Wraps an optimizer with the Learn-by-Wire guard.
+
+    Args:
+      inner: the optimizer whose step is governed, normally ``optax.adamw(lr)``.
+      policy: the control law; ``lbw_jax.reflex()`` when omitted.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``. Its ``update`` accepts the
+      extra argument ``value=`` (the loss), which reaches the policy and, like
+      every other extra argument, is forwarded to ``inner``.
+
+    Non-finite gradients or a non-finite ``value`` skip the step: the update is
+    zero and the inner state, the policy's statistics and the scale stay as they
+    were; ``skipped`` counts such steps.
+    """
+    if policy is None:
+        from lbw_jax.policies.reflex import reflex
+        policy = reflex()
+    if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+        raise TypeError(f"lbw_guard: inner must be an optax.GradientTransformation, got {inner!r}.")
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            f"lbw_guard: policy must provide name, init(params) and decide(...) "
+            f"(e.g. lbw_jax.reflex()), got {policy!r}.")
+    inner = optax.with_extra_args_support(inner)
+
+    def init_fn(params):
+        return GuardState(
+            step=jnp.zeros([], jnp.int32),
+            scale=jnp.ones([], jnp.float32),
+            regime=jnp.asarray(regimes.CALM, jnp.int32),
+            interventions=jnp.zeros([], jnp.int32),
+            skipped=jnp.zeros([], jnp.int32),
+            policy_state=policy.init(params),
+            inner_state=inner.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        value = extra_args.get("value")
+        finite = all_finite(updates)
+        if value is not None:
+            finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
+
+        def apply(_):
+            step = optax.safe_increment(state.step)
+            decision, policy_state = policy.decide(
+                updates, state.policy_state, step=step, scale=state.scale,
+                regime=state.regime, value=value)
+            inner_updates, inner_state = inner.update(
+                updates, state.inner_state, params, **extra_args)
+            # Multiply in float32 and cast back, so bf16 updates see the exact scale.
+            scaled = jax.tree.map(lambda u: (u * decision.scale).astype(u.dtype), inner_updates)
+            intervened = decision.decided & (decision.regime != regimes.CALM)
+            return scaled, GuardState(
+                step=step, scale=decision.scale, regime=decision.regime,
+                interventions=state.interventions + intervened.astype(jnp.int32),
+                skipped=state.skipped, policy_state=policy_state, inner_state=inner_state)
+
+        def skip(_):
+            # Zeros shaped like inner's output, which may differ in dtype from the grads.
+            shapes = jax.eval_shape(lambda: inner.update(updates, state.inner_state, params,
+                                                         **extra_args)[0])
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return zeros, state._replace(skipped=optax.safe_increment(state.skipped))
+
+        return lax.cond(finite, apply, skip, None)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,8 @@
+"""Control laws for ``lbw_guard``."""
+
+from lbw_jax.policies.base import Decision, Policy
+from lbw_jax.policies.reflex import Reflex, ReflexState, reflex
+from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProState, reflex_pro
+
+__all__ = ["Decision", "Policy", "Reflex", "ReflexState", "reflex",
+           "ReflexPro", "ReflexProState", "reflex_pro"]

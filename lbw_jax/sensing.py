@@ -1,0 +1,45 @@
+"""Gradient telemetry: the statistics both reference laws read from raw gradients."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class GradStats(NamedTuple):
+    """Statistics of one gradient pytree.
+
+    Attributes:
+      grad_ms: the largest per-leaf mean of squares (or their mean over leaves).
+      signed_mean: the sum of all gradient entries over the total entry count.
+    """
+
+    grad_ms: jax.Array
+    signed_mean: jax.Array
+
+
+def grad_stats(grads, *, use_max: bool = True) -> GradStats:
+    """Reduces a gradient pytree to its telemetry scalars, in float32.
+
+    The reductions are global: on sharded gradients XLA inserts the collectives,
+    so the result equals the unsharded one up to summation order.
+    """
+    leaves = [g for g in jax.tree.leaves(grads) if g.size > 0]
+    if not leaves:
+        raise ValueError("lbw_guard: the gradient pytree has no non-empty leaves to sense.")
+    # Upcast inside the reductions: bf16 squares would lose the spike we look for.
+    per_leaf_ms = jnp.stack([jnp.mean(jnp.square(g.astype(jnp.float32))) for g in leaves])
+    grad_ms = jnp.max(per_leaf_ms) if use_max else jnp.mean(per_leaf_ms)
+    total = sum(jnp.sum(g.astype(jnp.float32)) for g in leaves)
+    count = sum(g.size for g in leaves)
+    return GradStats(grad_ms=grad_ms, signed_mean=total / jnp.float32(count))
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every entry of every leaf is finite (a scalar bool)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
