@@ -48,20 +48,24 @@ class GuardState(NamedTuple):
     inner_state: Any
 
 
-def lbw_guard(inner: optax.GradientTransformation, *,
-              policy: Policy | None = None) -> optax.GradientTransformationExtraArgs:
+def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = None,
+              skip_non_finite: bool = True) -> optax.GradientTransformationExtraArgs:
     """Wraps an optimizer with the Learn-by-Wire guard.
 
     Args:
       inner: the optimizer whose step is governed, normally ``optax.adamw(lr)``.
       policy: the control law; ``lbw_jax.reflex()`` when omitted.
+      skip_non_finite: skip steps whose gradients or ``value`` are not finite
+        (the default). Turn it off only when something else already stops
+        non-finite steps (e.g. ``optax.apply_if_finite`` around the guard): it
+        saves a pass over the gradients and a conditional on every step.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. Its ``update`` accepts the
       extra argument ``value=`` (the loss), which reaches the policy and, like
       every other extra argument, is forwarded to ``inner``.
 
-    Non-finite gradients or a non-finite ``value`` skip the step: the update is
+    With ``skip_non_finite``, non-finite gradients or a non-finite ``value`` skip the step: the update is
     zero and the inner state, the policy's statistics and the scale stay as they
     were; ``skipped`` counts such steps.
     """
@@ -74,6 +78,8 @@ def lbw_guard(inner: optax.GradientTransformation, *,
         raise TypeError(
             f"lbw_guard: policy must provide name, init(params) and decide(...) "
             f"(e.g. lbw_jax.reflex()), got {policy!r}.")
+    if not isinstance(skip_non_finite, bool):
+        raise TypeError(f"lbw_guard: skip_non_finite must be True or False, got {skip_non_finite!r}.")
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
@@ -88,11 +94,8 @@ def lbw_guard(inner: optax.GradientTransformation, *,
 
     def update_fn(updates, state, params=None, **extra_args):
         value = extra_args.get("value")
-        finite = all_finite(updates)
-        if value is not None:
-            finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
 
-        def apply(_):
+        def governed(_):
             step = optax.safe_increment(state.step)
             decision, policy_state = policy.decide(
                 updates, state.policy_state, step=step, scale=state.scale,
@@ -107,13 +110,22 @@ def lbw_guard(inner: optax.GradientTransformation, *,
                 interventions=state.interventions + intervened.astype(jnp.int32),
                 skipped=state.skipped, policy_state=policy_state, inner_state=inner_state)
 
+        if not skip_non_finite:
+            return governed(None)
+
         def skip(_):
             # Zeros shaped like inner's output, which may differ in dtype from the grads.
-            shapes = jax.eval_shape(lambda: inner.update(updates, state.inner_state, params,
-                                                         **extra_args)[0])
+            shapes = jax.eval_shape(
+                lambda: inner.update(updates, state.inner_state, params, **extra_args)[0])
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
             return zeros, state._replace(skipped=optax.safe_increment(state.skipped))
 
-        return lax.cond(finite, apply, skip, None)
+        finite = all_finite(updates)
+        if value is not None:
+            finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
+        # A cond, as in optax.apply_if_finite: the skipped branch leaves the inner
+        # state's buffers as they are. (A select would make XLA copy every moment
+        # buffer on every step to keep the old value alive; measured slower.)
+        return lax.cond(finite, governed, skip, None)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

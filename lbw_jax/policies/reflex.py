@@ -49,8 +49,9 @@ class ReflexState(NamedTuple):
 
 
 def init_reflex_state() -> ReflexState:
-    zero = jnp.zeros([], jnp.float32)
-    return ReflexState(grad_ms=zero, signed_mean=zero, ema=zero, ratio=jnp.ones([], jnp.float32),
+    # One array per field: a buffer shared between fields cannot be donated to jit.
+    zero = lambda: jnp.zeros([], jnp.float32)
+    return ReflexState(grad_ms=zero(), signed_mean=zero(), ema=zero(), ratio=jnp.ones([], jnp.float32),
                        sign_flip=jnp.array(False), collections=jnp.zeros([], jnp.int32))
 
 
