@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import time
 
@@ -81,14 +82,17 @@ def main():
         jax.block_until_ready(runs[name][1])
 
     per_round = {name: [] for name in arms}
+    faults = {name: 0 for name in arms}  # minor page faults: fresh buffers the step touches
     for _ in range(args.rounds):
         for name, run in runs.items():
             step, p, s = run
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             for _ in range(args.steps):
                 p, s = step(p, s, grads)
             jax.block_until_ready((p, s))
             per_round[name].append((time.perf_counter() - start) / args.steps)
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
             run[1], run[2] = p, s
 
     base = statistics.median(per_round["adamw"])
@@ -97,14 +101,17 @@ def main():
         "backend": jax.default_backend(), "devices": jax.device_count(),
         "cpu": platform.processor() or platform.machine(), "jax": jax.__version__, "optax": optax.__version__,
         "arms": {name: {"median_step_ms": 1e3 * statistics.median(t),
-                        "overhead": statistics.median(t) / base} for name, t in per_round.items()},
+                        "overhead": statistics.median(t) / base,
+                        "page_faults_per_step": faults[name] / (args.rounds * args.steps)}
+                 for name, t in per_round.items()},
     }
     print(f"{n_params / 1e6:.1f}M parameters, {jax.default_backend()} x{jax.device_count()}, "
           f"{args.rounds} rounds x {args.steps} steps per arm")
-    print("| update | median step (ms) | vs adamw |")
-    print("|---|---|---|")
+    print("| update | median step (ms) | vs adamw | minor page faults / step |")
+    print("|---|---|---|---|")
     for name, r in results["arms"].items():
-        print(f"| {name} | {r['median_step_ms']:.2f} | {r['overhead']:.3f}x |")
+        print(f"| {name} | {r['median_step_ms']:.2f} | {r['overhead']:.3f}x "
+              f"| {r['page_faults_per_step']:.0f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
