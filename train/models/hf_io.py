@@ -1,0 +1,156 @@
+"""Hugging Face checkpoints in and out: ``config.json`` + safetensors, streamed
+tensor by tensor so that a large model never needs two full copies in host memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from safetensors import safe_open
+
+from train.models.config import DecoderConfig
+from train.models.decoder import CausalLM
+from train.models.sharding import LOGICAL_AXIS_RULES, model_shardings
+
+# Buffers some checkpoints carry that are recomputed here, never loaded.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the model: names what is wrong."""
+
+
+def hf_name(path: tuple) -> tuple[str, bool]:
+    """The Hugging Face tensor name of one of our parameters, and whether it is
+    stored transposed (torch Linear weights are [out, in]; our kernels [in, out])."""
+    parts = [str(p) for p in path]
+    if parts == ["embed_tokens"]:
+        return "model.embed_tokens.weight", False
+    if parts == ["lm_head"]:
+        return "lm_head.weight", True
+    *module, leaf = parts
+    suffix = {"kernel": "weight", "scale": "weight", "bias": "bias"}.get(leaf)
+    if suffix is None:
+        raise KeyError(f"no Hugging Face name for parameter {'/'.join(parts)}")
+    return "model." + ".".join(module + [suffix]), leaf == "kernel"
+
+
+def _resolve_folder(path) -> pathlib.Path:
+    folder = pathlib.Path(os.path.expanduser(str(path)))
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise CheckpointError(f"{folder} is a file; expected a model folder with config.json")
+    try:  # a hub id, when the hub is reachable
+        from huggingface_hub import snapshot_download
+        return pathlib.Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:  # noqa: BLE001 - any failure means: not a usable local path or hub id
+        raise CheckpointError(f"{path!r} is not a local model folder, and fetching it from the "
+                              f"Hugging Face hub failed: {e}") from e
+
+
+def _tensor_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Maps every tensor name to the safetensors file holding it."""
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {name: folder / file for name, file in weight_map.items()}
+    single = folder / "model.safetensors"
+    if not single.exists():
+        raise CheckpointError(f"{folder} has neither model.safetensors nor "
+                              f"model.safetensors.index.json")
+    with safe_open(single, framework="numpy") as f:
+        return {name: single for name in f.keys()}
+
+
+def read_config(folder) -> DecoderConfig:
+    config_file = pathlib.Path(folder) / "config.json"
+    if not config_file.exists():
+        raise CheckpointError(f"{folder} has no config.json")
+    return DecoderConfig.from_hf_config(json.loads(config_file.read_text()))
+
+
+def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
+                    mesh: jax.sharding.Mesh | None = None, rules=LOGICAL_AXIS_RULES) -> CausalLM:
+    """Loads a Hugging Face Qwen2 / Llama model folder (or hub id) into a ``CausalLM``.
+
+    Tensors are read one at a time, cast to ``param_dtype`` and, with ``mesh``, placed
+    straight onto their sharding. Missing, unexpected or mis-shaped tensors raise
+    ``CheckpointError`` listing them; nothing is ever left randomly initialised.
+    """
+    folder = _resolve_folder(path)
+    cfg = read_config(folder)
+    abstract = nnx.eval_shape(lambda: CausalLM(cfg, dtype=dtype, param_dtype=param_dtype,
+                                               remat=remat, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    shardings = nnx.to_flat_state(model_shardings(state, mesh, rules)) if mesh is not None else None
+    shardings = dict(shardings) if shardings is not None else {}
+    flat = list(nnx.to_flat_state(state))
+    expected = {hf_name(p)[0]: (p, v) for p, v in flat}
+
+    files = _tensor_files(folder)
+    present = {n for n in files if not n.endswith(_IGNORED_SUFFIXES)}
+    if cfg.tie_word_embeddings:
+        present.discard("lm_head.weight")  # some tied checkpoints store the copy
+    missing = sorted(set(expected) - present)
+    unexpected = sorted(present - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {missing}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {unexpected}")
+    handles: dict[pathlib.Path, object] = {}
+
+    def handle(file):
+        if file not in handles:
+            handles[file] = safe_open(file, framework="flax")
+        return handles[file]
+
+    mis_shaped = []
+    for name, (p, var) in expected.items():
+        if name in files:
+            shape = tuple(handle(files[name]).get_slice(name).get_shape())
+            want = var.shape[::-1] if hf_name(p)[1] else var.shape
+            if shape != tuple(want):
+                mis_shaped.append(f"{name}: checkpoint {shape}, model {tuple(want)}")
+    if mis_shaped:
+        problems.append(f"mis-shaped tensors: {mis_shaped}")
+    if problems:
+        raise CheckpointError(f"checkpoint {folder} does not match {cfg.model_type} config: "
+                              + "; ".join(problems))
+
+    loaded = []
+    for name, (p, var) in expected.items():
+        tensor = handle(files[name]).get_tensor(name)
+        if hf_name(p)[1]:
+            tensor = tensor.T
+        tensor = tensor.astype(param_dtype)
+        if p in shardings:
+            tensor = jax.device_put(tensor, shardings[p])
+        loaded.append((p, var.replace(tensor)))
+        del tensor
+    return nnx.merge(graphdef, nnx.from_flat_state(loaded))
+
+
+def save_pretrained(model: CausalLM, folder, *, dtype=None) -> pathlib.Path:
+    """Writes ``config.json`` and ``model.safetensors`` that transformers'
+    ``AutoModelForCausalLM.from_pretrained`` loads. LoRA branches are merged into
+    the base weights first (see ``lora.merged_params``)."""
+    from safetensors.flax import save_file
+
+    from train.models.lora import merged_params
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for p, value in merged_params(model).items():
+        name, transpose = hf_name(p)
+        array = jnp.asarray(value.T if transpose else value)
+        tensors[name] = array.astype(dtype) if dtype is not None else array
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(model.config.to_hf_config(), indent=2))
+    return folder
