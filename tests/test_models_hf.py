@@ -116,3 +116,35 @@ def test_unsupported_architecture(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="unsupported architecture: model_type='gpt2'"):
         load_pretrained(tmp_path)
+
+
+def test_load_straight_onto_a_mesh(tmp_path):
+    import jax
+
+    from train.models import make_mesh
+
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices (see conftest)")
+    hf = save_tiny("qwen2", tmp_path)
+    mesh = make_mesh(data=2, fsdp=2, tensor=2)
+    model = load_pretrained(tmp_path, mesh=mesh)
+    kernel = model.layers[1].self_attn.q_proj.kernel[...]
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    assert len(kernel.addressable_shards) == 8
+    ids = _ids(4, shape=(4, 12))
+    with jax.set_mesh(mesh):
+        got = jax.jit(lambda m, x: m(x))(model, jnp.asarray(ids))
+    np.testing.assert_allclose(np.asarray(got), hf_logits(hf, ids), atol=1e-4, rtol=0)
+
+
+def test_sharded_checkpoint_with_index(tmp_path):
+    from hf_fixtures import tiny_hf_model
+
+    hf = tiny_hf_model("llama", seed=7)
+    hf.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    model = load_pretrained(tmp_path)
+    ids = _ids(5)
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))), hf_logits(hf, ids),
+                               atol=1e-4, rtol=0)

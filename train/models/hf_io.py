@@ -87,8 +87,10 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
     abstract = nnx.eval_shape(lambda: CausalLM(cfg, dtype=dtype, param_dtype=param_dtype,
                                                remat=remat, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
-    shardings = nnx.to_flat_state(model_shardings(state, mesh, rules)) if mesh is not None else None
-    shardings = dict(shardings) if shardings is not None else {}
+    shardings = {}
+    if mesh is not None:
+        for p, sharding in nnx.to_flat_state(model_shardings(state, mesh, rules)):
+            shardings[p] = sharding.get_value() if isinstance(sharding, nnx.Variable) else sharding
     flat = list(nnx.to_flat_state(state))
     expected = {hf_name(p)[0]: (p, v) for p, v in flat}
 
