@@ -59,11 +59,13 @@ class CausalLM(nnx.Module):
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t), (b, t))
-        mask = jnp.tril(jnp.ones((t, t), jnp.bool_))[None, None]
-        if attention_mask is not None:
-            mask = mask & attention_mask.astype(jnp.bool_)[:, None, None, :]
-        if segment_ids is not None:
-            mask = mask & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
+        mask = None  # plain causal attention: lets fused kernels skip materialising a mask
+        if attention_mask is not None or segment_ids is not None:
+            mask = jnp.tril(jnp.ones((t, t), jnp.bool_))[None, None]
+            if attention_mask is not None:
+                mask = mask & attention_mask.astype(jnp.bool_)[:, None, None, :]
+            if segment_ids is not None:
+                mask = mask & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
         x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(self.dtype)
         x = constrain(x, ("batch", "length", "act_embed"))
         run = _run_block_remat if self.remat else _run_block

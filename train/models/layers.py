@@ -87,6 +87,14 @@ def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
     return (x * jnp.cos(angles).astype(x.dtype) + rotated * jnp.sin(angles).astype(x.dtype))
 
 
+def attention_implementation(dtype) -> str | None:
+    """cuDNN's fused attention on GPUs in half precision, XLA's elsewhere
+    (``None`` lets jax pick XLA; cuDNN supports only fp16/bf16)."""
+    if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+        return "cudnn"
+    return None
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: DecoderConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         self.cfg, self.dtype = cfg, dtype
@@ -98,6 +106,7 @@ class Attention(nnx.Module):
         self.o_proj = Dense(n * h, d, axes=("heads", "embed"), **kw)
 
     def __call__(self, x, positions, mask):
+        """mask: a boolean [B, 1, T, T] mask, or None for plain causal attention."""
         cfg = self.cfg
         b, t, _ = x.shape
         q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
@@ -105,7 +114,8 @@ class Attention(nnx.Module):
         v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
         q = constrain(q, ("batch", "length", "act_heads", None))
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=mask is None,
+                                           implementation=attention_implementation(q.dtype))
         return self.o_proj(out.reshape(b, t, cfg.num_heads * cfg.head_dim))
 
 
