@@ -1,0 +1,1 @@
+"""Training configurations: Python files exposing ``get_config()`` (ml_collections)."""

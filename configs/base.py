@@ -1,0 +1,65 @@
+"""Defaults shared by every config; each config file overrides what it needs."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.output_dir = "runs/default"
+    c.resume = False            # also implied when output_dir already holds checkpoints
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.pretrained = ""     # a Hugging Face folder or hub id; empty: train from scratch
+    c.model.name = ""           # a named architecture (train.models.NAMED_CONFIGS) from scratch
+    c.model.arch = ml_collections.ConfigDict()   # or explicit DecoderConfig fields
+    c.model.dtype = "float32"
+    c.model.param_dtype = "float32"
+    c.model.remat = False
+
+    c.lora = ml_collections.ConfigDict()
+    c.lora.enabled = False
+    c.lora.rank = 16
+    c.lora.alpha = 32.0
+    c.lora.dropout = 0.05
+    c.lora.targets = ("q", "k", "v", "o", "gate", "up", "down")
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "austen"    # austen | files | hf
+    c.data.path = ""            # files: a text file or a folder of .txt
+    c.data.hf_name = "wikitext"
+    c.data.hf_config = "wikitext-103-raw-v1"
+    c.data.tokenizer = "bpe"    # bpe (trained on the training split) | pretrained
+    c.data.vocab_size = 4096    # bpe only
+    c.data.seq_len = 128
+    c.data.val_fraction = 0.05  # austen / files; hf datasets use their own validation split
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.lr = 3e-3
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.95
+    c.optimizer.weight_decay = 0.01
+    c.optimizer.warmup_steps = 0
+    c.optimizer.schedule = "constant"   # constant | cosine
+    c.optimizer.guard = "reflex"        # none | reflex | reflex_pro
+    c.optimizer.policy_kwargs = ml_collections.ConfigDict()
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 300
+    c.train.batch_size = 16     # global, per optimizer step
+    c.train.grad_accum = 1      # micro-batches per step (batch_size must divide)
+    c.train.log_every = 10
+    c.train.eval_every = 100
+    c.train.checkpoint_every = 100
+    c.train.keep_checkpoints = 3
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.coordinator = ""   # host:port; empty: single process unless the cluster says
+    c.distributed.num_processes = 1
+    c.distributed.process_id = 0
+    return c

@@ -1,0 +1,26 @@
+"""Every shipped config loads, is locked against unknown keys, and names a real model."""
+
+import importlib
+import pathlib
+
+import pytest
+
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
+                 if p.stem not in ("__init__", "base", "qwen_lora"))
+
+
+def test_the_issue_configs_are_shipped():
+    assert {"tiny", "qwen05b", "qwen3b", "qwen7b", "qwen14b", "tinyllama"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads(name):
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    assert cfg.train.batch_size % cfg.train.grad_accum == 0
+    assert cfg.optimizer.guard in ("none", "reflex", "reflex_pro")
+    if name.startswith("qwen"):
+        assert cfg.model.pretrained.startswith("Qwen/Qwen2.5-") and cfg.lora.enabled
+        assert cfg.data.hf_config == "wikitext-103-raw-v1"
+    cfg.lock()
+    with pytest.raises(AttributeError):
+        cfg.optimizer.lrr = 1.0

@@ -1,0 +1,148 @@
+"""train.run end to end: outputs, resume, signals, several processes, bad inputs."""
+
+import json
+import math
+import os
+import signal
+import socket
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from harness_helpers import SMALL_FLAGS, run_cli, small_config
+from train.checkpoint import CheckpointRestoreError
+from train.metrics import read_metrics
+from train.run import train
+
+
+def _train_losses(run_dir):
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if r["kind"] == "train"}
+
+
+def _final_state(run_dir, step):
+    restored = ocp.StandardCheckpointer().restore(os.path.join(run_dir, "checkpoints", str(step), "state"))
+    return jax.tree.leaves(restored)
+
+
+def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
+    result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=6", *SMALL_FLAGS])
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = read_metrics(tmp_path)
+    train_records = [r for r in records if r["kind"] == "train"]
+    eval_records = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in eval_records] == [4, 6]
+    for r in train_records:
+        assert all(math.isfinite(r[k]) for k in ("loss", "ppl", "grad_norm", "scale"))
+        assert r["regime_name"] in ("calm", "oscillation", "spike")
+    assert all(math.isfinite(r["val_ppl"]) and r["val_ppl"] > 1 for r in eval_records)
+    assert (tmp_path / "training.png").stat().st_size > 10_000
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 6 and math.isfinite(summary["val_ppl"])
+    assert "summary:" in result.stdout
+
+
+def test_resume_is_bit_identical(tmp_path):
+    full = small_config(tmp_path / "full")
+    train(full)
+    part = small_config(tmp_path / "part", steps=4)
+    train(part)
+    resumed = small_config(tmp_path / "part")   # same folder: continues from step 4
+    summary = train(resumed)
+    assert summary["resumed_from"] == 4
+    assert _train_losses(tmp_path / "full") == _train_losses(tmp_path / "part")
+    for a, b in zip(_final_state(tmp_path / "full", 8), _final_state(tmp_path / "part", 8)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    proc = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=100000",
+                    "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000",
+                    *SMALL_FLAGS[:-3], "--config.train.log_every=1"], wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = tmp_path / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved a checkpoint at step" in out
+    saved = int(out.split("saved a checkpoint at step ")[1].split()[0])
+    assert saved >= 3
+    assert (tmp_path / "checkpoints" / str(saved)).is_dir()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    flags = [*SMALL_FLAGS, "--config.train.steps=4", "--config.train.eval_every=4"]
+    single = run_cli(["--config.output_dir=" + str(tmp_path / "one"), *flags], devices=2)
+    assert single.returncode == 0, single.stdout + single.stderr
+    port = _free_port()
+    procs = [run_cli(["--config.output_dir=" + str(tmp_path / "two"), *flags,
+                      f"--config.distributed.coordinator=127.0.0.1:{port}",
+                      "--config.distributed.num_processes=2",
+                      f"--config.distributed.process_id={i}"], devices=1, wait=False)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert one.keys() == two.keys() == {1, 2, 3, 4}
+    np.testing.assert_allclose([two[k] for k in sorted(two)], [one[k] for k in sorted(one)],
+                               rtol=1e-5)
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.optimizer.lrr=1e-3"])
+    assert result.returncode != 0
+    assert "lrr" in result.stdout + result.stderr
+
+
+def test_corpus_too_small_for_one_batch(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        (corpus / f"doc{i}.txt").write_text("a short document. " * 20)
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path, cfg.data.vocab_size = "files", str(corpus), 300
+    with pytest.raises(ValueError, match="fewer than one batch of 8"):
+        train(cfg)
+
+
+def test_missing_corpus_file(tmp_path):
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path = "files", str(tmp_path / "nope.txt")
+    with pytest.raises(FileNotFoundError, match="nope.txt does not exist"):
+        train(cfg)
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_keeps_the_others(tmp_path):
+    cfg = small_config(tmp_path)
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["4", "8"]
+    for f in (checkpoints / "8" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+            f.write_bytes(b"garbage")
+    before = sorted(str(p) for p in checkpoints.rglob("*"))
+    with pytest.raises(CheckpointRestoreError, match="cannot be restored into this run"):
+        train(small_config(tmp_path, steps=12))
+    assert sorted(str(p) for p in checkpoints.rglob("*")) == before
+
+
+def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
+    train(small_config(tmp_path))
+    cfg = small_config(tmp_path, steps=12)
+    cfg.model.arch.hidden_size = 64
+    with pytest.raises(CheckpointRestoreError, match="different model/optimizer config"):
+        train(cfg)

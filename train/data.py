@@ -1,0 +1,99 @@
+"""Corpora, deterministic train/validation splits, packing and a resumable batch order.
+
+A corpus is a list of documents. Documents go to validation by a seeded permutation,
+are tokenized, joined with EOS and packed into windows of ``seq_len + 1`` tokens. The
+training order is a seeded shuffle of the windows, reshuffled each epoch; the only
+state is the number of batches consumed, which the checkpoint records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pathlib
+import re
+
+import numpy as np
+
+AUSTEN_DIR = pathlib.Path(__file__).parent / "corpus" / "austen"
+_CHAPTER = re.compile(r"^\s*chapter\b", re.IGNORECASE | re.MULTILINE)
+
+
+def _read_text(path: pathlib.Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def austen_documents() -> list[str]:
+    """The six novels, one document per chapter (the embedded default corpus)."""
+    files = sorted(AUSTEN_DIR.glob("*.txt.gz"))
+    if not files:
+        raise FileNotFoundError(f"the embedded Austen corpus is missing from {AUSTEN_DIR}")
+    docs = []
+    for path in files:
+        text = _read_text(path)
+        starts = [m.start() for m in _CHAPTER.finditer(text)] or [0]
+        docs += [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)])]
+    return [d for d in docs if d]
+
+
+def file_documents(path) -> list[str]:
+    """A text file (one document) or a folder of ``.txt``/``.txt.gz`` files (one each)."""
+    path = pathlib.Path(path).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")))
+        if not files:
+            raise FileNotFoundError(f"no .txt or .txt.gz files under {path}")
+    else:
+        raise FileNotFoundError(f"corpus path {path} does not exist")
+    return [t for t in (_read_text(p) for p in files) if t.strip()]
+
+
+def hf_documents(name: str, config_name: str | None, split: str) -> list[str]:
+    """A Hugging Face dataset split's ``text`` column (e.g. WikiText-103 raw)."""
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config_name, split=split)
+    return [t for t in dataset["text"] if t.strip()]
+
+
+def split_documents(docs: list[str], val_fraction: float, seed: int):
+    """Deterministic split by a seeded permutation of the documents."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction={val_fraction} must be in (0, 1)")
+    if len(docs) < 2:
+        raise ValueError(f"the corpus has {len(docs)} document(s); need at least 2 to hold one out")
+    order = np.random.default_rng(seed).permutation(len(docs))
+    n_val = max(1, int(round(val_fraction * len(docs))))
+    val = set(order[:n_val].tolist())
+    return ([d for i, d in enumerate(docs) if i not in val], [d for i, d in enumerate(docs) if i in val])
+
+
+def pack(token_lists: list[list[int]], eos_id: int, seq_len: int) -> np.ndarray:
+    """Joins documents with EOS and cuts windows of seq_len + 1 tokens (stride seq_len),
+    so every position is a next-token target exactly once."""
+    stream = np.fromiter((t for ids in token_lists for t in [*ids, eos_id]), dtype=np.int32)
+    n = (len(stream) - 1) // seq_len
+    if n < 1:
+        return np.zeros((0, seq_len + 1), np.int32)
+    idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    return stream[idx]
+
+
+class BatchOrder:
+    """Global batches in a seeded, per-epoch shuffled order; position = batches consumed."""
+
+    def __init__(self, windows: np.ndarray, batch_size: int, seed: int):
+        if len(windows) < batch_size:
+            raise ValueError(f"the training split packs into {len(windows)} windows, fewer than "
+                             f"one batch of {batch_size}: use a larger corpus, a smaller "
+                             f"batch_size or a shorter seq_len")
+        self.windows, self.batch_size, self.seed = windows, batch_size, seed
+        self.per_epoch = len(windows) // batch_size
+
+    def batch(self, index: int) -> np.ndarray:
+        epoch, k = divmod(index, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
+        return self.windows[order[k * self.batch_size:(k + 1) * self.batch_size]]

@@ -1,0 +1,77 @@
+"""Tokenizers: a byte-level BPE trained on the training split (cached by content), or
+a pretrained model's ``transformers.AutoTokenizer``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+
+
+def _cache_dir() -> pathlib.Path:
+    root = os.environ.get("LBW_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "lbw_jax"))
+    return pathlib.Path(root) / "tokenizers"
+
+
+class BPETokenizer:
+    """A byte-level BPE from ``tokenizers``; ``eos_id`` separates documents."""
+
+    EOS = "<|endoftext|>"
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer
+        self.eos_id = tokenizer.token_to_id(self.EOS)
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    @classmethod
+    def train_or_load(cls, documents: list[str], vocab_size: int) -> "BPETokenizer":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        digest = hashlib.sha256()
+        for doc in documents:
+            digest.update(hashlib.sha256(doc.encode()).digest())
+        digest.update(str(vocab_size).encode())
+        cached = _cache_dir() / f"bpe-{vocab_size}-{digest.hexdigest()[:16]}.json"
+        if cached.exists():
+            return cls(Tokenizer.from_file(str(cached)))
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[cls.EOS],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      show_progress=False)
+        tok.train_from_iterator(documents, trainer=trainer)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tok.save(str(tmp))
+        tmp.replace(cached)  # atomic: a concurrent run never reads half a file
+        return cls(tok)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def decode(self, ids) -> str:
+        return self._tok.decode(list(ids))
+
+    def save(self, path):
+        self._tok.save(str(path))
+
+
+class PretrainedTokenizer:
+    """A Hugging Face tokenizer of a pretrained model (folder or hub id)."""
+
+    def __init__(self, name_or_path: str):
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        self.eos_id = self._tok.eos_token_id
+        self.vocab_size = len(self._tok)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._tok(texts, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids) -> str:
+        return self._tok.decode(list(ids))
+
+    def save(self, path):
+        self._tok.save_pretrained(str(pathlib.Path(path).parent / "tokenizer"))

@@ -1,0 +1,224 @@
+"""Everything a run is built from: data, model, optimizer, the jitted steps, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import lbw_jax
+from train import data as data_lib
+from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
+                          model_shardings, named_config)
+from train.models.decoder import CausalLM
+from train.optim import build_optimizer
+from train.tokenizer import BPETokenizer, PretrainedTokenizer
+
+BATCH_AXES = ("data", "fsdp")
+
+
+@dataclasses.dataclass
+class Data:
+    tokenizer: object
+    train: data_lib.BatchOrder
+    val_windows: np.ndarray
+
+
+def build_data(cfg) -> Data:
+    d = cfg.data
+    if d.source == "austen":
+        train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
+    elif d.source == "files":
+        if not d.path:
+            raise ValueError("data.source='files' needs data.path (a text file or a folder)")
+        train_docs, val_docs = data_lib.split_documents(data_lib.file_documents(d.path), d.val_fraction, cfg.seed)
+    elif d.source == "hf":
+        train_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train")
+        val_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation")
+    else:
+        raise ValueError(f"data.source={d.source!r}; choose austen, files or hf")
+
+    if d.tokenizer == "bpe":
+        tokenizer = BPETokenizer.train_or_load(train_docs, d.vocab_size)
+    elif d.tokenizer == "pretrained":
+        if not cfg.model.pretrained:
+            raise ValueError("data.tokenizer='pretrained' needs model.pretrained")
+        tokenizer = PretrainedTokenizer(cfg.model.pretrained)
+    else:
+        raise ValueError(f"data.tokenizer={d.tokenizer!r}; choose bpe or pretrained")
+    train_windows = data_lib.pack(tokenizer.encode_batch(train_docs), tokenizer.eos_id, d.seq_len)
+    val_windows = data_lib.pack(tokenizer.encode_batch(val_docs), tokenizer.eos_id, d.seq_len)
+    if len(val_windows) == 0:
+        raise ValueError(f"the validation split is shorter than one window of {d.seq_len + 1} "
+                         f"tokens; raise data.val_fraction or shorten data.seq_len")
+    return Data(tokenizer, data_lib.BatchOrder(train_windows, cfg.train.batch_size, cfg.seed), val_windows)
+
+
+def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
+    m = cfg.model
+    dtype, param_dtype = jnp.dtype(m.dtype), jnp.dtype(m.param_dtype)
+    if m.pretrained:
+        model = load_pretrained(m.pretrained, dtype=dtype, param_dtype=param_dtype,
+                                remat=m.remat, mesh=mesh)
+    else:
+        if m.name:
+            arch = named_config(m.name)
+        else:
+            fields = dict(m.arch.to_dict())
+            fields.setdefault("vocab_size", vocab_size)
+            arch = DecoderConfig(**fields)
+        if arch.vocab_size < vocab_size:
+            raise ValueError(f"model vocab_size={arch.vocab_size} is smaller than the "
+                             f"tokenizer's {vocab_size}")
+        model = CausalLM(arch, dtype=dtype, param_dtype=param_dtype, remat=m.remat,
+                         rngs=nnx.Rngs(cfg.seed))
+        graphdef, state = nnx.split(model)
+        model = nnx.merge(graphdef, jax.device_put(state, model_shardings(state, mesh)))
+    if cfg.lora.enabled:
+        apply_lora(model, LoRAConfig(rank=cfg.lora.rank, alpha=cfg.lora.alpha,
+                                     dropout=cfg.lora.dropout, targets=tuple(cfg.lora.targets)),
+                   seed=cfg.seed)
+        graphdef, state = nnx.split(model)
+        model = nnx.merge(graphdef, jax.device_put(state, model_shardings(state, mesh)))
+    return model
+
+
+class Trainer:
+    """Holds the model split into (trainable, rngs, frozen), the optimizer state and the
+    jitted train and eval steps over the mesh."""
+
+    def __init__(self, cfg, data: Data):
+        self.cfg, self.data = cfg, data
+        self.mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+        if cfg.train.batch_size % cfg.train.grad_accum:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by "
+                             f"train.grad_accum={cfg.train.grad_accum}")
+        micro = cfg.train.batch_size // cfg.train.grad_accum
+        batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        if micro % batch_shards:
+            raise ValueError(f"the micro-batch of {micro} does not split over the "
+                             f"{batch_shards} data-parallel devices of the mesh")
+        model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
+        self.model_config = model.config
+        trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
+        self.graphdef, self.params, self.rngs, self.frozen = nnx.split(model, trainable, nnx.RngState, ...)
+        self.tx = build_optimizer(cfg)
+        # Moments follow their parameters' shardings; scalars (counters, the guard's
+        # control) are replicated over the mesh.
+        replicated = NamedSharding(self.mesh, P())
+        opt_shardings = optax.tree_map_params(
+            self.tx, lambda _, sharding: sharding, jax.eval_shape(self.tx.init, self.params),
+            jax.tree.map(lambda x: x.sharding, self.params),
+            transform_non_params=lambda _: replicated)
+        self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
+        self.guarded = cfg.optimizer.guard != "none"
+        self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
+        self._train_step = self._compile_train_step()
+        self._eval_step = self._compile_eval_step()
+
+    # The state that a checkpoint holds; the frozen base of a pretrained model is
+    # reloaded from its source instead.
+    def checkpoint_state(self):
+        state = {"params": self.params, "opt_state": self.opt_state, "rngs": self.rngs}
+        if not self.cfg.model.pretrained:
+            state["frozen"] = self.frozen
+        return state
+
+    def load_checkpoint_state(self, state):
+        self.params, self.opt_state, self.rngs = state["params"], state["opt_state"], state["rngs"]
+        if "frozen" in state:
+            self.frozen = state["frozen"]
+
+    def _loss(self, params, rngs, frozen, tokens):
+        model = nnx.merge(self.graphdef, params, rngs, frozen)
+        logits = model(tokens[:, :-1])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+        return loss, nnx.state(model, nnx.RngState)
+
+    def _compile_train_step(self):
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def step(params, opt_state, rngs, frozen, batch):
+            def micro(carry, tokens):
+                grads_sum, loss_sum, rngs = carry
+                (loss, rngs), grads = grad_fn(params, rngs, frozen, tokens)
+                return (jax.tree.map(jnp.add, grads_sum, grads), loss_sum + loss, rngs), None
+
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            (grads, loss, rngs), _ = jax.lax.scan(micro, (zeros, jnp.zeros([]), rngs), batch)
+            n = batch.shape[0]
+            grads = jax.tree.map(lambda g: g / n, grads)
+            loss = loss / n
+            updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
+            params = optax.apply_updates(params, updates)
+            metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+            if self.guarded:
+                info = lbw_jax.telemetry(opt_state)
+                metrics.update(scale=info["scale"], regime=info["regime"],
+                               interventions=info["interventions"], skipped=info["skipped"])
+            return params, opt_state, rngs, metrics
+
+        shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
+        in_shardings = (shard(self.params), shard(self.opt_state), shard(self.rngs),
+                        shard(self.frozen), self.batch_sharding)
+        return jax.jit(step, in_shardings=in_shardings,
+                       out_shardings=in_shardings[:3] + (None,), donate_argnums=(0, 1, 2))
+
+    def _compile_eval_step(self):
+        def step(params, rngs, frozen, tokens, weights):
+            model = nnx.merge(self.graphdef, params, rngs, frozen)
+            model.eval()  # no dropout
+            logits = model(tokens[:, :-1])
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+            return jnp.sum(nll * weights[:, None]), jnp.sum(weights) * nll.shape[1]
+
+        return jax.jit(step)
+
+    def _global_batch(self, host_batch: np.ndarray, sharding) -> jax.Array:
+        """Each process contributes its rows of the global batch."""
+        if jax.process_count() == 1:
+            return jax.device_put(host_batch, sharding)
+        axis = 1 if host_batch.ndim == 3 else 0
+        rows = host_batch.shape[axis] // jax.process_count()
+        local = np.take(host_batch, range(jax.process_index() * rows,
+                                          (jax.process_index() + 1) * rows), axis=axis)
+        return jax.make_array_from_process_local_data(sharding, local, host_batch.shape)
+
+    def train_step(self, batch_index: int):
+        """Runs one optimizer step on global batch ``batch_index``; returns device metrics."""
+        tokens = self.data.train.batch(batch_index)
+        tokens = tokens.reshape(self.cfg.train.grad_accum, -1, tokens.shape[-1])
+        batch = self._global_batch(tokens, self.batch_sharding)
+        self.params, self.opt_state, self.rngs, metrics = self._train_step(
+            self.params, self.opt_state, self.rngs, self.frozen, batch)
+        return metrics
+
+    def evaluate(self) -> dict:
+        """Perplexity over the whole validation split (token-weighted mean NLL)."""
+        windows, b = self.data.val_windows, self.cfg.train.batch_size
+        pad = (-len(windows)) % b
+        weights = np.concatenate([np.ones(len(windows), np.float32), np.zeros(pad, np.float32)])
+        windows = np.concatenate([windows, np.zeros((pad, windows.shape[1]), windows.dtype)])
+        sharding = NamedSharding(self.mesh, P(BATCH_AXES, None))
+        w_sharding = NamedSharding(self.mesh, P(BATCH_AXES))
+        total, count = 0.0, 0.0
+        for i in range(0, len(windows), b):
+            nll, n = self._eval_step(self.params, self.rngs, self.frozen,
+                                     self._global_batch(windows[i:i + b], sharding),
+                                     self._global_batch(weights[i:i + b], w_sharding))
+            total, count = total + float(nll), count + float(n)
+        mean = total / count
+        return {"val_loss": mean, "val_ppl": float(np.exp(mean)), "val_tokens": int(count)}
+
+    def model(self) -> CausalLM:
+        return nnx.merge(self.graphdef, self.params, self.rngs, self.frozen)
+
+
+def run_dir(cfg) -> pathlib.Path:
+    return pathlib.Path(cfg.output_dir).expanduser()
