@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.path = ""            # files: a text file or a folder of .txt
     c.data.hf_name = "wikitext"
     c.data.hf_config = "wikitext-103-raw-v1"
+    # For local data through a datasets builder, e.g. hf_name="text" with
+    # {"train": "a.txt", "validation": "b.txt"}.
+    c.data.hf_data_files = ml_collections.ConfigDict()
     c.data.tokenizer = "bpe"    # bpe (trained on the training split) | pretrained
     c.data.vocab_size = 4096    # bpe only
     c.data.seq_len = 128

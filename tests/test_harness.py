@@ -146,3 +146,55 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
     cfg.model.arch.hidden_size = 64
     with pytest.raises(CheckpointRestoreError, match="different model/optimizer config"):
         train(cfg)
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    # batch 16: two micro-batches of 8 still split over the 8 test devices
+    one = train(small_config(tmp_path / "one", steps=3, eval_every=3, checkpoint_every=3,
+                             batch_size=16))
+    two = train(small_config(tmp_path / "two", steps=3, eval_every=3, checkpoint_every=3,
+                             batch_size=16, grad_accum=2))
+    a, b = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-5)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-5)
+
+
+def test_pretrained_lora_run_on_a_datasets_corpus(tmp_path):
+    """The real configs' path, offline: a pretrained HF checkpoint and its tokenizer,
+    LoRA, and a corpus read by `datasets` (the `text` builder on local files)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from data_fixtures import austen_sample
+
+    text = austen_sample()
+    (tmp_path / "train.txt").write_text(text[: len(text) * 9 // 10])
+    (tmp_path / "valid.txt").write_text(text[len(text) * 9 // 10:])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator([text], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    model_dir = tmp_path / "model"
+    fast.save_pretrained(model_dir)
+    hf_config = transformers.Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2,
+                                         num_key_value_heads=1, max_position_embeddings=64)
+    transformers.Qwen2ForCausalLM(hf_config).save_pretrained(model_dir)
+
+    cfg = small_config(tmp_path / "run", steps=4)
+    cfg.model.pretrained = str(model_dir)
+    cfg.lora.enabled, cfg.lora.rank = True, 4
+    cfg.data.source, cfg.data.tokenizer, cfg.data.hf_name, cfg.data.hf_config = "hf", "pretrained", "text", ""
+    cfg.data.hf_data_files = {"train": str(tmp_path / "train.txt"),
+                              "validation": str(tmp_path / "valid.txt")}
+    summary = train(cfg)
+    assert math.isfinite(summary["val_ppl"])
+    losses = _train_losses(tmp_path / "run")
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses.values())
+    # The frozen base is reloaded from its source, so the checkpoint holds only adapters.
+    saved = ocp.StandardCheckpointer().restore(tmp_path / "run" / "checkpoints" / "4" / "state")
+    assert "frozen" not in saved
+    assert all("lora" in "/".join(map(str, path)) for path, _ in
+               jax.tree_util.tree_flatten_with_path(saved["params"])[0])

@@ -107,3 +107,16 @@ def test_bad_lora_config():
         LoRAConfig(targets=("q", "attn"))
     with pytest.raises(ValueError, match="rank=0"):
         LoRAConfig(rank=0)
+
+
+def test_lora_dropout_only_with_a_key():
+    model = init_model(TINY, seed=7)
+    apply_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.5, targets=("q", "down")))
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
+        var[...] = jnp.full(var.shape, 0.05, var.dtype)
+    tokens = _tokens(2, 8)
+    np.testing.assert_array_equal(model(tokens), model(tokens))
+    key = jax.random.key(0)
+    with_key = model(tokens, dropout_key=key)
+    np.testing.assert_array_equal(with_key, model(tokens, dropout_key=key))
+    assert not np.allclose(with_key, model(tokens))

@@ -51,11 +51,13 @@ def file_documents(path) -> list[str]:
     return [t for t in (_read_text(p) for p in files) if t.strip()]
 
 
-def hf_documents(name: str, config_name: str | None, split: str) -> list[str]:
-    """A Hugging Face dataset split's ``text`` column (e.g. WikiText-103 raw)."""
+def hf_documents(name: str, config_name: str | None, split: str,
+                 data_files: dict | None = None) -> list[str]:
+    """A Hugging Face dataset split's ``text`` column (e.g. WikiText-103 raw, or local
+    files through the ``text`` builder with ``data_files``)."""
     from datasets import load_dataset
 
-    dataset = load_dataset(name, config_name, split=split)
+    dataset = load_dataset(name, config_name, split=split, data_files=data_files or None)
     return [t for t in dataset["text"] if t.strip()]
 
 

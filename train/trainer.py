@@ -39,8 +39,9 @@ def build_data(cfg) -> Data:
             raise ValueError("data.source='files' needs data.path (a text file or a folder)")
         train_docs, val_docs = data_lib.split_documents(data_lib.file_documents(d.path), d.val_fraction, cfg.seed)
     elif d.source == "hf":
-        train_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train")
-        val_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation")
+        files = d.hf_data_files.to_dict() or None
+        train_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train", files)
+        val_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation", files)
     else:
         raise ValueError(f"data.source={d.source!r}; choose austen, files or hf")
 
@@ -107,7 +108,8 @@ class Trainer:
         model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
         self.model_config = model.config
         trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
-        self.graphdef, self.params, self.rngs, self.frozen = nnx.split(model, trainable, nnx.RngState, ...)
+        self.graphdef, self.params, self.rngs, self.frozen = nnx.split(
+            model, trainable, nnx.RngState, ...)
         self.tx = build_optimizer(cfg)
         # Moments follow their parameters' shardings; scalars (counters, the guard's
         # control) are replicated over the mesh.
@@ -135,24 +137,29 @@ class Trainer:
         if "frozen" in state:
             self.frozen = state["frozen"]
 
-    def _loss(self, params, rngs, frozen, tokens):
+    def _loss(self, params, rngs, frozen, tokens, dropout_key):
         model = nnx.merge(self.graphdef, params, rngs, frozen)
-        logits = model(tokens[:, :-1])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-        return loss, nnx.state(model, nnx.RngState)
+        logits = model(tokens[:, :-1], dropout_key=dropout_key)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
     def _compile_train_step(self):
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        grad_fn = jax.value_and_grad(self._loss)
+        seed_key = jax.random.key(self.cfg.seed)
 
-        def step(params, opt_state, rngs, frozen, batch):
-            def micro(carry, tokens):
-                grads_sum, loss_sum, rngs = carry
-                (loss, rngs), grads = grad_fn(params, rngs, frozen, tokens)
-                return (jax.tree.map(jnp.add, grads_sum, grads), loss_sum + loss, rngs), None
+        def step(params, opt_state, rngs, frozen, batch, step_index):
+            # Dropout keys depend only on (seed, step): a resumed run draws the same ones.
+            step_key = jax.random.fold_in(seed_key, step_index)
+
+            def micro(carry, inputs):
+                grads_sum, loss_sum = carry
+                tokens, index = inputs
+                loss, grads = grad_fn(params, rngs, frozen, tokens,
+                                      jax.random.fold_in(step_key, index))
+                return (jax.tree.map(jnp.add, grads_sum, grads), loss_sum + loss), None
 
             zeros = jax.tree.map(jnp.zeros_like, params)
-            (grads, loss, rngs), _ = jax.lax.scan(micro, (zeros, jnp.zeros([]), rngs), batch)
             n = batch.shape[0]
+            (grads, loss), _ = jax.lax.scan(micro, (zeros, jnp.zeros([])), (batch, jnp.arange(n)))
             grads = jax.tree.map(lambda g: g / n, grads)
             loss = loss / n
             updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
@@ -166,15 +173,14 @@ class Trainer:
 
         shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
         in_shardings = (shard(self.params), shard(self.opt_state), shard(self.rngs),
-                        shard(self.frozen), self.batch_sharding)
+                        shard(self.frozen), self.batch_sharding, None)
         return jax.jit(step, in_shardings=in_shardings,
                        out_shardings=in_shardings[:3] + (None,), donate_argnums=(0, 1, 2))
 
     def _compile_eval_step(self):
         def step(params, rngs, frozen, tokens, weights):
             model = nnx.merge(self.graphdef, params, rngs, frozen)
-            model.eval()  # no dropout
-            logits = model(tokens[:, :-1])
+            logits = model(tokens[:, :-1])  # no dropout key: deterministic
             nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
             return jnp.sum(nll * weights[:, None]), jnp.sum(weights) * nll.shape[1]
 
@@ -196,7 +202,7 @@ class Trainer:
         tokens = tokens.reshape(self.cfg.train.grad_accum, -1, tokens.shape[-1])
         batch = self._global_batch(tokens, self.batch_sharding)
         self.params, self.opt_state, self.rngs, metrics = self._train_step(
-            self.params, self.opt_state, self.rngs, self.frozen, batch)
+            self.params, self.opt_state, self.rngs, self.frozen, batch, np.int32(batch_index))
         return metrics
 
     def evaluate(self) -> dict:

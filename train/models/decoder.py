@@ -19,14 +19,15 @@ class Block(nnx.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
         self.mlp = MLP(cfg, **kw)
 
-    def __call__(self, x, positions, mask):
-        x = x + self.self_attn(self.input_layernorm(x), positions, mask)
-        x = x + self.mlp(self.post_attention_layernorm(x))
+    def __call__(self, x, positions, mask, dropout_key=None):
+        attn_key, mlp_key = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+        x = x + self.self_attn(self.input_layernorm(x), positions, mask, attn_key)
+        x = x + self.mlp(self.post_attention_layernorm(x), mlp_key)
         return constrain(x, ("batch", "length", "act_embed"))
 
 
-def _run_block(block, x, positions, mask):
-    return block(x, positions, mask)
+def _run_block(block, x, positions, mask, dropout_key):
+    return block(x, positions, mask, dropout_key)
 
 
 _run_block_remat = nnx.remat(_run_block)
@@ -49,12 +50,14 @@ class CausalLM(nnx.Module):
                 rngs.params(), (cfg.hidden_size, cfg.vocab_size), param_dtype)))
 
     def __call__(self, tokens: jax.Array, *, attention_mask: jax.Array | None = None,
-                 positions: jax.Array | None = None, segment_ids: jax.Array | None = None):
+                 positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+                 dropout_key: jax.Array | None = None):
         """Logits [B, T, V] (float32) for token ids [B, T].
 
         attention_mask: [B, T], 1 for real tokens, 0 for padding (keys that are masked out).
         segment_ids: [B, T], tokens attend only within their segment (packed sequences).
         positions: [B, T] rotary positions; defaults to 0..T-1.
+        dropout_key: enables LoRA dropout (training); without it the model is deterministic.
         """
         b, t = tokens.shape
         if positions is None:
@@ -69,8 +72,9 @@ class CausalLM(nnx.Module):
         x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(self.dtype)
         x = constrain(x, ("batch", "length", "act_embed"))
         run = _run_block_remat if self.remat else _run_block
-        for block in self.layers:
-            x = run(block, x, positions, mask)
+        for i, block in enumerate(self.layers):
+            key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+            x = run(block, x, positions, mask, key)
         x = self.norm(x)
         head = (self.embed_tokens[...].T if self.lm_head is None else self.lm_head[...])
         logits = x @ head.astype(self.dtype)

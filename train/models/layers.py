@@ -47,15 +47,18 @@ class Dense(nnx.Module):
         self.lora_b = nnx.LoRAParam(partitioned(nnx.initializers.zeros, ("lora_rank", None))(
             rngs.params(), (rank, self.out_features), param_dtype))
         self.lora_scale = alpha / rank
-        self.lora_dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
+        # Stateless: active only when a call passes a dropout key (training steps).
+        self.lora_dropout = nnx.Dropout(dropout) if dropout > 0 else None
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         x = x.astype(self.dtype)
         y = x @ self.kernel[...].astype(self.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         if self.lora_a is not None:
-            h = self.lora_dropout(x) if self.lora_dropout is not None else x
+            h = x
+            if self.lora_dropout is not None and dropout_key is not None:
+                h = self.lora_dropout(x, deterministic=False, rngs=dropout_key)
             y = y + self.lora_scale * ((h @ self.lora_a[...].astype(self.dtype))
                                        @ self.lora_b[...].astype(self.dtype))
         return y
@@ -87,6 +90,10 @@ def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
     return (x * jnp.cos(angles).astype(x.dtype) + rotated * jnp.sin(angles).astype(x.dtype))
 
 
+def _split(key, n):
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
 def attention_implementation(dtype) -> str | None:
     """cuDNN's fused attention on GPUs in half precision, XLA's elsewhere
     (``None`` lets jax pick XLA; cuDNN supports only fp16/bf16)."""
@@ -105,18 +112,19 @@ class Attention(nnx.Module):
         self.v_proj = Dense(d, k * h, axes=("embed", "heads"), use_bias=cfg.attention_bias, **kw)
         self.o_proj = Dense(n * h, d, axes=("heads", "embed"), **kw)
 
-    def __call__(self, x, positions, mask):
+    def __call__(self, x, positions, mask, dropout_key=None):
         """mask: a boolean [B, 1, T, T] mask, or None for plain causal attention."""
         cfg = self.cfg
         b, t, _ = x.shape
-        q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
-        k = self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-        v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        keys = _split(dropout_key, 4)
+        q = self.q_proj(x, keys[0]).reshape(b, t, cfg.num_heads, cfg.head_dim)
+        k = self.k_proj(x, keys[1]).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        v = self.v_proj(x, keys[2]).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
         q = constrain(q, ("batch", "length", "act_heads", None))
         out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=mask is None,
                                            implementation=attention_implementation(q.dtype))
-        return self.o_proj(out.reshape(b, t, cfg.num_heads * cfg.head_dim))
+        return self.o_proj(out.reshape(b, t, cfg.num_heads * cfg.head_dim), keys[3])
 
 
 class MLP(nnx.Module):
@@ -129,5 +137,7 @@ class MLP(nnx.Module):
         self.up_proj = Dense(d, f, axes=("embed", "mlp"), **kw)
         self.down_proj = Dense(f, d, axes=("mlp", "embed"), **kw)
 
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    def __call__(self, x, dropout_key=None):
+        keys = _split(dropout_key, 3)
+        return self.down_proj(jax.nn.silu(self.gate_proj(x, keys[0])) * self.up_proj(x, keys[1]),
+                              keys[2])

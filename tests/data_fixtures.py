@@ -1,0 +1,7 @@
+"""Small text samples from the embedded corpus."""
+
+from train.data import austen_documents
+
+
+def austen_sample(chapters: int = 12) -> str:
+    return "\n\n".join(austen_documents()[:chapters])
