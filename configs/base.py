@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.schedule = "constant"   # constant | cosine
     c.optimizer.guard = "reflex"        # none | reflex | reflex_pro
     c.optimizer.policy_kwargs = ml_collections.ConfigDict()
+    c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300

@@ -33,4 +33,5 @@ def build_optimizer(cfg) -> optax.GradientTransformationExtraArgs:
         return optax.with_extra_args_support(adamw)
     if opt.guard not in GUARDS:
         raise ValueError(f"optimizer.guard={opt.guard!r}; choose none or one of {sorted(GUARDS)}")
-    return lbw_jax.lbw_guard(adamw, policy=GUARDS[opt.guard](**opt.policy_kwargs.to_dict()))
+    return lbw_jax.lbw_guard(adamw, policy=GUARDS[opt.guard](**opt.policy_kwargs.to_dict()),
+                             skip_non_finite=opt.skip_non_finite)
