@@ -65,9 +65,9 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
       extra argument ``value=`` (the loss), which reaches the policy and, like
       every other extra argument, is forwarded to ``inner``.
 
-    With ``skip_non_finite``, non-finite gradients or a non-finite ``value`` skip the step: the update is
-    zero and the inner state, the policy's statistics and the scale stay as they
-    were; ``skipped`` counts such steps.
+    With ``skip_non_finite``, non-finite gradients or a non-finite ``value`` skip
+    the step: the update is zero and the inner state, the policy's statistics and
+    the scale stay as they were; ``skipped`` counts such steps.
     """
     if policy is None:
         from lbw_jax.policies.reflex import reflex

@@ -94,8 +94,11 @@ class BatchOrder:
                              f"batch_size or a shorter seq_len")
         self.windows, self.batch_size, self.seed = windows, batch_size, seed
         self.per_epoch = len(windows) // batch_size
+        self._epoch, self._order = None, None
 
     def batch(self, index: int) -> np.ndarray:
         epoch, k = divmod(index, self.per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
-        return self.windows[order[k * self.batch_size:(k + 1) * self.batch_size]]
+        if epoch != self._epoch:  # one permutation per epoch, a pure function of (seed, epoch)
+            self._epoch = epoch
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
+        return self.windows[self._order[k * self.batch_size:(k + 1) * self.batch_size]]

@@ -3,6 +3,7 @@ tensor by tensor so that a large model never needs two full copies in host memor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -91,8 +92,10 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
     if mesh is not None:
         for p, sharding in nnx.to_flat_state(model_shardings(state, mesh, rules)):
             shardings[p] = sharding.get_value() if isinstance(sharding, nnx.Variable) else sharding
-    flat = list(nnx.to_flat_state(state))
-    expected = {hf_name(p)[0]: (p, v) for p, v in flat}
+    expected = {}  # HF name -> (our path, abstract variable, stored transposed)
+    for p, var in nnx.to_flat_state(state):
+        name, transposed = hf_name(p)
+        expected[name] = (p, var, transposed)
 
     files = _tensor_files(folder)
     present = {n for n in files if not n.endswith(_IGNORED_SUFFIXES)}
@@ -105,36 +108,34 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
         problems.append(f"missing tensors: {missing}")
     if unexpected:
         problems.append(f"unexpected tensors: {unexpected}")
-    handles: dict[pathlib.Path, object] = {}
+    with contextlib.ExitStack() as stack:
+        handles: dict[pathlib.Path, object] = {}
 
-    def handle(file):
-        if file not in handles:
-            handles[file] = safe_open(file, framework="flax")
-        return handles[file]
+        def handle(file):
+            if file not in handles:
+                handles[file] = stack.enter_context(safe_open(file, framework="flax"))
+            return handles[file]
 
-    mis_shaped = []
-    for name, (p, var) in expected.items():
-        if name in files:
-            shape = tuple(handle(files[name]).get_slice(name).get_shape())
-            want = var.shape[::-1] if hf_name(p)[1] else var.shape
-            if shape != tuple(want):
-                mis_shaped.append(f"{name}: checkpoint {shape}, model {tuple(want)}")
-    if mis_shaped:
-        problems.append(f"mis-shaped tensors: {mis_shaped}")
-    if problems:
-        raise CheckpointError(f"checkpoint {folder} does not match {cfg.model_type} config: "
-                              + "; ".join(problems))
+        mis_shaped = []
+        for name, (p, var, transposed) in expected.items():
+            if name in files:
+                shape = tuple(handle(files[name]).get_slice(name).get_shape())
+                want = tuple(var.shape[::-1] if transposed else var.shape)
+                if shape != want:
+                    mis_shaped.append(f"{name}: checkpoint {shape}, model {want}")
+        if mis_shaped:
+            problems.append(f"mis-shaped tensors: {mis_shaped}")
+        if problems:
+            raise CheckpointError(f"checkpoint {folder} does not match {cfg.model_type} config: "
+                                  + "; ".join(problems))
 
-    loaded = []
-    for name, (p, var) in expected.items():
-        tensor = handle(files[name]).get_tensor(name)
-        if hf_name(p)[1]:
-            tensor = tensor.T
-        tensor = tensor.astype(param_dtype)
-        if p in shardings:
-            tensor = jax.device_put(tensor, shardings[p])
-        loaded.append((p, var.replace(tensor)))
-        del tensor
+        loaded = []
+        for name, (p, var, transposed) in expected.items():
+            tensor = handle(files[name]).get_tensor(name)
+            tensor = (tensor.T if transposed else tensor).astype(param_dtype)
+            if p in shardings:
+                tensor = jax.device_put(tensor, shardings[p])
+            loaded.append((p, var.replace(tensor)))
     return nnx.merge(graphdef, nnx.from_flat_state(loaded))
 
 
