@@ -6,20 +6,22 @@ import optax
 
 import lbw_jax
 
-GUARDS = {"reflex": lbw_jax.reflex, "reflex_pro": lbw_jax.reflex_pro}
+GUARDS = lbw_jax.POLICIES
 
 
-def schedule(cfg, steps: int) -> optax.Schedule:
+def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
+    """The config's schedule peaking at ``peak`` (``optimizer.lr`` when omitted)."""
     opt = cfg.optimizer
+    peak = opt.lr if peak is None else peak
     if opt.schedule == "constant":
-        main = optax.constant_schedule(opt.lr)
+        main = optax.constant_schedule(peak)
     elif opt.schedule == "cosine":
-        main = optax.cosine_decay_schedule(opt.lr, max(1, steps - opt.warmup_steps), alpha=0.1)
+        main = optax.cosine_decay_schedule(peak, max(1, steps - opt.warmup_steps), alpha=0.1)
     else:
         raise ValueError(f"optimizer.schedule={opt.schedule!r}; choose constant or cosine")
     if opt.warmup_steps <= 0:
         return main
-    warmup = optax.linear_schedule(0.0, opt.lr, opt.warmup_steps)
+    warmup = optax.linear_schedule(0.0, peak, opt.warmup_steps)
     return optax.join_schedules([warmup, main], [opt.warmup_steps])
 
 

@@ -4,5 +4,8 @@ from lbw_jax.policies.base import Decision, Policy
 from lbw_jax.policies.reflex import Reflex, ReflexState, reflex
 from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProState, reflex_pro
 
+# Every policy by name, for configs and the stress suite.
+POLICIES = {"reflex": reflex, "reflex_pro": reflex_pro}
+
 __all__ = ["Decision", "Policy", "Reflex", "ReflexState", "reflex",
-           "ReflexPro", "ReflexProState", "reflex_pro"]
+           "ReflexPro", "ReflexProState", "reflex_pro", "POLICIES"]

@@ -1,0 +1,56 @@
+"""Defaults of the stress suite (``python -m train.stress``); stress configs start here."""
+
+import ml_collections
+
+from configs.base import base_config
+
+
+def stress_config() -> ml_collections.ConfigDict:
+    c = base_config()
+    c.optimizer.guard = "none"        # the arms decide; this field is not read by the suite
+    # Linear warmup, then the LR under test held: a decay would hide the damage of a too-large
+    # step by healing it at the end, and the stress of a run is what is measured.
+    c.optimizer.schedule = "constant"
+    c.optimizer.warmup_steps = 30
+
+    s = c.stress = ml_collections.ConfigDict()
+    s.arms = ("adamw", "clip", "zclip", "spike_skip", "plateau", "reflex", "reflex_pro",
+              "effective_lr")
+    s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+    s.seeds = 3                   # data orders; every seed starts from the same model
+    s.steps = 300
+    s.eval_every = 10
+    s.eval_batches = 8            # fixed validation batches, the same for every cell
+    s.max_cells = 0               # cells per batched program (0: all of an arm's); bounds memory
+
+    # A shared start: train the model first so that a too-large step has something to destroy
+    # (the paper fine-tunes a pretrained model). 0: start from the model as built/loaded.
+    # It ends a cosine decay, like a released checkpoint, so every arm starts near a minimum.
+    s.pretrain_steps = 1500
+    s.pretrain_lr = 3e-3
+    s.pretrain_warmup = 50
+
+    s.diverge_ratio = 2.0         # diverged: non-finite, or this many times the start perplexity
+    s.effective_lr_of = "reflex"  # the guard whose mean scale the effective-LR control copies
+
+    # Failure scenarios, injected into every arm but the effective-LR control.
+    s.scenarios = ("burst", "lr_spike", "grad_x100", "nan_grad")
+    s.fault_arms = ("adamw", "clip", "zclip", "spike_skip", "plateau")  # guard arms always
+    s.scenario_lr = 1e-3
+    s.inject_at = 150
+    s.burst_len = 20
+    s.lr_spike = 30.0
+    s.lr_spike_len = 20
+    s.grad_factor = 100.0
+    s.recover_tolerance = 0.02
+
+    s.sequential_cells = 3        # cells also run one at a time, for the timing comparison
+
+    # The baselines' knobs (their published defaults) and per-policy knobs by name.
+    s.clip_norm = 1.0
+    s.zclip = ml_collections.ConfigDict(dict(alpha=0.97, z_threshold=2.5, warmup_steps=25))
+    s.spike_skip = ml_collections.ConfigDict(dict(window=128, threshold=6.0, warmup=64))
+    s.plateau = ml_collections.ConfigDict(dict(factor=0.5, patience=5, cooldown=0,
+                                               accumulation_size=10, rtol=1e-4, min_scale=0.01))
+    s.policy_kwargs = ml_collections.ConfigDict()
+    return c

@@ -1,0 +1,6 @@
+"""Strong baselines the guard is measured against, as optax transformations."""
+
+from lbw_jax.baselines.spike_skip import SpikeSkipState, skip_spikes
+from lbw_jax.baselines.zclip import ZClipState, zclip
+
+__all__ = ["zclip", "ZClipState", "skip_spikes", "SpikeSkipState"]

@@ -1,0 +1,116 @@
+"""The stress suite: the ``--quick`` profile end to end (report, table, figures, a NaN
+injection), the fault plumbing, and the configuration errors."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs.stress_tiny import get_config
+from harness_helpers import ROOT
+from train.stress import faults as faults_lib
+from train.stress.suite import check_config
+
+TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
+        "--config.model.arch.num_heads=2", "--config.model.arch.num_kv_heads=1",
+        "--config.model.arch.head_dim=16", "--config.data.vocab_size=512",
+        "--config.stress.pretrain_steps=8"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stress")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-m", "train.stress", "--quick",
+                           f"--config.output_dir={out}", *TINY],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
+
+
+def test_quick_profile_writes_the_report_table_and_figures(quick_run):
+    out, results, report = quick_run
+    for name in ("lr_stress.png", "loss_curves.png", "guard_scale.png", "scenarios.png"):
+        assert (out / name).stat().st_size > 5000, name
+        assert f"![{name}]({name})" in report
+    # One table row per arm, with a finite mean ± std in the LR column.
+    table = report.split("## Final validation perplexity")[1].split("Mean step multiplier")[0]
+    rows = [line for line in table.splitlines() if line.startswith(("| AdamW |", "| lbw_guard(reflex) |"))]
+    assert len(rows) == 2
+    for row in rows:
+        mean, std = map(float, re.search(r"\| ([\d.]+) ± ([\d.]+)", row).groups())
+        assert math.isfinite(mean) and mean > 1 and std == 0.0   # one seed
+    for arm in ("adamw", "reflex"):
+        cell = results["grid"][arm]["0.001"]
+        assert cell["diverged"] == 0 and math.isfinite(cell["mean"])
+        assert results["throughput"][arm]["tokens_per_s"] > 0
+    assert results["command"].startswith("python -m train.stress --quick")
+
+
+def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
+    _, results, report = quick_run
+    step = results["config"]["stress"]["inject_at"]
+    cells = {(c["arm"], c["scenario"]): c for c in results["cells"]}
+    guard, adamw = cells[("reflex", "nan_grad")], cells[("adamw", "nan_grad")]
+    # The NaN arrives exactly at the injection step, in both arms.
+    for cell in (guard, adamw):
+        assert cell["grad_norm"][step] is None
+        assert all(g is not None for g in cell["grad_norm"][:step])
+    # The guard skips it and trains on; AdamW's parameters are NaN from then on.
+    assert guard["skipped"] == 1 and guard["final_ppl"] is not None
+    assert all(x is not None for x in guard["loss"])
+    assert adamw["final_ppl"] is None and all(x is None for x in adamw["loss"][step + 1:])
+    assert results["scenarios"]["reflex"]["nan_grad"]["summary"]["survived"] == 1
+    assert results["scenarios"]["adamw"]["nan_grad"]["summary"]["survived"] == 0
+    assert "| lbw_guard(reflex) | nan_grad | 1/1 |" in report
+    assert "| AdamW | nan_grad | 0/1 |" in report
+
+
+def test_a_cell_alone_equals_the_same_cell_in_the_batch(quick_run):
+    _, results, report = quick_run
+    seq = results["sequential"]
+    np.testing.assert_allclose(seq["ppl_alone"], seq["ppl_batched"], rtol=1e-4)
+    assert "## Batched versus one by one" in report
+
+
+def test_fault_parameters_land_on_the_configured_steps():
+    s = get_config().stress
+    f = faults_lib.faults_for(["none", "burst", "lr_spike", "grad_x100", "nan_grad"], s)
+    np.testing.assert_array_equal(f.lr_start, [-1, -1, s.inject_at, -1, -1])
+    np.testing.assert_array_equal(f.lr_stop, [-1, -1, s.inject_at + s.lr_spike_len, -1, -1])
+    np.testing.assert_array_equal(f.lr_factor, [1, 1, s.lr_spike, 1, 1])
+    np.testing.assert_array_equal(f.grad_step, [-1, -1, -1, s.inject_at, s.inject_at])
+    assert f.grad_factor[3] == s.grad_factor and np.isnan(f.grad_factor[4])
+    assert faults_lib.window("burst", s) == (s.inject_at, s.inject_at + s.burst_len)
+    a = faults_lib.random_batch(512, (2, 5), seed=1, step=3)
+    np.testing.assert_array_equal(a, faults_lib.random_batch(512, (2, 5), seed=1, step=3))
+    assert a.max() < 512 and not np.array_equal(a, faults_lib.random_batch(512, (2, 5), seed=2, step=3))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("arms", ("adamw", "lion"), "unknown arm 'lion'"),
+    ("arms", ("adamw", "adamw"), "lists an arm twice"),
+    ("arms", ("adamw", "effective_lr"), "effective_lr, which needs the guard arm"),
+    ("lrs", (1e-3, -1.0), "positive"),
+    ("scenarios", ("burst", "meteor"), "unknown scenario"),
+    ("scenario_lr", 5e-4, "must be one of stress.lrs"),
+    ("inject_at", 300, "must lie inside the run"),
+    ("seeds", 0, "stress.seeds=0"),
+])
+def test_bad_stress_settings_are_named(field, value, message):
+    cfg = get_config()
+    cfg.stress[field] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_config(cfg)
+
+
+def test_bad_baseline_knobs_are_named():
+    cfg = get_config()
+    cfg.stress.zclip.z_threshold = -1.0
+    with pytest.raises(ValueError, match="zclip: knob z_threshold"):
+        check_config(cfg)

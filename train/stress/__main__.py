@@ -1,0 +1,65 @@
+"""``python -m train.stress [--config configs/stress_tiny.py] [--quick] [--config.a.b=value ...]``
+
+Runs every arm of ``stress.arms`` at every LR of ``stress.lrs`` for ``stress.seeds``
+data orders, plus the failure scenarios, and writes ``results.json``, ``report.md``
+and PNG figures into ``output_dir``. ``--quick`` shrinks the grid to a smoke test
+(two arms, one LR, a handful of steps) that finishes in about a minute on a CPU.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shlex
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_tiny.py")
+_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG,
+                                          "A stress config file exposing get_config().", lock_config=True)
+_QUICK = flags.DEFINE_bool("quick", False, "Smoke-test profile: two arms, one LR, a few steps.")
+
+
+def quick_profile(cfg) -> None:
+    """Shrinks a stress config in place to a fast end-to-end check. It replaces the
+    fields it names, command-line overrides of those included; others still apply."""
+    s = cfg.stress
+    s.arms = ("adamw", "reflex")
+    s.lrs = (s.scenario_lr,)
+    s.seeds = 1
+    s.steps = 12
+    s.eval_every = 4
+    s.eval_batches = 2
+    s.pretrain_steps = min(s.pretrain_steps, 8)
+    s.scenarios = ("nan_grad",)
+    s.inject_at = 6
+    s.sequential_cells = 1
+    s.policy_kwargs.reflex = dict(stats_every=2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<field>=value")
+    import tqdm
+
+    from train.stress import report
+    from train.stress.suite import run_suite
+
+    cfg = _CONFIG.value
+    if _QUICK.value:
+        with cfg.unlocked():
+            quick_profile(cfg)
+    t0 = time.perf_counter()
+    result = run_suite(cfg, progress_factory=lambda desc, total: tqdm.tqdm(
+        total=total, desc=desc, unit="step", leave=False, mininterval=2.0))
+    command = "python -m train.stress " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report.write(result, cfg.output_dir, command.strip())
+    print(f"stress: wrote {cfg.output_dir}/report.md, results.json and figures "
+          f"in {(time.perf_counter() - t0) / 60:.1f} min")
+    print((pathlib.Path(cfg.output_dir) / "report.md").read_text().split("## Figures")[0])
+
+
+if __name__ == "__main__":
+    app.run(main)

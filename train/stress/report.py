@@ -1,0 +1,249 @@
+"""Writes the suite's outputs: results.json, report.md and the PNG figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import platform
+
+import jax
+import numpy as np
+
+from train.stress import faults as faults_lib
+from train.stress import summary
+
+
+def _num(x, digits=4):
+    """JSON-safe: non-finite numbers become null."""
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _fmt(x, digits=2):
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def write(result, out_dir, command: str) -> dict:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"grid": summary.grid(result), "throughput": summary.throughput(result),
+              "scenarios": summary.scenarios(result)}
+    (out / "results.json").write_text(json.dumps(_results_json(result, tables, command), indent=1))
+    figures = _figures(result, out)
+    (out / "report.md").write_text(_report_md(result, tables, command, figures))
+    return tables
+
+
+def _environment():
+    device = jax.devices()[0]
+    return {"jax": jax.__version__, "platform": device.platform,
+            "device": getattr(device, "device_kind", str(device)), "machine": platform.machine(),
+            "cpu_count": __import__("os").cpu_count()}
+
+
+def _results_json(result, tables, command):
+    cells = []
+    for name, runs in result.runs.items():
+        for i, c in enumerate(runs.cells):
+            cells.append({
+                "arm": name, "lr": c.lr, "run_lr": c.peak_lr, "seed": c.seed, "scenario": c.scenario,
+                "final_ppl": _num(runs.val_ppl[-1, i]),
+                "val_ppl": [_num(v) for v in runs.val_ppl[:, i]],
+                "loss": [_num(v) for v in runs.loss[:, i]],
+                "grad_norm": [_num(v, 3) for v in runs.grad_norm[:, i]],
+                "scale": [_num(v) for v in runs.scale[:, i]],
+                "mean_scale": _num(np.mean(runs.scale[:, i])),
+                "skipped": int(runs.skipped[-1, i]),
+            })
+    grid = {arm: {str(lr): {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
+                  for lr, row in per.items()} for arm, per in tables["grid"].items()}
+    scen = {arm: {name: {"per_seed": seeds, "summary": summary.aggregate_scenario(seeds)}
+                  for name, seeds in per.items()} for arm, per in tables["scenarios"].items()}
+    return _clean({
+        "command": command, "environment": _environment(), "config": result.cfg.to_dict(),
+        "n_params": result.n_params, "tokens_per_step": result.tokens_per_step,
+        "start_ppl": result.start_ppl, "pretrain": result.pretrain, "labels": result.labels,
+        "eval_steps": next(iter(result.runs.values())).eval_steps,
+        "grid": grid, "throughput": tables["throughput"], "scenarios": scen,
+        "sequential": result.sequential, "cells": cells,
+    })
+
+
+def _clean(obj):
+    """Plain JSON: tuples to lists, numpy scalars to Python, non-finite floats to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _report_md(result, tables, command, figures) -> str:
+    s = result.cfg.stress
+    lines = [
+        "# Stress suite report", "",
+        f"Command: `{command}`", "",
+        f"Model: {result.n_params:,} trainable parameters; {result.tokens_per_step:,} tokens a step; "
+        f"{s.steps} steps per run; {s.seeds} seed(s) (data order); schedule: "
+        f"{result.cfg.optimizer.schedule}, {result.cfg.optimizer.warmup_steps} warmup steps; "
+        f"AdamW b1={result.cfg.optimizer.b1}, b2={result.cfg.optimizer.b2}, "
+        f"weight decay {result.cfg.optimizer.weight_decay}.",
+    ]
+    if result.pretrain.get("steps"):
+        p = result.pretrain
+        lines.append(f"Every run starts from one model pretrained for {p['steps']} steps at LR "
+                     f"{p['lr']} (validation perplexity {p['val_ppl']:.2f}).")
+    env = _environment()
+    lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}.", "",
+              "## Final validation perplexity", "",
+              f"Mean ± std over seeds. † marks runs that diverged (non-finite, or more than "
+              f"{s.diverge_ratio}× the starting perplexity of {result.start_ppl:.2f}), with their count.", ""]
+    lrs = list(s.lrs)
+    lines.append("| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " | tokens/s | wall (compile + run) |")
+    lines.append("|---" * (len(lrs) + 3) + "|")
+    for name, per in tables["grid"].items():
+        row = []
+        for lr in lrs:
+            g = per[lr]
+            text = f"{_fmt(g['mean'])} ± {_fmt(g['std'])}" if math.isfinite(g["mean"]) else "non-finite"
+            if g["diverged"]:
+                text += f" †{g['diverged']}/{g['seeds']}"
+            row.append(text)
+        t = tables["throughput"][name]
+        lines.append(f"| {result.labels[name]} | " + " | ".join(row) +
+                     f" | {t['tokens_per_s']:,.0f} | {t['compile_s']:.0f} s + {t['run_s']:.0f} s |")
+    scaled = [n for n, per in tables["grid"].items() if any(abs(g["mean_scale"] - 1) > 1e-6 for g in per.values())]
+    if scaled:
+        lines += ["", "Mean step multiplier over the run (the guard's scale; reduce_on_plateau's scale; "
+                  "ZClip's clip factor):", "",
+                  "| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|"]
+        for name in scaled:
+            lines.append(f"| {result.labels[name]} | " + " | ".join(
+                f"{tables['grid'][name][lr]['mean_scale']:.3f}" for lr in lrs) + " |")
+    if "effective_lr" in tables["grid"]:
+        lines += ["", f"The effective-LR control runs plain AdamW at LR × the mean scale of "
+                  f"`{s.effective_lr_of}` in the same cell (same LR and seed)."]
+    if tables["scenarios"]:
+        lines += ["", "## Failure scenarios", "",
+                  f"Injected at step {s.inject_at} of runs at LR {s.scenario_lr}: "
+                  + "; ".join(f"**{k}**: {v}" for k, v in faults_lib.SCENARIOS.items() if k in s.scenarios)
+                  + f" (burst {s.burst_len} batches, LR ×{s.lr_spike:g} for {s.lr_spike_len} steps, "
+                  f"gradient ×{s.grad_factor:g}).", "",
+                  f"*Survived*: finite and at most {s.diverge_ratio}× the perplexity before the fault. "
+                  f"*Cost*: final perplexity minus that of the same arm's clean run (same LR and seed). "
+                  f"*Recovered*: from then on within {s.recover_tolerance:.0%} of the clean run, "
+                  f"counted in steps from the fault (evaluations every {s.eval_every} steps).", "",
+                  "| arm | scenario | survived | ppl before → after | cost | recovered | steps to recover |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, per in tables["scenarios"].items():
+            for scenario, seeds in per.items():
+                a = summary.aggregate_scenario(seeds)
+                lines.append(
+                    f"| {result.labels[name]} | {scenario} | {a['survived']}/{a['seeds']} | "
+                    f"{_fmt(a['before'])} → {_fmt(a['after'])} | {_fmt(a['ppl_loss'])} | "
+                    f"{a['recovered']}/{a['seeds']} | {_fmt(a['steps_to_recover'], 0)} |")
+    if result.sequential:
+        q = result.sequential
+        speedup = q["grid_one_by_one_s"] / q["grid_batched_s"]
+        lines += ["", "## Batched versus one by one", "",
+                  f"The first {q['cells']} cells of `{q['arm']}` were also run one at a time "
+                  f"(a one-cell program): {q['run_s_per_cell']:.2f} s a cell, against "
+                  f"{q['batched_run_s_per_cell']:.2f} s a cell inside the batch "
+                  f"(compile {q['compile_s']:.1f} s for the one-cell program).",
+                  f"Final perplexities alone: {', '.join(f'{x:.3f}' for x in q['ppl_alone'])}; "
+                  f"in the batch: {', '.join(f'{x:.3f}' for x in q['ppl_batched'])}.", "",
+                  f"Whole grid ({q['grid_cells']} cells): batched {q['grid_batched_s'] / 60:.1f} min "
+                  f"(measured, compiles included); one by one ≈ {q['grid_one_by_one_s'] / 60:.1f} min "
+                  f"(the measured one-cell time × {q['grid_cells']} cells + one compile per arm; "
+                  f"extrapolated, not run): {speedup:.1f}× faster batched."]
+    lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _figures(result, out) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result.cfg.stress
+    names = []
+    grid = summary.grid(result)
+    lrs = np.asarray(s.lrs)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, per in grid.items():
+        means = np.array([per[lr]["mean"] for lr in s.lrs])
+        stds = np.array([per[lr]["std"] for lr in s.lrs])
+        ok = np.isfinite(means)
+        line = ax.errorbar(lrs[ok], means[ok], yerr=stds[ok], marker="o", capsize=3, label=result.labels[name])
+        bad = [lr for lr in s.lrs if per[lr]["diverged"]]
+        for lr in bad:
+            y = per[lr]["mean"] if math.isfinite(per[lr]["mean"]) else np.nanmax(
+                [g["mean"] for g in per.values()] + [result.start_ppl * s.diverge_ratio])
+            ax.plot([lr], [y], "x", color=line[0].get_color(), markersize=10, mew=2)
+    ax.axhline(result.start_ppl, color="gray", ls=":", label="start")
+    ax.set(xscale="log", yscale="log", xlabel="peak learning rate", ylabel="final validation perplexity",
+           title="LR stress: final perplexity (× = diverged)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "lr_stress.png", dpi=120)
+    plt.close(fig)
+    names.append("lr_stress.png")
+
+    def per_lr_panels(filename, series, ylabel, arms, log_y=False):
+        fig, axes = plt.subplots(1, len(s.lrs), figsize=(3.2 * len(s.lrs), 3.2), squeeze=False)
+        for ax, lr in zip(axes[0], s.lrs):
+            for name in arms:
+                runs = result.runs[name]
+                idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
+                y = series(runs)[:, idx].mean(axis=1)
+                ax.plot(np.arange(1, len(y) + 1), y, label=result.labels[name], lw=1)
+            ax.set(title=f"LR {lr:g}", xlabel="step")
+            if log_y:
+                ax.set_yscale("log")
+        axes[0][0].set_ylabel(ylabel)
+        axes[0][-1].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / filename, dpi=110)
+        plt.close(fig)
+        names.append(filename)
+
+    def smooth(runs, k=10):
+        x = runs.loss.astype(np.float64)
+        kernel = np.ones(k) / k
+        return np.stack([np.convolve(np.pad(col, (k - 1, 0), mode="edge"), kernel, "valid")
+                         for col in x.T], axis=1)
+
+    per_lr_panels("loss_curves.png", smooth, "training loss (10-step mean)", list(result.runs))
+    scaled = [n for n in result.runs if n in ("plateau",) or result.labels[n].startswith("lbw_guard")]
+    if scaled:
+        per_lr_panels("guard_scale.png", lambda r: r.scale, "step scale", scaled)
+
+    if s.scenarios:
+        faulted = [n for n in result.runs if any(c.scenario != "none" for c in result.runs[n].cells)]
+        fig, axes = plt.subplots(1, len(s.scenarios), figsize=(3.6 * len(s.scenarios), 3.4), squeeze=False)
+        for ax, scenario in zip(axes[0], s.scenarios):
+            for name in faulted:
+                runs = result.runs[name]
+                idx = [i for i, c in enumerate(runs.cells) if c.scenario == scenario]
+                y = runs.val_ppl[:, idx].mean(axis=1)
+                ax.plot(runs.eval_steps, y, label=result.labels[name], lw=1, marker=".")
+            start, stop = faults_lib.window(scenario, s)
+            ax.axvspan(start, max(stop, start + 1), color="red", alpha=0.15)
+            ax.set(title=scenario, xlabel="step", yscale="log")
+        axes[0][0].set_ylabel("validation perplexity")
+        axes[0][-1].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "scenarios.png", dpi=110)
+        plt.close(fig)
+        names.append("scenarios.png")
+    return names

@@ -1,0 +1,183 @@
+"""The whole stress suite: a shared starting model, every arm's cells, the
+effective-LR control, and the batched-versus-one-by-one timing."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from train import data as data_lib
+from train.models import make_mesh
+from train.optim import schedule
+from train.stress import faults as faults_lib
+from train.stress.arms import build_arm
+from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
+from train.trainer import build_data, build_model
+
+
+def check_config(cfg) -> None:
+    """Fails fast, naming the setting, before anything is built or compiled."""
+    s = cfg.stress
+    if not s.arms:
+        raise ValueError("stress.arms is empty")
+    if len(set(s.arms)) != len(s.arms):
+        raise ValueError(f"stress.arms lists an arm twice: {list(s.arms)}")
+    for name in s.arms:
+        build_arm(name, cfg)  # unknown names and bad knobs fail here
+    if "effective_lr" in s.arms:
+        if s.effective_lr_of not in s.arms or not build_arm(s.effective_lr_of, cfg).is_guard:
+            raise ValueError(f"stress.arms has effective_lr, which needs the guard arm "
+                             f"stress.effective_lr_of={s.effective_lr_of!r} in stress.arms too")
+    if not s.lrs or any(lr <= 0 for lr in s.lrs):
+        raise ValueError(f"stress.lrs={list(s.lrs)} must be a non-empty list of positive numbers")
+    if s.seeds < 1:
+        raise ValueError(f"stress.seeds={s.seeds} must be at least 1")
+    if s.steps < 1 or s.eval_every < 1:
+        raise ValueError(f"stress.steps={s.steps} and stress.eval_every={s.eval_every} must be >= 1")
+    if s.eval_batches < 1:
+        raise ValueError(f"stress.eval_batches={s.eval_batches} must be >= 1")
+    faults_lib.check(s)
+
+
+def _ordered_arms(s) -> list[str]:
+    # The effective-LR control needs its guard arm's scales first.
+    arms = [a for a in s.arms if a != "effective_lr"]
+    return arms + (["effective_lr"] if "effective_lr" in s.arms else [])
+
+
+def plan_cells(arm, s, scales=None) -> list[Cell]:
+    """The cells of one arm: every (LR, seed), then every (scenario, seed) for arms
+    that take faults. ``scales`` maps (lr, seed) to the guard's mean scale, for the
+    effective-LR control."""
+    seeds = range(s.seeds)
+    if arm.name == "effective_lr":
+        return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in s.lrs for seed in seeds]
+    cells = [Cell(arm.name, lr, seed) for lr in s.lrs for seed in seeds]
+    if arm.name in s.fault_arms or arm.is_guard:
+        cells += [Cell(arm.name, s.scenario_lr, seed, scenario) for scenario in s.scenarios for seed in seeds]
+    return cells
+
+
+def _val_batches(windows, eval_batches, batch_size):
+    n = min(len(windows) // batch_size, eval_batches)
+    if n < 1:
+        raise ValueError(f"the validation split has {len(windows)} windows, fewer than one batch "
+                         f"of {batch_size}: raise data.val_fraction or lower train.batch_size")
+    return windows[:n * batch_size].reshape(n, batch_size, -1)
+
+
+@dataclasses.dataclass
+class SuiteResult:
+    cfg: object
+    runs: dict                 # arm name -> CellRuns
+    labels: dict               # arm name -> label
+    start_ppl: float
+    pretrain: dict
+    sequential: dict
+    n_params: int
+    tokens_per_step: int
+
+
+def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
+    check_config(cfg)
+    s = cfg.stress
+    data = build_data(cfg)
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])  # cells are the batch axis: one device
+    model = build_model(cfg, data.tokenizer.vocab_size, mesh)
+    trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
+    graphdef, params, frozen = nnx.split(model, trainable, ...)
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    windows = data.train.windows
+    batch = cfg.train.batch_size
+    val = _val_batches(data.val_windows, s.eval_batches, batch)
+    orders = {seed: data_lib.BatchOrder(windows, batch, cfg.seed + 1 + seed) for seed in range(s.seeds)}
+    common = dict(frozen=frozen, val=val, stress=s, vocab_size=data.tokenizer.vocab_size)
+    log(f"stress: {n_params:,} trainable parameters, {len(windows)} training windows, "
+        f"{val.shape[0] * val.shape[1]} validation windows of {val.shape[2] - 1} tokens")
+
+    pretrain = {"steps": s.pretrain_steps}
+    if s.pretrain_steps:
+        # A shared start that knows something, so that too large a step can destroy it
+        # (the paper fine-tunes a pretrained model). Its data order (cfg.seed) differs from
+        # every cell's (cfg.seed + 1 + seed).
+        shape = _shape(cfg, s.pretrain_steps, s.pretrain_warmup, "cosine")
+        adamw = build_arm("adamw", cfg)
+        pre_orders = {0: data_lib.BatchOrder(windows, batch, cfg.seed)}
+        runs = run_cells(ArmProgram(adamw, graphdef, shape), [Cell("pretrain", s.pretrain_lr, 0)],
+                         params, orders=pre_orders, steps=s.pretrain_steps,
+                         eval_every=s.pretrain_steps, keep_params=True, **common)
+        params = jax.tree.map(lambda x: x[0], runs.final_params)
+        pretrain.update(lr=s.pretrain_lr, val_ppl=float(runs.val_ppl[-1, 0]),
+                        seconds=runs.compile_s + runs.run_s)
+        log(f"stress: pretrained {s.pretrain_steps} steps at lr {s.pretrain_lr}: "
+            f"validation perplexity {pretrain['val_ppl']:.2f}")
+
+    shape = _shape(cfg, s.steps, cfg.optimizer.warmup_steps)
+    results, labels, scales = {}, {}, None
+    for name in _ordered_arms(s):
+        arm = build_arm(name, cfg)
+        labels[name] = arm.label
+        cells = plan_cells(arm, s, scales)
+        progress = progress_factory(f"{name} ({len(cells)} cells)", s.steps) if progress_factory else None
+        runs = run_chunked(ArmProgram(arm, graphdef, shape), cells, s.max_cells, start_params=params,
+                           orders=orders, steps=s.steps, eval_every=s.eval_every,
+                           progress=progress, **common)
+        if progress is not None:
+            progress.close()
+        results[name] = runs
+        log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s")
+        if name == s.effective_lr_of:
+            scales = {(c.lr, c.seed): float(np.mean(runs.scale[:, i]))
+                      for i, c in enumerate(runs.cells) if c.scenario == "none"}
+
+    sequential = {}
+    if s.sequential_cells:
+        sequential = _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log)
+    return SuiteResult(cfg=cfg, runs=results, labels=labels,
+                       start_ppl=float(results[_ordered_arms(s)[0]].val_ppl[0, 0]),
+                       pretrain=pretrain, sequential=sequential, n_params=n_params,
+                       tokens_per_step=batch * (windows.shape[1] - 1))
+
+
+def _shape(cfg, steps, warmup, kind=None):
+    """The schedule with peak 1, which the step multiplies by each cell's LR."""
+    c = cfg.copy_and_resolve_references()
+    with c.unlocked():
+        c.optimizer.warmup_steps = warmup
+        c.optimizer.schedule = kind or c.optimizer.schedule
+    return schedule(c, steps, peak=1.0)
+
+
+def _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log) -> dict:
+    """Runs the first ``sequential_cells`` cells of the first arm one at a time (a
+    one-cell program), for the batched-versus-one-by-one comparison."""
+    s = cfg.stress
+    name = _ordered_arms(s)[0]
+    batched = results[name]
+    cells = batched.cells[:s.sequential_cells]
+    program = ArmProgram(build_arm(name, cfg), graphdef, shape)
+    t0 = time.perf_counter()
+    one = [run_cells(program, [cell], params, orders=orders, steps=s.steps,
+                     eval_every=s.eval_every, **common) for cell in cells]
+    wall = time.perf_counter() - t0
+    # The same cells give the same numbers alone as in the batch (up to float order).
+    ppl_alone = [float(r.val_ppl[-1, 0]) for r in one]
+    ppl_batched = [float(batched.val_ppl[-1, i]) for i in range(len(cells))]
+    total_cells = sum(len(r.cells) for r in results.values())
+    per_cell_run = sum(r.run_s for r in one) / len(one)
+    compile_one = one[0].compile_s
+    out = {
+        "arm": name, "cells": len(cells), "wall_s": wall, "run_s_per_cell": per_cell_run,
+        "compile_s": compile_one,
+        "batched_run_s_per_cell": batched.run_s / len(batched.cells),
+        "ppl_alone": ppl_alone, "ppl_batched": ppl_batched,
+        "grid_cells": total_cells,
+        "grid_one_by_one_s": total_cells * per_cell_run + len(results) * compile_one,
+        "grid_batched_s": sum(r.run_s + r.compile_s for r in results.values()),
+    }
+    log(f"stress: one by one {per_cell_run:.2f} s a cell vs batched {out['batched_run_s_per_cell']:.2f} s")
+    return out

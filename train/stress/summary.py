@@ -1,0 +1,111 @@
+"""Numbers the report shows, computed from the recorded runs: final perplexity per
+arm and LR over seeds, divergence, throughput, and the outcome of each fault."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from train.stress import faults as faults_lib
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def diverged(final_ppl: float, start_ppl: float, ratio: float) -> bool:
+    """A run diverged when it ends non-finite or ``ratio`` times worse than it started."""
+    return not _finite(final_ppl) or final_ppl > ratio * start_ppl
+
+
+def grid(result) -> dict:
+    """arm -> lr -> {mean, std, finals, diverged} over seeds, clean cells only."""
+    s = result.cfg.stress
+    out = {}
+    for name, runs in result.runs.items():
+        per_lr = {}
+        for lr in s.lrs:
+            idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
+            finals = [float(runs.val_ppl[-1, i]) for i in idx]
+            flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]
+            scales = [float(np.mean(runs.scale[:, i])) for i in idx]
+            finite = [f for f in finals if _finite(f)]
+            per_lr[lr] = {
+                "mean": float(np.mean(finite)) if len(finite) == len(finals) else math.nan,
+                "std": float(np.std(finite)) if len(finite) == len(finals) else math.nan,
+                "finals": finals, "diverged": sum(flags), "seeds": len(finals),
+                "mean_scale": float(np.mean(scales)),
+                "run_lr": [runs.cells[i].peak_lr for i in idx],
+            }
+        out[name] = per_lr
+    return out
+
+
+def throughput(result) -> dict:
+    out = {}
+    for name, runs in result.runs.items():
+        cell_steps = len(runs.cells) * runs.loss.shape[0]
+        out[name] = {"cells": len(runs.cells), "compile_s": runs.compile_s, "run_s": runs.run_s,
+                     "tokens_per_s": cell_steps * result.tokens_per_step / runs.run_s}
+    return out
+
+
+def scenarios(result) -> dict:
+    """arm -> scenario -> per-seed outcomes against the clean twin (same arm, LR, seed)."""
+    s = result.cfg.stress
+    steps = np.asarray(next(iter(result.runs.values())).eval_steps)
+    out = {}
+    for name, runs in result.runs.items():
+        index = {(c.lr, c.seed, c.scenario): i for i, c in enumerate(runs.cells)}
+        per = {}
+        for scenario in s.scenarios:
+            start, stop = faults_lib.window(scenario, s)
+            seeds = []
+            for seed in range(s.seeds):
+                i = index.get((s.scenario_lr, seed, scenario))
+                if i is None:
+                    continue
+                twin = runs.val_ppl[:, index[(s.scenario_lr, seed, "none")]]
+                ppl = runs.val_ppl[:, i]
+                before = float(ppl[steps <= start][-1])
+                after = float(ppl[-1])
+                # Recovered: back within tolerance of where the clean twin is at that step.
+                ok = (steps >= stop) & np.isfinite(ppl) & (ppl <= twin * (1 + s.recover_tolerance))
+                # ...and staying there until the end.
+                recovered_at = None
+                for k in np.flatnonzero(ok):
+                    if ok[k:][steps[k:] >= stop].all():
+                        recovered_at = int(steps[k])
+                        break
+                seeds.append({
+                    "seed": seed, "before": before, "after": after, "clean_after": float(twin[-1]),
+                    "peak": _peak(ppl[steps >= start]),
+                    "survived": _finite(after) and not diverged(after, before, s.diverge_ratio),
+                    "steps_to_recover": None if recovered_at is None else recovered_at - start,
+                })
+            if seeds:
+                per[scenario] = seeds
+        if per:
+            out[name] = per
+    return out
+
+
+def _peak(ppl) -> float:
+    return float(np.nanmax(ppl)) if np.isfinite(ppl).any() else math.nan
+
+
+def aggregate_scenario(seeds: list[dict]) -> dict:
+    after = [x["after"] for x in seeds]
+    finite = all(_finite(a) for a in after)
+    loss = [x["after"] - x["clean_after"] for x in seeds]
+    recover = [x["steps_to_recover"] for x in seeds]
+    return {
+        "survived": sum(x["survived"] for x in seeds), "seeds": len(seeds),
+        "before": float(np.mean([x["before"] for x in seeds])),
+        "after": float(np.mean(after)) if finite else math.nan,
+        "ppl_loss": float(np.mean(loss)) if finite else math.nan,
+        "recovered": sum(r is not None for r in recover),
+        "steps_to_recover": float(np.mean([r for r in recover if r is not None])) if any(
+            r is not None for r in recover) else None,
+    }
