@@ -43,8 +43,11 @@ def transformer_like_tree(width: int, layers: int, vocab: int) -> dict:
 
 
 def make_step(opt):
+    opt = optax.with_extra_args_support(opt)
+
     def step(params, state, grads):
-        updates, state = opt.update(grads, state, params)
+        # Every arm gets the loss, as a training step passes it; only some read it.
+        updates, state = opt.update(grads, state, params, value=jnp.float32(2.0))
         return optax.apply_updates(params, updates), state
     return jax.jit(step, donate_argnums=(0, 1))
 
@@ -72,6 +75,7 @@ def main():
             lbw_jax.lbw_guard(adamw(), policy=lbw_jax.reflex(), skip_non_finite=False),
         "lbw_guard(adamw, reflex_pro, skip_non_finite=False)":
             lbw_jax.lbw_guard(adamw(), policy=lbw_jax.reflex_pro(), skip_non_finite=False),
+        "lbw_guard(adamw, governor)": lbw_jax.lbw_guard(adamw(), policy=lbw_jax.governor()),
     }
     runs = {}
     for name, opt in arms.items():

@@ -1,7 +1,7 @@
 """Cost of the guard per full training step of the default model (configs/tiny.py).
 
-Builds the default run's trainer three times (plain AdamW; lbw_guard with reflex, with
-and without the non-finite skip), then times the jitted training step (forward,
+Builds the default run's trainer four times (plain AdamW; lbw_guard with reflex, with
+and without the non-finite skip; lbw_guard with the governor), then times the jitted training step (forward,
 backward, governed update) over the same batches, arms interleaved in rounds; the
 figure is the median over rounds of the mean step time.
 
@@ -27,7 +27,8 @@ def main():
     args = parser.parse_args()
 
     arms = {"adamw": dict(guard="none"), "lbw_guard(adamw, reflex)": dict(guard="reflex"),
-            "lbw_guard(adamw, reflex, skip_non_finite=False)": dict(guard="reflex", skip=False)}
+            "lbw_guard(adamw, reflex, skip_non_finite=False)": dict(guard="reflex", skip=False),
+            "lbw_guard(adamw, governor)": dict(guard="governor")}
     data, trainers = None, {}
     for name, arm in arms.items():
         cfg = get_config()

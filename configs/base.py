@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.weight_decay = 0.01
     c.optimizer.warmup_steps = 0
     c.optimizer.schedule = "constant"   # constant | cosine
-    c.optimizer.guard = "reflex"        # none | reflex | reflex_pro
+    c.optimizer.guard = "reflex"        # none | reflex | reflex_pro | governor
     c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
 

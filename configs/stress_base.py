@@ -15,7 +15,7 @@ def stress_config() -> ml_collections.ConfigDict:
 
     s = c.stress = ml_collections.ConfigDict()
     s.arms = ("adamw", "clip", "zclip", "spike_skip", "plateau", "reflex", "reflex_pro",
-              "effective_lr")
+              "governor", "effective_lr", "effective_lr_governor")
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     s.seeds = 3                   # data orders; every seed starts from the same model
     s.steps = 300
@@ -31,7 +31,8 @@ def stress_config() -> ml_collections.ConfigDict:
     s.pretrain_warmup = 50
 
     s.diverge_ratio = 2.0         # diverged: non-finite, or this many times the start perplexity
-    s.effective_lr_of = "reflex"  # the guard whose mean scale the effective-LR control copies
+    # The guard whose mean scale the arm "effective_lr" copies ("effective_lr_<arm>" names its own).
+    s.effective_lr_of = "reflex"
 
     # Failure scenarios, injected into every arm but the effective-LR control.
     s.scenarios = ("burst", "lr_spike", "grad_x100", "nan_grad")
@@ -53,4 +54,6 @@ def stress_config() -> ml_collections.ConfigDict:
     s.plateau = ml_collections.ConfigDict(dict(factor=0.5, patience=5, cooldown=0,
                                                accumulation_size=10, rtol=1e-4, min_scale=0.01))
     s.policy_kwargs = ml_collections.ConfigDict()
+    # Named variants of a policy, run as arms of their own (the governor's ablation).
+    s.variants = ml_collections.ConfigDict()
     return c

@@ -33,8 +33,9 @@ class GuardState(NamedTuple):
       scale: the step multiplier of the last applied update, float32.
       regime: the regime code of the policy's most recent decision (``REGIMES``).
       interventions: decisions that were not calm, i.e. that cut or pinned the scale.
-      skipped: updates skipped because the gradients or the ``value=`` loss were
-        not finite; such updates leave every other field untouched.
+      skipped: updates skipped: the gradients or the ``value=`` loss were not
+        finite (such updates leave every other field untouched), or the policy
+        asked to skip a pathological step (``Decision.skip``).
       policy_state: the control law's own state (telemetry and memory).
       inner_state: the inner optimizer's state.
     """
@@ -94,38 +95,60 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
 
     def update_fn(updates, state, params=None, **extra_args):
         value = extra_args.get("value")
+        step = optax.safe_increment(state.step)
+        # A law may read the inner optimizer's state (the governor reads Adam's first moment).
+        inner_view = ({"inner_state": state.inner_state}
+                      if getattr(policy, "reads_inner_state", False) else {})
+        decision, policy_state = policy.decide(
+            updates, state.policy_state, step=step, scale=state.scale,
+            regime=state.regime, value=value, **inner_view)
+        intervened = decision.decided & (decision.regime != regimes.CALM)
 
         def governed(_):
-            step = optax.safe_increment(state.step)
-            decision, policy_state = policy.decide(
-                updates, state.policy_state, step=step, scale=state.scale,
-                regime=state.regime, value=value)
             inner_updates, inner_state = inner.update(
                 updates, state.inner_state, params, **extra_args)
+            scale, regime, new_policy_state = decision.scale, decision.regime, policy_state
+            counted = intervened
+            if hasattr(policy, "limit"):  # a law that also bounds the step it sees
+                scale, regime, new_policy_state = policy.limit(inner_updates, policy_state,
+                                                               scale=scale, regime=regime)
+                counted = counted | (scale < decision.scale)
             # Multiply in float32 and cast back, so bf16 updates see the exact scale.
-            scaled = jax.tree.map(lambda u: (u * decision.scale).astype(u.dtype), inner_updates)
-            intervened = decision.decided & (decision.regime != regimes.CALM)
+            scaled = jax.tree.map(lambda u: (u * scale).astype(u.dtype), inner_updates)
             return scaled, GuardState(
-                step=step, scale=decision.scale, regime=decision.regime,
-                interventions=state.interventions + intervened.astype(jnp.int32),
-                skipped=state.skipped, policy_state=policy_state, inner_state=inner_state)
+                step=step, scale=scale, regime=regime,
+                interventions=state.interventions + counted.astype(jnp.int32),
+                skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
 
-        if not skip_non_finite:
-            return governed(None)
-
-        def skip(_):
+        def zeros():
             # Zeros shaped like inner's output, which may differ in dtype from the grads.
             shapes = jax.eval_shape(
                 lambda: inner.update(updates, state.inner_state, params, **extra_args)[0])
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            return zeros, state._replace(skipped=optax.safe_increment(state.skipped))
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        finite = all_finite(updates)
-        if value is not None:
-            finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
+        finite = jnp.array(True)
+        if skip_non_finite:
+            finite = all_finite(updates)
+            if value is not None:
+                finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
+        elif decision.skip is None:
+            return governed(None)
+        policy_skip = jnp.array(False) if decision.skip is None else jnp.asarray(decision.skip)
+
+        def skip(_):
+            # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
+            # the policy's new state (its statistics saw a finite step) and its scale.
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+            return zeros(), state._replace(
+                scale=keep(decision.scale, state.scale), regime=keep(decision.regime, state.regime),
+                policy_state=keep(policy_state, state.policy_state),
+                interventions=keep(state.interventions + intervened.astype(jnp.int32),
+                                   state.interventions),
+                skipped=optax.safe_increment(state.skipped))
+
         # A cond, as in optax.apply_if_finite: the skipped branch leaves the inner
         # state's buffers as they are. (A select would make XLA copy every moment
         # buffer on every step to keep the old value alive; measured slower.)
-        return lax.cond(finite, governed, skip, None)
+        return lax.cond(finite & ~policy_skip, governed, skip, None)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

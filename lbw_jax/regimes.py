@@ -10,9 +10,13 @@ REGIMES: tuple[str, ...] = (
     "spike",          # gradient energy above the spike threshold
     "spike_cluster",  # reflex_pro: two or more spikes inside its window
     "nuclear",        # reflex_pro: oscillating or unstable, scale dropped to its floor
+    "skip",           # governor: one pathological step (loss or gradient outlier) skipped
+    "regression",     # governor: the loss lost ground against its best level: scale cut
+    "step_limit",     # governor: the step was larger than the trust region allows: clamped
 )
 
-CALM, OSCILLATION, SPIKE, SPIKE_CLUSTER, NUCLEAR = range(len(REGIMES))
+(CALM, OSCILLATION, SPIKE, SPIKE_CLUSTER, NUCLEAR, SKIP, REGRESSION,
+ STEP_LIMIT) = range(len(REGIMES))
 
 
 def regime_name(code) -> str:

@@ -16,6 +16,7 @@ import optax
 import lbw_jax
 
 BASELINES = ("adamw", "clip", "zclip", "spike_skip", "plateau", "effective_lr")
+# ``effective_lr_<guard arm>`` also names an effective-LR control of that arm.
 LABELS = {"adamw": "AdamW", "clip": "AdamW + clip_by_global_norm", "zclip": "AdamW + ZClip",
           "spike_skip": "AdamW + spike skip", "plateau": "AdamW + reduce_on_plateau",
           "effective_lr": "AdamW at the guard's mean effective LR"}
@@ -53,8 +54,10 @@ def build_arm(name: str, cfg) -> Arm:
         return optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
 
     plain = lambda lr: optax.with_extra_args_support(adamw(lr))
-    if name in ("adamw", "effective_lr"):
+    if name == "adamw":
         return Arm(name, LABELS[name], plain, _one)
+    if name.startswith("effective_lr"):
+        return Arm(name, f"AdamW at {effective_source(name, s)}'s mean effective LR", plain, _one)
     if name == "clip":
         return Arm(name, f"{LABELS[name]}({s.clip_norm})",
                    lambda lr: optax.with_extra_args_support(
@@ -85,16 +88,30 @@ def build_arm(name: str, cfg) -> Arm:
         return Arm(name, LABELS[name],
                    lambda lr: optax.chain(adamw(lr), optax.contrib.reduce_on_plateau(**plateau_kwargs)),
                    plateau_probe)
-    if name in lbw_jax.POLICIES:
-        policy_kwargs = s.policy_kwargs.get(name, {})
+    if name in lbw_jax.POLICIES or name in s.variants:
+        if name in s.variants:   # e.g. an ablation: a policy with some knobs changed
+            policy_name, policy_kwargs = s.variants[name].policy, s.variants[name].kwargs
+            label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in policy_kwargs.items())
+        else:
+            policy_name, policy_kwargs, label = name, s.policy_kwargs.get(name, {}), name
         policy_kwargs = policy_kwargs.to_dict() if hasattr(policy_kwargs, "to_dict") else dict(policy_kwargs)
-        policy = lbw_jax.POLICIES[name](**policy_kwargs)  # knob errors surface here
+        if policy_name not in lbw_jax.POLICIES:
+            raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
+                             f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}")
+        policy = lbw_jax.POLICIES[policy_name](**policy_kwargs)  # knob errors surface here
 
         def guard_probe(state):
             info = lbw_jax.telemetry(state)
             return {"scale": info["scale"], "skipped": info["skipped"]}
 
-        return Arm(name, f"lbw_guard({name})",
+        return Arm(name, f"lbw_guard({label})",
                    lambda lr: lbw_jax.lbw_guard(adamw(lr), policy=policy), guard_probe, is_guard=True)
-    raise ValueError(f"stress.arms: unknown arm {name!r}; choose from {list(BASELINES)} or a "
-                     f"policy of lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}")
+    raise ValueError(f"stress.arms: unknown arm {name!r}; choose from {list(BASELINES)}, a "
+                     f"policy of lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}, a stress.variants "
+                     f"entry {sorted(s.variants)} or effective_lr_<guard arm>")
+
+
+def effective_source(name: str, s) -> str:
+    """The guard arm whose mean scale an effective-LR control copies: ``effective_lr``
+    follows ``stress.effective_lr_of``; ``effective_lr_<arm>`` follows ``<arm>``."""
+    return s.effective_lr_of if name == "effective_lr" else name[len("effective_lr_"):]

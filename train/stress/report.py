@@ -12,6 +12,7 @@ import numpy as np
 
 from train.stress import faults as faults_lib
 from train.stress import summary
+from train.stress.arms import effective_source
 
 
 def _num(x, digits=4):
@@ -129,9 +130,11 @@ def _report_md(result, tables, command, figures) -> str:
         for name in scaled:
             lines.append(f"| {result.labels[name]} | " + " | ".join(
                 f"{tables['grid'][name][lr]['mean_scale']:.3f}" for lr in lrs) + " |")
-    if "effective_lr" in tables["grid"]:
-        lines += ["", f"The effective-LR control runs plain AdamW at LR × the mean scale of "
-                  f"`{s.effective_lr_of}` in the same cell (same LR and seed)."]
+    controls = [n for n in tables["grid"] if n.startswith("effective_lr")]
+    if controls:
+        lines += ["", "An effective-LR control runs plain AdamW at LR × the mean scale of its guard "
+                  "arm in the same cell (same LR and seed): "
+                  + "; ".join(f"`{n}` copies `{effective_source(n, s)}`" for n in controls) + "."]
     if tables["scenarios"]:
         lines += ["", "## Failure scenarios", "",
                   f"Injected at step {s.inject_at} of runs at LR {s.scenario_lr}: "

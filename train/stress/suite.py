@@ -14,7 +14,7 @@ from train import data as data_lib
 from train.models import make_mesh
 from train.optim import schedule
 from train.stress import faults as faults_lib
-from train.stress.arms import build_arm
+from train.stress.arms import build_arm, effective_source
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
 from train.trainer import build_data, build_model
 
@@ -28,10 +28,12 @@ def check_config(cfg) -> None:
         raise ValueError(f"stress.arms lists an arm twice: {list(s.arms)}")
     for name in s.arms:
         build_arm(name, cfg)  # unknown names and bad knobs fail here
-    if "effective_lr" in s.arms:
-        if s.effective_lr_of not in s.arms or not build_arm(s.effective_lr_of, cfg).is_guard:
-            raise ValueError(f"stress.arms has effective_lr, which needs the guard arm "
-                             f"stress.effective_lr_of={s.effective_lr_of!r} in stress.arms too")
+    for name in s.arms:
+        if name.startswith("effective_lr"):
+            source = effective_source(name, s)
+            if source not in s.arms or not build_arm(source, cfg).is_guard:
+                raise ValueError(f"stress.arms has {name}, which needs the guard arm "
+                                 f"{source!r} in stress.arms too")
     if not s.lrs or any(lr <= 0 for lr in s.lrs):
         raise ValueError(f"stress.lrs={list(s.lrs)} must be a non-empty list of positive numbers")
     if s.seeds < 1:
@@ -44,9 +46,9 @@ def check_config(cfg) -> None:
 
 
 def _ordered_arms(s) -> list[str]:
-    # The effective-LR control needs its guard arm's scales first.
-    arms = [a for a in s.arms if a != "effective_lr"]
-    return arms + (["effective_lr"] if "effective_lr" in s.arms else [])
+    # An effective-LR control needs its guard arm's scales first.
+    controls = [a for a in s.arms if a.startswith("effective_lr")]
+    return [a for a in s.arms if a not in controls] + controls
 
 
 def plan_cells(arm, s, scales=None) -> list[Cell]:
@@ -54,7 +56,7 @@ def plan_cells(arm, s, scales=None) -> list[Cell]:
     that take faults. ``scales`` maps (lr, seed) to the guard's mean scale, for the
     effective-LR control."""
     seeds = range(s.seeds)
-    if arm.name == "effective_lr":
+    if arm.name.startswith("effective_lr"):
         return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in s.lrs for seed in seeds]
     cells = [Cell(arm.name, lr, seed) for lr in s.lrs for seed in seeds]
     if arm.name in s.fault_arms or arm.is_guard:
@@ -117,11 +119,12 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
             f"validation perplexity {pretrain['val_ppl']:.2f}")
 
     shape = _shape(cfg, s.steps, cfg.optimizer.warmup_steps)
-    results, labels, scales = {}, {}, None
+    results, labels, scales = {}, {}, {}
     for name in _ordered_arms(s):
         arm = build_arm(name, cfg)
         labels[name] = arm.label
-        cells = plan_cells(arm, s, scales)
+        source = effective_source(name, s) if name.startswith("effective_lr") else None
+        cells = plan_cells(arm, s, scales.get(source))
         progress = progress_factory(f"{name} ({len(cells)} cells)", s.steps) if progress_factory else None
         runs = run_chunked(ArmProgram(arm, graphdef, shape), cells, s.max_cells, start_params=params,
                            orders=orders, steps=s.steps, eval_every=s.eval_every,
@@ -130,9 +133,9 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
             progress.close()
         results[name] = runs
         log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s")
-        if name == s.effective_lr_of:
-            scales = {(c.lr, c.seed): float(np.mean(runs.scale[:, i]))
-                      for i, c in enumerate(runs.cells) if c.scenario == "none"}
+        if arm.is_guard:
+            scales[name] = {(c.lr, c.seed): float(np.mean(runs.scale[:, i]))
+                            for i, c in enumerate(runs.cells) if c.scenario == "none"}
 
     sequential = {}
     if s.sequential_cells:

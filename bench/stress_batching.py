@@ -1,0 +1,72 @@
+"""Cost of a stress-suite training step per cell, by how many cells share a program.
+
+Builds the stress config's model and one arm, then times the vmapped train step
+(``train.stress.sweep.ArmProgram``) with 1, 3, 9 and 27 cells: the figure is the
+median over rounds of the wall time per cell-step. It decides ``stress.max_cells``.
+
+    python bench/stress_batching.py [--arm adamw] [--cells 1,3,9,27]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from configs.stress_tiny import get_config
+from train.models import make_mesh
+from train.stress import faults as faults_lib
+from train.stress.arms import build_arm
+from train.stress.sweep import ArmProgram, _stack
+from train.stress.suite import _shape
+from train.trainer import build_data, build_model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", default="adamw")
+    parser.add_argument("--cells", default="1,3,9,27")
+    parser.add_argument("--steps", type=int, default=20, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    cfg = get_config()
+    data = build_data(cfg)
+    model = build_model(cfg, data.tokenizer.vocab_size, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+    graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
+    program = ArmProgram(build_arm(args.arm, cfg), graphdef, _shape(cfg, cfg.stress.steps, 30))
+    batch = data.train.batch(0)
+    print(f"stress_tiny model, arm {args.arm}, batch {batch.shape[0]} x {batch.shape[1] - 1} tokens a cell, "
+          f"{args.rounds} rounds x {args.steps} steps")
+    print("| cells per program | ms per step | ms per cell-step | vs 1 cell |")
+    print("|---|---|---|---|")
+    base = None
+    for n in [int(x) for x in args.cells.split(",")]:
+        lrs = jnp.full([n], 1e-3, jnp.float32)
+        faults = jax.tree.map(jnp.asarray, faults_lib.faults_for(["none"] * n, cfg.stress))
+        p = _stack(params, n)
+        state = program.init(p, lrs)
+        tokens = jnp.asarray(np.stack([data.train.batch(i) for i in range(n)]))
+        step = program.step.lower(p, state, frozen, tokens, lrs, jnp.int32(0), faults).compile()
+        for i in range(3):
+            p, state, _ = step(p, state, frozen, tokens, lrs, jnp.int32(i), faults)
+        times = []
+        for r in range(args.rounds):
+            jax.block_until_ready(p)
+            t0 = time.perf_counter()
+            for i in range(args.steps):
+                p, state, m = step(p, state, frozen, tokens, lrs, jnp.int32(50 + i), faults)
+            jax.block_until_ready((p, m))
+            times.append((time.perf_counter() - t0) / args.steps)
+        t = statistics.median(times)
+        base = base or t
+        print(f"| {n} | {1e3 * t:.1f} | {1e3 * t / n:.1f} | {(t / n) / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The governor's ablation: the stress suite of configs/stress_tiny.py with the
+governor and, as arms of their own, the governor with one mechanism removed.
+
+    python -m train.stress --config configs/stress_ablation.py
+"""
+
+import ml_collections
+
+from configs.stress_tiny import get_config as stress_tiny
+
+# Each mechanism of lbw_jax.governor, and the knob that removes it.
+REMOVED = {
+    "governor_no_skip": {"use_skip": False},
+    "governor_no_trust": {"use_trust": False},
+    "governor_no_trend": {"use_trend": False},
+    "governor_no_agreement": {"use_agreement": False},
+}
+
+
+def get_config():
+    c = stress_tiny()
+    c.output_dir = "runs/stress_ablation"
+    s = c.stress
+    s.arms = ("governor", *REMOVED)
+    for name, knobs in REMOVED.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    s.sequential_cells = 0
+    return c
