@@ -6,18 +6,22 @@ import pathlib
 import pytest
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
-                 if p.stem not in ("__init__", "base", "finetune"))
+                 if p.stem not in ("__init__", "base", "finetune", "stress_base"))
 
 
 def test_the_issue_configs_are_shipped():
-    assert {"tiny", "qwen05b", "qwen3b", "qwen7b", "qwen14b", "tinyllama"} <= set(CONFIGS)
+    assert {"tiny", "qwen05b", "qwen3b", "qwen7b", "qwen14b", "tinyllama", "stress_tiny",
+            "stress_qwen05b", "stress_ablation"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_loads(name):
     cfg = importlib.import_module(f"configs.{name}").get_config()
     assert cfg.train.batch_size % cfg.train.grad_accum == 0
-    assert cfg.optimizer.guard in ("none", "reflex", "reflex_pro")
+    assert cfg.optimizer.guard in ("none", "reflex", "reflex_pro", "governor")
+    if name.startswith("stress"):   # the stress configs pass the suite's own checks
+        from train.stress.suite import check_config
+        check_config(cfg)
     if name.startswith("qwen"):
         assert cfg.model.pretrained.startswith("Qwen/Qwen2.5-") and cfg.lora.enabled
         assert cfg.data.hf_config == "wikitext-103-raw-v1"

@@ -96,6 +96,7 @@ def test_fault_parameters_land_on_the_configured_steps():
     ("arms", ("adamw", "lion"), "unknown arm 'lion'"),
     ("arms", ("adamw", "adamw"), "lists an arm twice"),
     ("arms", ("adamw", "effective_lr"), "effective_lr, which needs the guard arm"),
+    ("arms", ("adamw", "effective_lr_adamw"), "needs the guard arm 'adamw'"),
     ("lrs", (1e-3, -1.0), "positive"),
     ("scenarios", ("burst", "meteor"), "unknown scenario"),
     ("scenario_lr", 5e-4, "must be one of stress.lrs"),
@@ -106,6 +107,19 @@ def test_bad_stress_settings_are_named(field, value, message):
     cfg = get_config()
     cfg.stress[field] = value
     with pytest.raises(ValueError, match=re.escape(message)):
+        check_config(cfg)
+
+
+def test_ablation_variants_are_arms_of_their_own():
+    from configs.stress_ablation import get_config as ablation_config
+    from train.stress.arms import build_arm
+
+    cfg = ablation_config()
+    check_config(cfg)
+    arm = build_arm("governor_no_trust", cfg)
+    assert arm.is_guard and arm.label == "lbw_guard(governor, use_trust=False)"
+    cfg.stress.variants.governor_no_trust.policy = "nonesuch"
+    with pytest.raises(ValueError, match="is not a policy"):
         check_config(cfg)
 
 
