@@ -30,7 +30,8 @@ Four mechanisms, each one knob away from off (for ablations):
    the optimizer's momentum (Adam's ``mu``, read from the inner state) tells whether
    steps still agree: at too large a learning rate each step overshoots and the new
    gradient turns against the momentum, so the cosine goes negative (measured on the
-   stress model: about -0.003 at the best LR, -0.02 at 10x, -0.045 at 100x). When
+   stress model by bench/agreement_signal.py: about -0.004 at the best LR, -0.02 at 10x,
+   -0.045 at 100x). When
    its EMA is more than ``agree_z`` of its own noise below ``agree_target``, the
    scale is cut by ``agree_cut`` per step; it recovers only while the steps agree
    (EMA above the target), with the same remembered ceiling as (4). This is the signal that says "too large a step" while
