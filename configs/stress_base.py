@@ -5,8 +5,9 @@ import ml_collections
 from configs.base import base_config
 
 
-def stress_config() -> ml_collections.ConfigDict:
-    c = base_config()
+def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """Adds the suite's settings to ``c`` (a training config; ``base_config()`` if omitted)."""
+    c = base_config() if c is None else c
     c.optimizer.guard = "none"        # the arms decide; this field is not read by the suite
     # Linear warmup, then the LR under test held: a decay would hide the damage of a too-large
     # step by healing it at the end, and the stress of a run is what is measured.

@@ -21,6 +21,7 @@ from jax import lax
 import optax
 
 from lbw_jax import regimes
+from lbw_jax._skip import zero_updates
 from lbw_jax.policies.base import Policy
 from lbw_jax.sensing import all_finite
 
@@ -120,12 +121,6 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
                 interventions=state.interventions + counted.astype(jnp.int32),
                 skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
 
-        def zeros():
-            # Zeros shaped like inner's output, which may differ in dtype from the grads.
-            shapes = jax.eval_shape(
-                lambda: inner.update(updates, state.inner_state, params, **extra_args)[0])
-            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
         finite = jnp.array(True)
         if skip_non_finite:
             finite = all_finite(updates)
@@ -139,7 +134,7 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
             # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
             # the policy's new state (its statistics saw a finite step) and its scale.
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-            return zeros(), state._replace(
+            return zero_updates(inner, updates, state.inner_state, params, extra_args), state._replace(
                 scale=keep(decision.scale, state.scale), regime=keep(decision.regime, state.regime),
                 policy_state=keep(policy_state, state.policy_state),
                 interventions=keep(state.interventions + intervened.astype(jnp.int32),

@@ -17,6 +17,7 @@ from jax import lax
 import optax
 
 from lbw_jax import _knobs
+from lbw_jax._skip import zero_updates
 from lbw_jax.sensing import all_finite
 
 
@@ -91,9 +92,7 @@ def skip_spikes(inner: optax.GradientTransformation, *, window: int = 128,
             return new_updates, base._replace(inner_state=inner_state)
 
         def skip(_):
-            shapes = jax.eval_shape(
-                lambda: inner.update(updates, state.inner_state, params, **extra_args)[0])
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            zeros = zero_updates(inner, updates, state.inner_state, params, extra_args)
             return zeros, base._replace(skipped=optax.safe_increment(state.skipped))
 
         return lax.cond(apply, step, skip, None)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lbw_jax import _knobs
+from lbw_jax import _knobs, _stats
 
 
 class ZClipState(NamedTuple):
@@ -69,9 +69,7 @@ def zclip(alpha: float = 0.97, z_threshold: float = 2.5, warmup_steps: int = 25,
         warming = state.count < warmup_steps
 
         # Warmup: Welford's running mean and sum of squared deviations.
-        delta = norm - state.mean
-        w_mean = state.mean + delta / count.astype(jnp.float32)
-        w_m2 = state.var + delta * (norm - w_mean)
+        w_mean, w_m2 = _stats.welford(state.mean, state.var, norm, count.astype(jnp.float32))
         w_var = jnp.where(count == warmup_steps, w_m2 / warmup_steps, w_m2)  # hand over to the EMA
 
         # After warmup: clip on the z-score, then feed the clipped norm to the EMA.
@@ -80,8 +78,7 @@ def zclip(alpha: float = 0.97, z_threshold: float = 2.5, warmup_steps: int = 25,
         clip = ~warming & finite & (z > z_threshold)
         target = state.mean + z_threshold ** 2 / jnp.where(clip, z, 1.0) * std
         kept = jnp.where(clip, target, norm)
-        e_mean = alpha * state.mean + (1 - alpha) * kept
-        e_var = alpha * state.var + (1 - alpha) * jnp.square(kept - e_mean)
+        e_mean, e_var = _stats.ema(state.mean, state.var, kept, alpha)
 
         mean = jnp.where(warming, w_mean, e_mean)
         var = jnp.where(warming, w_var, e_var)

@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lbw_jax import _knobs
+from lbw_jax import _knobs, _stats
 from lbw_jax import regimes
 from lbw_jax.policies.base import Decision
 
@@ -82,7 +82,6 @@ class GovernorState(NamedTuple):
       agree_mean, agree_var: running mean and variance of the gradient-momentum cosine.
       agreement: the last step's cosine.
       loss_z, grad_z: z-scores of the last step's loss and log gradient norm.
-      trend: (fast - slow) / |slow| at the last step.
       step_ratio: the last inner step's norm over ``step_mean``.
       reason: code into ``REASONS`` of the last intervention.
       skips, cuts, limits: how many steps were skipped, cut by the regression
@@ -107,7 +106,6 @@ class GovernorState(NamedTuple):
     agreement: jax.Array
     loss_z: jax.Array
     grad_z: jax.Array
-    trend: jax.Array
     step_ratio: jax.Array
     reason: jax.Array
     skips: jax.Array
@@ -115,19 +113,8 @@ class GovernorState(NamedTuple):
     limits: jax.Array
 
     def telemetry(self) -> dict[str, jax.Array]:
-        return self._asdict()
-
-
-def _welford(mean, m2, x, n):
-    """Running mean and sum of squared deviations after adding x as the n-th value."""
-    delta = x - mean
-    mean = mean + delta / n
-    return mean, m2 + delta * (x - mean)
-
-
-def _ema(mean, var, x, decay):
-    mean_new = decay * mean + (1 - decay) * x
-    return mean_new, decay * var + (1 - decay) * jnp.square(x - mean_new)
+        """The fields, and ``trend``: (fast - slow) / |slow|, the loss's relative drift."""
+        return {**self._asdict(), "trend": (self.fast - self.slow) / (jnp.abs(self.slow) + 1e-12)}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -204,7 +191,7 @@ class Governor:
             count=n(), control=f(1.0), loss_mean=f(), loss_var=f(), grad_mean=f(), grad_var=f(),
             step_mean=f(), fast=f(), slow=f(), ceiling=f(1.0), regressing=jnp.array(False),
             disagreeing=jnp.array(False),
-            run=n(), agree_mean=f(), agree_var=f(), agreement=f(), loss_z=f(), grad_z=f(), trend=f(), step_ratio=f(1.0), reason=n(),
+            run=n(), agree_mean=f(), agree_var=f(), agreement=f(), loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(),
             skips=n(), cuts=n(), limits=n())
 
     def _agreement(self, grads, inner_state):
@@ -240,17 +227,17 @@ class Governor:
         cluster = skip & (state.run >= 1)
 
         # Statistics move only on steps that are applied.
-        w_loss = _welford(state.loss_mean, state.loss_var, loss, n)
-        w_grad = _welford(state.grad_mean, state.grad_var, log_norm, n)
-        e_loss = _ema(state.loss_mean, state.loss_var, loss, self.stat_decay)
-        e_grad = _ema(state.grad_mean, state.grad_var, log_norm, self.stat_decay)
+        w_loss = _stats.welford(state.loss_mean, state.loss_var, loss, n)
+        w_grad = _stats.welford(state.grad_mean, state.grad_var, log_norm, n)
+        e_loss = _stats.ema(state.loss_mean, state.loss_var, loss, self.stat_decay)
+        e_grad = _stats.ema(state.grad_mean, state.grad_var, log_norm, self.stat_decay)
         handover = state.count + 1 == self.warmup_steps  # sums of squares become variances
         pick = lambda w, e: (jnp.where(warming, w[0], e[0]),
                              jnp.where(warming, jnp.where(handover, w[1] / n, w[1]), e[1]))
         loss_mean, loss_var = pick(w_loss, e_loss)
         grad_mean, grad_var = pick(w_grad, e_grad)
-        agree_mean, agree_var = pick(_welford(state.agree_mean, state.agree_var, cosine, n),
-                                     _ema(state.agree_mean, state.agree_var, cosine, self.agree_decay))
+        agree_mean, agree_var = pick(_stats.welford(state.agree_mean, state.agree_var, cosine, n),
+                                     _stats.ema(state.agree_mean, state.agree_var, cosine, self.agree_decay))
         # Is the EMA of the cosine clearly below the target, or above it?
         agree_noise = jnp.sqrt(agree_var * (1 - self.agree_decay) / (1 + self.agree_decay))
         agree_z = (agree_mean - self.agree_target) / (agree_noise + self.eps)
@@ -266,7 +253,6 @@ class Governor:
         noise = jnp.sqrt(loss_var * (1 - self.fast_decay) / (1 + self.fast_decay))
         margin = jnp.maximum(self.regress_tolerance * jnp.abs(slow), self.regress_z * noise)
         gap = fast - slow
-        trend = gap / (jnp.abs(slow) + self.eps)
         regressing = self.use_trend & ~warming & jnp.where(state.regressing, gap > 0.5 * margin,
                                                            gap > margin)
         onset = (regressing & ~state.regressing) | (disagreeing & ~state.disagreeing)
@@ -301,7 +287,7 @@ class Governor:
             disagreeing=disagreeing,
             run=jnp.zeros([], jnp.int32), agree_mean=agree_mean, agree_var=agree_var,
             agreement=cosine,
-            loss_z=loss_z, grad_z=grad_z, trend=trend, step_ratio=state.step_ratio,
+            loss_z=loss_z, grad_z=grad_z, step_ratio=state.step_ratio,
             reason=reason.astype(jnp.int32), skips=state.skips,
             cuts=state.cuts + ((regressing | disagreeing) & (control < state.control)).astype(jnp.int32),
             limits=state.limits)

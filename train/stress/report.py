@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import platform
 
@@ -33,7 +34,7 @@ def write(result, out_dir, command: str) -> dict:
     tables = {"grid": summary.grid(result), "throughput": summary.throughput(result),
               "scenarios": summary.scenarios(result)}
     (out / "results.json").write_text(json.dumps(_results_json(result, tables, command), indent=1))
-    figures = _figures(result, out)
+    figures = _figures(result, out, tables["grid"])
     (out / "report.md").write_text(_report_md(result, tables, command, figures))
     return tables
 
@@ -42,7 +43,7 @@ def _environment():
     device = jax.devices()[0]
     return {"jax": jax.__version__, "platform": device.platform,
             "device": getattr(device, "device_kind", str(device)), "machine": platform.machine(),
-            "cpu_count": __import__("os").cpu_count()}
+            "cpu_count": os.cpu_count()}
 
 
 def _results_json(result, tables, command):
@@ -172,14 +173,13 @@ def _report_md(result, tables, command, figures) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figures(result, out) -> list[str]:
+def _figures(result, out, grid) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = result.cfg.stress
     names = []
-    grid = summary.grid(result)
     lrs = np.asarray(s.lrs)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))

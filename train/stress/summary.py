@@ -70,14 +70,10 @@ def scenarios(result) -> dict:
                 ppl = runs.val_ppl[:, i]
                 before = float(ppl[steps <= start][-1])
                 after = float(ppl[-1])
-                # Recovered: back within tolerance of where the clean twin is at that step.
+                # Recovered: from the first evaluation after the fault on which it is within
+                # tolerance of where the clean twin is, and stays so to the end.
                 ok = (steps >= stop) & np.isfinite(ppl) & (ppl <= twin * (1 + s.recover_tolerance))
-                # ...and staying there until the end.
-                recovered_at = None
-                for k in np.flatnonzero(ok):
-                    if ok[k:][steps[k:] >= stop].all():
-                        recovered_at = int(steps[k])
-                        break
+                recovered_at = next((int(steps[k]) for k in np.flatnonzero(ok) if ok[k:].all()), None)
                 seeds.append({
                     "seed": seed, "before": before, "after": after, "clean_after": float(twin[-1]),
                     "peak": _peak(ppl[steps >= start]),
