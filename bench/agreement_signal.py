@@ -1,6 +1,6 @@
 """The step-agreement signal the governor reads, measured on the stress model.
 
-Pretrains the stress_tiny model as the suite does (1,500 steps, LR 3e-3, cosine), then
+Pretrains the stress_cpu model (1,500 steps, LR 3e-3, cosine), then
 trains five copies with plain AdamW at LRs 3e-4 ... 3e-2 (30 warmup steps, constant) and
 prints, per 30-step window, the mean loss and the mean and spread of the cosine between
 each step's gradient and Adam's momentum before that step.
@@ -9,17 +9,18 @@ each step's gradient and Adam's momentum before that step.
 """
 import jax, jax.numpy as jnp, numpy as np, optax
 from flax import nnx
-from configs.stress_tiny import get_config
+from configs.stress_cpu import get_config
 from train.models import make_mesh
 from train.trainer import build_data, build_model
-from train.stress.sweep import _loss_fn, _stack
+from train.step import make_loss
+from train.stress.sweep import _stack
 from train.stress.suite import _shape
 from train import data as data_lib
 cfg = get_config()  # the stress suite's model and data
 data = build_data(cfg)
 model = build_model(cfg, data.tokenizer.vocab_size, make_mesh(1,1,1,devices=jax.devices()[:1]))
 g, params, frozen = nnx.split(model, nnx.Param, ...)
-loss_fn = _loss_fn(g)
+loss_fn = make_loss(g)
 gf = jax.value_and_grad(loss_fn)
 # pretrain quickly like the suite
 shape_pre = _shape(cfg, 1500, 50, "cosine")

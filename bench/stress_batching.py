@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs.stress_tiny import get_config
+from configs.stress_cpu import get_config
 from train.models import make_mesh
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm
@@ -41,7 +41,7 @@ def main():
     graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
     program = ArmProgram(build_arm(args.arm, cfg), graphdef, _shape(cfg, cfg.stress.steps, 30))
     batch = data.train.batch(0)
-    print(f"stress_tiny model, arm {args.arm}, batch {batch.shape[0]} x {batch.shape[1] - 1} tokens a cell, "
+    print(f"stress_cpu model, arm {args.arm}, batch {batch.shape[0]} x {batch.shape[1] - 1} tokens a cell, "
           f"{args.rounds} rounds x {args.steps} steps")
     print("| cells per program | ms per step | ms per cell-step | vs 1 cell |")
     print("|---|---|---|---|")
@@ -52,15 +52,16 @@ def main():
         p = _stack(params, n)
         state = program.init(p, lrs)
         tokens = jnp.asarray(np.stack([data.train.batch(i) for i in range(n)]))
-        step = program.step.lower(p, state, frozen, tokens, lrs, jnp.int32(0), faults).compile()
+        ones = jnp.ones((n, cfg.stress.steps), jnp.float32)   # no replayed multiplier
+        step = program.step.lower(p, state, frozen, tokens, lrs, jnp.int32(0), faults, ones).compile()
         for i in range(3):
-            p, state, _ = step(p, state, frozen, tokens, lrs, jnp.int32(i), faults)
+            p, state, _ = step(p, state, frozen, tokens, lrs, jnp.int32(i), faults, ones)
         times = []
         for r in range(args.rounds):
             jax.block_until_ready(p)
             t0 = time.perf_counter()
             for i in range(args.steps):
-                p, state, m = step(p, state, frozen, tokens, lrs, jnp.int32(50 + i), faults)
+                p, state, m = step(p, state, frozen, tokens, lrs, jnp.int32(50 + i), faults, ones)
             jax.block_until_ready((p, m))
             times.append((time.perf_counter() - t0) / args.steps)
         t = statistics.median(times)

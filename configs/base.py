@@ -47,6 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.guard = "reflex"        # none | reflex | reflex_pro | governor
     c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
+    # Or, with guard="none", one of the stress suite's baselines around AdamW
+    # (train.optim.BASELINES: clip, zclip, spike_skip, update_clip, plateau) and its knobs.
+    c.optimizer.baseline = "none"
+    c.optimizer.baseline_kwargs = ml_collections.ConfigDict()
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300

@@ -1,4 +1,4 @@
-"""The governor's ablation: the stress suite of configs/stress_tiny.py with the
+"""The governor's ablation: the stress suite of configs/stress_cpu.py with the
 governor and, as arms of their own, the governor with one mechanism removed.
 
     python -m train.stress --config configs/stress_ablation.py
@@ -6,7 +6,7 @@ governor and, as arms of their own, the governor with one mechanism removed.
 
 import ml_collections
 
-from configs.stress_tiny import get_config as stress_tiny
+from configs.stress_cpu import get_config as stress_cpu
 
 # Each mechanism of lbw_jax.governor, and the knob that removes it.
 REMOVED = {
@@ -18,10 +18,11 @@ REMOVED = {
 
 
 def get_config():
-    c = stress_tiny()
+    c = stress_cpu()
     c.output_dir = "runs/stress_ablation"
     s = c.stress
-    s.arms = ("governor", *REMOVED)
+    s.arms = ("adamw", "governor", *REMOVED)
+    s.fault_arms = s.arms
     for name, knobs in REMOVED.items():
         s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
     s.sequential_cells = 0

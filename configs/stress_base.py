@@ -9,14 +9,16 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     """Adds the suite's settings to ``c`` (a training config; ``base_config()`` if omitted)."""
     c = base_config() if c is None else c
     c.optimizer.guard = "none"        # the arms decide; this field is not read by the suite
-    # Linear warmup, then the LR under test held: a decay would hide the damage of a too-large
-    # step by healing it at the end, and the stress of a run is what is measured.
-    c.optimizer.schedule = "constant"
+    # The schedule users train with: linear warmup, then cosine decay to 10% of the peak over
+    # the run. Under a constant LR any guard whose scale falls over the run acts as a decay
+    # schedule and wins for that alone; "constant" stays available for that comparison.
+    c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 30
 
     s = c.stress = ml_collections.ConfigDict()
-    s.arms = ("adamw", "clip", "zclip", "spike_skip", "plateau", "reflex", "reflex_pro",
-              "governor", "effective_lr", "effective_lr_governor")
+    s.arms = ("adamw", "clip", "zclip", "spike_skip", "update_clip", "plateau", "reflex", "reflex_pro",
+              "governor", "replay_reflex", "replay_reflex_pro", "replay_governor",
+              "effective_lr_reflex", "effective_lr_reflex_pro", "effective_lr_governor")
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     s.seeds = 3                   # data orders; every seed starts from the same model
     s.steps = 300
@@ -34,10 +36,17 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     s.diverge_ratio = 2.0         # diverged: non-finite, or this many times the start perplexity
     # The guard whose mean scale the arm "effective_lr" copies ("effective_lr_<arm>" names its own).
     s.effective_lr_of = "reflex"
+    # Where the controls and replays run: "stressed" = the LRs where AdamW ends more than
+    # stressed_above worse than its best LR (the grid's other LRs only show how close a
+    # guard stays to AdamW, which the grid already does); "all" = every LR.
+    s.controls_at = "all"
+    s.stressed_above = 0.05
 
-    # Failure scenarios, injected into every arm but the effective-LR control.
+    # Failure scenarios, injected into exactly the arms of fault_arms (any kind but a control).
     s.scenarios = ("burst", "lr_spike", "grad_x100", "nan_grad")
-    s.fault_arms = ("adamw", "clip", "zclip", "spike_skip", "plateau")  # guard arms always
+    s.fault_arms = ("adamw", "clip", "zclip", "spike_skip", "update_clip", "plateau", "reflex",
+                    "reflex_pro", "governor", "replay_reflex", "replay_reflex_pro", "replay_governor")
+    s.fault_seeds = 0             # seeds of the faulted runs (0: all of stress.seeds)
     s.scenario_lr = 1e-3
     s.inject_at = 150
     s.burst_len = 20
@@ -52,6 +61,7 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     s.clip_norm = 1.0
     s.zclip = ml_collections.ConfigDict(dict(alpha=0.97, z_threshold=2.5, warmup_steps=25))
     s.spike_skip = ml_collections.ConfigDict(dict(window=128, threshold=6.0, warmup=64))
+    s.update_clip = ml_collections.ConfigDict(dict(eps=1e-16))   # b2 is optimizer.b2
     s.plateau = ml_collections.ConfigDict(dict(factor=0.5, patience=5, cooldown=0,
                                                accumulation_size=10, rtol=1e-4, min_scale=0.01))
     s.policy_kwargs = ml_collections.ConfigDict()

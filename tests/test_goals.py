@@ -1,35 +1,92 @@
-"""The goal check of train.stress.goals on small hand-made results."""
+"""The headline metrics (train.stress.headline) and the goal check (train.stress.goals)
+on small hand-made results files, with every number worked out by hand."""
 
-from train.stress.goals import ablation, check
+import json
+import math
+
+import pytest
+
+from train.stress import goals
+from train.stress.headline import headline, stressed_lrs, tuned_adamw
+
+LRS = ("0.001", "0.01", "0.1")
+START = 100.0
 
 
-def _results(gov_high, gov_best, eff, gov_cost):
-    grid = lambda values: {str(lr): {"mean": v, "diverged": 0, "seeds": 3} for lr, v in zip((1e-3, 1e-2), values)}
-    scen = lambda cost: {"nan_grad": {"summary": {"ppl_loss": cost, "survived": 3, "seeds": 3}}}
-    arms = {"adamw": (10.0, 30.0), "reflex": (11.0, 14.0), "reflex_pro": (11.5, 13.0), "clip": (10.0, 29.0),
-            "zclip": (10.0, 28.0), "spike_skip": (10.0, 30.0), "governor": (gov_best, gov_high),
-            "effective_lr_governor": (10.5, eff)}
-    return {"grid": {a: grid(v) for a, v in arms.items()}, "labels": {a: a for a in arms},
-            "scenarios": {"adamw": scen(None), "reflex": scen(0.1), "governor": scen(gov_cost)}}
+def _row(finals, diverged=0):
+    finite = all(f is not None for f in finals)
+    mean = sum(finals) / len(finals) if finite else None
+    return {"mean": mean, "finals": finals, "diverged": diverged, "seeds": len(finals)}
+
+
+def _results(governor=(20.0, 20.0, 22.0), replay=(30.0, 40.0), control=(25.0, 50.0), gov_cost=0.0):
+    grid = {
+        "adamw": {"0.001": _row([20.0, 20.0]), "0.01": _row([30.0, 30.0]), "0.1": _row([None, 300.0], 2)},
+        "clip": {"0.001": _row([21.0, 21.0]), "0.01": _row([29.0, 29.0]), "0.1": _row([250.0, 250.0], 2)},
+        "governor": {lr: _row([v, v]) for lr, v in zip(LRS, governor)},
+        "replay_governor": {"0.01": _row([replay[0]] * 2), "0.1": _row([replay[1]] * 2)},
+        "effective_lr_governor": {"0.01": _row([control[0]] * 2), "0.1": _row([control[1]] * 2)},
+    }
+    kinds = {"adamw": "baseline", "clip": "baseline", "governor": "guard",
+             "replay_governor": "replay", "effective_lr_governor": "control"}
+    sources = {a: ("governor" if kinds[a] in ("replay", "control") else None) for a in kinds}
+    scen = lambda cost, survived=2: {"nan_grad": {"summary": {"ppl_loss": cost, "survived": survived, "seeds": 2}}}
+    return json.loads(json.dumps({
+        "grid": grid, "kinds": kinds, "sources": sources, "start_ppl": START,
+        "labels": {a: a for a in kinds},
+        "scenarios": {"adamw": scen(None, 0), "clip": scen(0.5), "governor": scen(gov_cost)}}))
+
+
+def test_tuned_adamw_and_the_stressed_lrs():
+    r = _results()
+    assert tuned_adamw(r["grid"]) == (0.001, 20.0)
+    assert stressed_lrs(r["grid"], 0.05) == [0.01, 0.1]      # 30 > 21; the non-finite mean counts
+
+
+def test_headline_metrics_by_hand():
+    h = headline(_results())
+    best = math.log(20.0)     # AdamW and the governor at 1e-3
+    # AdamW: log 20, log 30, then the 1e-1 seeds: NaN -> the start, 300 -> capped at the start.
+    expected = (math.log(20) + math.log(30) + math.log(START) - 3 * best) / 3
+    assert h["adamw"]["lr_sensitivity"] == pytest.approx(expected)
+    assert h["governor"]["lr_sensitivity"] == pytest.approx((math.log(22) - best) / 3)
+    assert h["adamw"]["worst_gap_pct"] is None                       # a diverged seed
+    assert h["clip"]["worst_gap_pct"] == pytest.approx(1150.0)       # 250 / 20 - 1
+    assert h["governor"]["worst_gap_pct"] == pytest.approx(10.0)     # 22 / 20 - 1
+    assert (h["adamw"]["diverged"], h["adamw"]["cells"]) == (2, 6)
+    assert h["replay_governor"]["lr_sensitivity"] is None           # ran only the stressed LRs
+    assert h["governor"]["vs_replay_pct"] == {0.01: pytest.approx(-100 / 3), 0.1: pytest.approx(-45.0)}
+    assert h["governor"]["vs_control_pct"] == {0.01: pytest.approx(-20.0), 0.1: pytest.approx(-56.0)}
+    assert h["_stressed"] == [0.01, 0.1] and h["_tuned"] == {"lr": 0.001, "ppl": 20.0}
 
 
 def test_goals_met_and_missed_are_told_apart():
-    good = check(_results(gov_high=12.0, gov_best=10.05, eff=15.0, gov_cost=0.0), "governor", 3e-3)
-    assert [ok for _, ok, _ in good] == [True, True, True, True, True]
-    bad = check(_results(gov_high=13.5, gov_best=10.2, eff=13.0, gov_cost=0.2), "governor", 3e-3)
-    verdict = {goal: ok for goal, ok, _ in bad}
-    assert verdict["LR 0.01: below every rival"] is False          # reflex_pro has 13.0
-    assert verdict["AdamW's best LR 0.001: within 1%"] is False     # +2%
-    assert verdict["LR 0.01: below AdamW at its own mean effective LR"] is False
-    assert verdict["nan_grad: survived, smallest cost"] is False    # reflex lost only 0.1
-    assert "(-" not in dict((g, f) for g, _, f in bad)["LR 0.01: below every rival"]
+    good = goals.check(_results(governor=(20.1, 20.5, 20.9)), "governor")
+    assert all(ok for _, ok, _ in good), good
+    bad = dict((goal, ok) for goal, ok, _ in goals.check(
+        _results(governor=(20.4, 26.0, 22.0), replay=(25.0, 40.0), gov_cost=0.7), "governor"))
+    assert bad["no harm at tuned AdamW's LR 0.001: within 1%"] is False   # +2%
+    assert bad["within 5% of tuned AdamW at every LR"] is False          # 26 is +30%
+    assert bad["LR 0.01: beats its replay"] is False and bad["LR 0.1: beats its replay"] is True
+    assert bad["nan_grad: survived, smallest cost"] is False              # clip lost only 0.5
+    assert bad["lowest LR sensitivity"] is True and bad["no diverged cell"] is True
+
+
+def test_goals_exit_non_zero_on_a_missed_goal(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results(governor=(20.1, 20.5, 20.9))))
+    assert goals.main([str(path)]) == 0
+    path.write_text(json.dumps(_results(governor=(25.0, 20.5, 20.9))))
+    assert goals.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Rivals: adamw, clip." in out and "**no**" in out
 
 
 def test_ablation_rows_show_the_change_against_the_full_policy():
-    r = _results(gov_high=12.0, gov_best=10.05, eff=15.0, gov_cost=0.0)
-    r["grid"]["governor_no_skip"] = dict(r["grid"]["governor"], **{"0.01": {"mean": 12.5, "diverged": 0, "seeds": 3}})
+    r = _results()
+    r["grid"]["governor_no_skip"] = dict(r["grid"]["governor"], **{"0.01": _row([22.5, 22.5])})
     r["labels"]["governor_no_skip"] = "no skip"
-    r["scenarios"]["governor_no_skip"] = {"nan_grad": {"summary": {"ppl_loss": 0.3, "survived": 3, "seeds": 3}}}
-    lines = ablation(r, r, "governor")
+    r["scenarios"]["governor_no_skip"] = {"nan_grad": {"summary": {"ppl_loss": 0.3, "survived": 2, "seeds": 2}}}
+    lines = goals.ablation(r, r, "governor")
     row = next(line for line in lines if line.startswith("| no skip"))
-    assert "12.50 (+0.50)" in row and "+0.30" in row
+    assert "22.50 (+2.50)" in row and "+0.30" in row

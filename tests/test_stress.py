@@ -11,12 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from configs.stress_tiny import get_config
+from configs.stress_cpu import get_config
 from harness_helpers import ROOT
 from train.stress import faults as faults_lib
 from train.stress.suite import check_config
 
 TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
+        "--config.model.arch.num_layers=2",
         "--config.model.arch.num_heads=2", "--config.model.arch.num_kv_heads=1",
         "--config.model.arch.head_dim=16", "--config.data.vocab_size=512",
         "--config.stress.pretrain_steps=8"]
@@ -30,26 +31,39 @@ def quick_run(tmp_path_factory):
                            f"--config.output_dir={out}", *TINY],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (out / "results.json").exists()   # --quick writes to a folder of its own
+    out = out.parent / (out.name + "_quick")
     return out, json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
 
 
 def test_quick_profile_writes_the_report_table_and_figures(quick_run):
     out, results, report = quick_run
-    for name in ("lr_stress.png", "loss_curves.png", "guard_scale.png", "scenarios.png"):
+    for name in ("lr_stress.png", "loss_and_scale.png", "scenarios.png"):
         assert (out / name).stat().st_size > 5000, name
         assert f"![{name}]({name})" in report
-    # One table row per arm, with a finite mean ± std in the LR column.
+    # One table row per arm, with a finite mean in the LR column and no "± 0.00" (one seed).
     table = report.split("## Final validation perplexity")[1].split("Mean step multiplier")[0]
-    rows = [line for line in table.splitlines() if line.startswith(("| AdamW |", "| lbw_guard(reflex) |"))]
-    assert len(rows) == 2
+    labels = ("| AdamW |", "| lbw_guard(reflex) |", "| AdamW replaying reflex's multiplier |",
+              "| AdamW at reflex's mean effective LR |")
+    rows = [line for line in table.splitlines() if line.startswith(labels)]
+    assert len(rows) == 4
     for row in rows:
-        mean, std = map(float, re.search(r"\| ([\d.]+) ± ([\d.]+)", row).groups())
-        assert math.isfinite(mean) and mean > 1 and std == 0.0   # one seed
-    for arm in ("adamw", "reflex"):
+        assert "±" not in row
+        mean = float(re.search(r"\| ([\d.]+) \|", row).group(1))
+        assert math.isfinite(mean) and mean > 1
+    for arm in ("adamw", "reflex", "replay_reflex", "effective_lr_reflex"):
         cell = results["grid"][arm]["0.001"]
         assert cell["diverged"] == 0 and math.isfinite(cell["mean"])
         assert results["throughput"][arm]["tokens_per_s"] > 0
+    assert results["kinds"] == {"adamw": "baseline", "reflex": "guard", "replay_reflex": "replay",
+                                "effective_lr_reflex": "control"}
     assert results["command"].startswith("python -m train.stress --quick")
+    # The headline metrics lead the report, and results.json holds the same ones.
+    assert report.index("## Headline") < report.index("## Final validation perplexity")
+    assert set(results["headline"]) >= {"adamw", "reflex", "replay_reflex", "_tuned"}
+    assert results["headline"]["_tuned"]["lr"] == 0.001
+    # Only the scenario that ran is described, with its own settings.
+    assert "**nan_grad**: one NaN gradient" in report and "burst" not in report
 
 
 def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
@@ -61,6 +75,8 @@ def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
     for cell in (guard, adamw):
         assert cell["grad_norm"][step] is None
         assert all(g is not None for g in cell["grad_norm"][:step])
+    # The replay and the control take no faults: fault_arms is authoritative.
+    assert {c["arm"] for c in results["cells"] if c["scenario"] != "none"} == {"adamw", "reflex"}
     # The guard skips it and trains on; AdamW's parameters are NaN from then on.
     assert guard["skipped"] == 1 and guard["final_ppl"] is not None
     assert all(x is not None for x in guard["loss"])
@@ -97,6 +113,10 @@ def test_fault_parameters_land_on_the_configured_steps():
     ("arms", ("adamw", "adamw"), "lists an arm twice"),
     ("arms", ("adamw", "effective_lr"), "effective_lr, which needs the guard arm"),
     ("arms", ("adamw", "effective_lr_adamw"), "needs the guard arm 'adamw'"),
+    ("arms", ("adamw", "replay_governor"), "needs the guard arm 'governor'"),
+    ("fault_arms", ("adamw", "lion"), "stress.fault_arms names ['lion']"),
+    ("fault_arms", ("effective_lr_reflex",), "is an effective-LR control"),
+    ("controls_at", "some", "stress.controls_at='some'"),
     ("lrs", (1e-3, -1.0), "positive"),
     ("scenarios", ("burst", "meteor"), "unknown scenario"),
     ("scenario_lr", 5e-4, "must be one of stress.lrs"),
@@ -117,14 +137,21 @@ def test_ablation_variants_are_arms_of_their_own():
     cfg = ablation_config()
     check_config(cfg)
     arm = build_arm("governor_no_trust", cfg)
-    assert arm.is_guard and arm.label == "lbw_guard(governor, use_trust=False)"
+    assert arm.kind == "guard" and arm.label == "lbw_guard(governor, use_trust=False)"
     cfg.stress.variants.governor_no_trust.policy = "nonesuch"
     with pytest.raises(ValueError, match="is not a policy"):
         check_config(cfg)
 
 
-def test_bad_baseline_knobs_are_named():
+@pytest.mark.parametrize("arm, knob, value, message", [
+    ("zclip", "z_threshold", -1.0, "zclip: knob z_threshold"),
+    ("update_clip", "eps", 0.0, "update_clip: knob eps"),
+    ("spike_skip", "warmup", 1, "skip_spikes: knob warmup"),
+])
+def test_bad_baseline_knobs_are_named(arm, knob, value, message):
     cfg = get_config()
-    cfg.stress.zclip.z_threshold = -1.0
-    with pytest.raises(ValueError, match="zclip: knob z_threshold"):
+    cfg.stress.arms = ("adamw", arm)
+    cfg.stress.fault_arms = ()
+    cfg.stress[arm][knob] = value
+    with pytest.raises(ValueError, match=message):
         check_config(cfg)

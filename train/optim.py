@@ -1,16 +1,32 @@
-"""The optimizer from config: AdamW with its schedule, governed by lbw_guard or plain."""
+"""The optimizer from config: AdamW with its schedule, plain, governed by
+``lbw_guard`` or wrapped by one baseline. ``train.run`` and the stress suite both
+build their optimizer here, so an arm of the suite is the optimizer a user gets
+from the same settings."""
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import optax
 
 import lbw_jax
 
 GUARDS = lbw_jax.POLICIES
+# What each baseline wraps around AdamW, with its knobs' defaults (their published ones).
+BASELINES = {
+    "clip": "optax.clip_by_global_norm(max_norm) ahead of AdamW",
+    "zclip": "lbw_jax.zclip(alpha, z_threshold, warmup_steps) ahead of AdamW",
+    "spike_skip": "lbw_jax.skip_spikes(AdamW, window, threshold, warmup)",
+    "update_clip": "lbw_jax.update_clip(AdamW): StableAdamW's per-tensor update clipping",
+    "plateau": "optax.contrib.reduce_on_plateau(...) after AdamW",
+}
 
 
 def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
-    """The config's schedule peaking at ``peak`` (``optimizer.lr`` when omitted)."""
+    """The config's schedule over ``steps`` peaking at ``peak`` (``optimizer.lr`` when
+    omitted): linear warmup over ``optimizer.warmup_steps``, then constant or a cosine
+    decay to 10% of the peak at ``steps``."""
     opt = cfg.optimizer
     peak = opt.lr if peak is None else peak
     if opt.schedule == "constant":
@@ -25,15 +41,75 @@ def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
     return optax.join_schedules([warmup, main], [opt.warmup_steps])
 
 
-def build_optimizer(cfg) -> optax.GradientTransformationExtraArgs:
+def adamw(cfg, learning_rate) -> optax.GradientTransformation:
     opt = cfg.optimizer
-    if opt.lr <= 0:
-        raise ValueError(f"optimizer.lr={opt.lr} must be positive")
-    adamw = optax.adamw(schedule(cfg, cfg.train.steps), b1=opt.b1, b2=opt.b2,
-                        weight_decay=opt.weight_decay)
-    if opt.guard == "none":
-        return optax.with_extra_args_support(adamw)
-    if opt.guard not in GUARDS:
-        raise ValueError(f"optimizer.guard={opt.guard!r}; choose none or one of {sorted(GUARDS)}")
-    return lbw_jax.lbw_guard(adamw, policy=GUARDS[opt.guard](**opt.policy_kwargs.to_dict()),
-                             skip_non_finite=opt.skip_non_finite)
+    return optax.adamw(learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+
+
+def _knob_dict(kwargs) -> dict:
+    return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs or {})
+
+
+def build_policy(name: str, kwargs=None):
+    """The policy ``name`` of ``lbw_jax.POLICIES`` with its knobs (checked now)."""
+    if name not in GUARDS:
+        raise ValueError(f"optimizer.guard={name!r}; choose none or one of {sorted(GUARDS)}")
+    return GUARDS[name](**_knob_dict(kwargs))
+
+
+def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransformationExtraArgs:
+    """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now."""
+    kw = _knob_dict(kwargs)
+    if name == "clip":
+        return optax.with_extra_args_support(
+            optax.chain(optax.clip_by_global_norm(kw.get("max_norm", 1.0)), inner))
+    if name == "zclip":
+        return optax.with_extra_args_support(optax.chain(lbw_jax.zclip(**kw), inner))
+    if name == "spike_skip":
+        return lbw_jax.skip_spikes(inner, **kw)
+    if name == "update_clip":
+        return lbw_jax.update_clip(inner, b2=cfg.optimizer.b2, **kw)
+    if name == "plateau":
+        return optax.chain(inner, optax.contrib.reduce_on_plateau(**kw))
+    raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
+
+
+def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,
+                    baseline: str | None = None, baseline_kwargs=None
+                    ) -> optax.GradientTransformationExtraArgs:
+    """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper.
+
+    Args:
+      learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
+        schedule; default: the config's schedule over ``train.steps``.
+      guard: a policy name for ``lbw_guard`` ("none": no guard); default
+        ``optimizer.guard``, with knobs ``optimizer.policy_kwargs``.
+      policy: an already built policy, used instead of building ``guard``'s.
+      baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
+        with knobs ``optimizer.baseline_kwargs`` (or ``baseline_kwargs``).
+    """
+    opt = cfg.optimizer
+    if learning_rate is None:
+        check_lr(opt.lr)
+        learning_rate = schedule(cfg, cfg.train.steps)
+    elif isinstance(learning_rate, numbers.Real):
+        check_lr(learning_rate)
+    guard = opt.guard if guard is None else guard
+    if baseline is None:
+        baseline = opt.get("baseline", "none")
+        baseline_kwargs = opt.get("baseline_kwargs") if baseline_kwargs is None else baseline_kwargs
+    inner = adamw(cfg, learning_rate)
+    if policy is None and guard == "none":
+        if baseline == "none":
+            return optax.with_extra_args_support(inner)
+        return wrap_baseline(cfg, baseline, inner, baseline_kwargs)
+    if baseline != "none":
+        raise ValueError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose one "
+                         f"(a guard, or a baseline with optimizer.guard='none')")
+    policy = build_policy(guard, opt.policy_kwargs) if policy is None else policy
+    return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite)
+
+
+def check_lr(lr) -> None:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"optimizer.lr={lr!r} must be a finite positive number")

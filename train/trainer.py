@@ -18,6 +18,7 @@ from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
 from train.optim import build_optimizer
+from train.step import make_loss, train_step
 from train.tokenizer import BPETokenizer, PretrainedTokenizer
 
 BATCH_AXES = ("data", "fsdp")
@@ -134,34 +135,15 @@ class Trainer:
         if "frozen" in state:
             self.frozen = state["frozen"]
 
-    def _loss(self, params, frozen, tokens, dropout_key):
-        model = nnx.merge(self.graphdef, params, frozen)
-        logits = model(tokens[:, :-1], dropout_key=dropout_key)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
     def _compile_train_step(self):
-        grad_fn = jax.value_and_grad(self._loss)
+        loss_fn = make_loss(self.graphdef)
         seed_key = jax.random.key(self.cfg.seed)
 
         def step(params, opt_state, frozen, batch, step_index):
             # Dropout keys depend only on (seed, step): a resumed run draws the same ones.
-            step_key = jax.random.fold_in(seed_key, step_index)
-
-            def micro(carry, inputs):
-                grads_sum, loss_sum = carry
-                tokens, index = inputs
-                loss, grads = grad_fn(params, frozen, tokens,
-                                      jax.random.fold_in(step_key, index))
-                return (jax.tree.map(jnp.add, grads_sum, grads), loss_sum + loss), None
-
-            zeros = jax.tree.map(jnp.zeros_like, params)
-            n = batch.shape[0]
-            (grads, loss), _ = jax.lax.scan(micro, (zeros, jnp.zeros([])), (batch, jnp.arange(n)))
-            grads = jax.tree.map(lambda g: g / n, grads)
-            loss = loss / n
-            updates, opt_state = self.tx.update(grads, opt_state, params, value=loss)
-            params = optax.apply_updates(params, updates)
-            metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+            params, opt_state, metrics = train_step(
+                loss_fn, self.tx, params, opt_state, frozen, batch,
+                step_key=jax.random.fold_in(seed_key, step_index))
             if self.guarded:
                 info = lbw_jax.telemetry(opt_state)
                 metrics.update(scale=info["scale"], regime=info["regime"],

@@ -1,9 +1,10 @@
-"""``python -m train.stress [--config configs/stress_tiny.py] [--quick] [--config.a.b=value ...]``
+"""``python -m train.stress [--config configs/stress_cpu.py] [--quick] [--config.a.b=value ...]``
 
 Runs every arm of ``stress.arms`` at every LR of ``stress.lrs`` for ``stress.seeds``
 data orders, plus the failure scenarios, and writes ``results.json``, ``report.md``
 and PNG figures into ``output_dir``. ``--quick`` shrinks the grid to a smoke test
-(two arms, one LR, a handful of steps) that finishes in about a minute on a CPU.
+(AdamW, reflex and its two controls, one LR, a handful of steps) that finishes in about a
+minute on a CPU and writes to ``output_dir`` + ``_quick``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_tiny.py")
+DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_cpu.py")
 _CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG,
                                           "A stress config file exposing get_config().", lock_config=True)
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test profile: two arms, one LR, a few steps.")
@@ -26,7 +27,9 @@ def quick_profile(cfg) -> None:
     """Shrinks a stress config in place to a fast end-to-end check. It replaces the
     fields it names, command-line overrides of those included; others still apply."""
     s = cfg.stress
-    s.arms = ("adamw", "reflex")
+    s.arms = ("adamw", "reflex", "replay_reflex", "effective_lr_reflex")
+    s.fault_arms = ("adamw", "reflex")
+    s.controls_at = "all"
     s.lrs = (s.scenario_lr,)
     s.seeds = 1
     s.steps = 12
@@ -37,6 +40,9 @@ def quick_profile(cfg) -> None:
     s.inject_at = 6
     s.sequential_cells = 1
     s.policy_kwargs.reflex = dict(stats_every=2)
+    cfg.optimizer.warmup_steps = min(cfg.optimizer.warmup_steps, s.steps // 4)
+    # Its own folder: a smoke test never overwrites the full suite's report.
+    cfg.output_dir = cfg.output_dir.rstrip("/") + "_quick"
 
 
 def main(argv):

@@ -1,8 +1,19 @@
 """The optimizer arms of the stress suite, each a function of a traced learning rate.
 
-Every arm is the same AdamW (and schedule: the caller multiplies it into ``lr``)
-with one thing around it. ``make(lr)`` is called inside the vmapped step with the
-cell's learning rate as a tracer, so one compiled program serves every LR and seed.
+Every arm is the optimizer ``train.optim.build_optimizer`` gives for the same
+settings, so the suite measures the step users run. ``make(lr)`` is called inside
+the vmapped step with the cell's learning rate (schedule, faults and any replayed
+multiplier already folded in) as a tracer, so one compiled program serves every
+LR and seed.
+
+Kinds:
+  baseline: AdamW, alone or with one baseline around it (``train.optim.BASELINES``).
+  guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry.
+  control: ``effective_lr_<guard>``, plain AdamW at LR x the guard's mean applied
+    multiplier in the same cell (``effective_lr`` alone copies ``stress.effective_lr_of``).
+  replay: ``replay_<guard>``, plain AdamW whose LR follows the guard's multiplier
+    trajectory, averaged over the seeds at the same LR: the guard as an open-loop
+    schedule, which tells feedback from schedule.
 """
 
 from __future__ import annotations
@@ -14,12 +25,12 @@ import jax.numpy as jnp
 import optax
 
 import lbw_jax
+from train import optim
 
-BASELINES = ("adamw", "clip", "zclip", "spike_skip", "plateau", "effective_lr")
-# ``effective_lr_<guard arm>`` also names an effective-LR control of that arm.
+KINDS = ("baseline", "guard", "control", "replay")
 LABELS = {"adamw": "AdamW", "clip": "AdamW + clip_by_global_norm", "zclip": "AdamW + ZClip",
-          "spike_skip": "AdamW + spike skip", "plateau": "AdamW + reduce_on_plateau",
-          "effective_lr": "AdamW at the guard's mean effective LR"}
+          "spike_skip": "AdamW + spike skip", "update_clip": "AdamW + update clipping (StableAdamW)",
+          "plateau": "AdamW + reduce_on_plateau"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,89 +40,111 @@ class Arm:
     Attributes:
       name: the config name.
       label: a readable name for reports.
+      kind: one of ``KINDS``.
       make: learning rate (a traced scalar) -> the optimizer; its update takes ``value=``.
       probe: optimizer state -> {"scale", "skipped"}: the step multiplier the arm applied
         (1 for arms without one) and the steps it skipped so far.
-      is_guard: an ``lbw_guard`` policy arm (injected faults run on these and AdamW).
+      source: the guard arm a control or replay copies (None for the others).
     """
 
     name: str
     label: str
+    kind: str
     make: Callable[[jnp.ndarray], optax.GradientTransformationExtraArgs]
     probe: Callable[[object], dict]
-    is_guard: bool = False
+    source: str | None = None
+
+    @property
+    def is_guard(self) -> bool:
+        return self.kind == "guard"
 
 
 def _one(_state):
     return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32)}
 
 
-def build_arm(name: str, cfg) -> Arm:
-    """The arm called ``name``: a baseline or any policy in ``lbw_jax.POLICIES``."""
-    opt, s = cfg.optimizer, cfg.stress
-
-    def adamw(lr):
-        return optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
-
-    plain = lambda lr: optax.with_extra_args_support(adamw(lr))
-    if name == "adamw":
-        return Arm(name, LABELS[name], plain, _one)
-    if name.startswith("effective_lr"):
-        return Arm(name, f"AdamW at {effective_source(name, s)}'s mean effective LR", plain, _one)
-    if name == "clip":
-        return Arm(name, f"{LABELS[name]}({s.clip_norm})",
-                   lambda lr: optax.with_extra_args_support(
-                       optax.chain(optax.clip_by_global_norm(s.clip_norm), adamw(lr))), _one)
+def _baseline_probe(name):
     if name == "zclip":
-        zclip_kwargs = s.zclip.to_dict()
-        lbw_jax.zclip(**zclip_kwargs)  # checks the knobs now, not inside a trace
-
-        def zclip_probe(state):
-            return {"scale": state[0].last_factor, "skipped": jnp.zeros([], jnp.int32)}
-
-        return Arm(name, LABELS[name],
-                   lambda lr: optax.with_extra_args_support(
-                       optax.chain(lbw_jax.zclip(**zclip_kwargs), adamw(lr))), zclip_probe)
+        return lambda state: {"scale": state[0].last_factor, "skipped": jnp.zeros([], jnp.int32)}
+    if name == "update_clip":
+        return lambda state: {"scale": state.last_factor, "skipped": jnp.zeros([], jnp.int32)}
     if name == "spike_skip":
-        skip_kwargs = s.spike_skip.to_dict()
-        lbw_jax.skip_spikes(adamw(1.0), **skip_kwargs)
-        return Arm(name, LABELS[name], lambda lr: lbw_jax.skip_spikes(adamw(lr), **skip_kwargs),
-                   lambda state: {"scale": jnp.ones([], jnp.float32), "skipped": state.skipped})
+        return lambda state: {"scale": jnp.ones([], jnp.float32), "skipped": state.skipped}
     if name == "plateau":
-        plateau_kwargs = s.plateau.to_dict()
-        optax.contrib.reduce_on_plateau(**plateau_kwargs)
+        return lambda state: {"scale": jnp.asarray(state[1].scale, jnp.float32),
+                              "skipped": jnp.zeros([], jnp.int32)}
+    return _one
 
-        def plateau_probe(state):
-            return {"scale": jnp.asarray(state[1].scale, jnp.float32),
-                    "skipped": jnp.zeros([], jnp.int32)}
 
-        return Arm(name, LABELS[name],
-                   lambda lr: optax.chain(adamw(lr), optax.contrib.reduce_on_plateau(**plateau_kwargs)),
-                   plateau_probe)
-    if name in lbw_jax.POLICIES or name in s.variants:
-        if name in s.variants:   # e.g. an ablation: a policy with some knobs changed
-            policy_name, policy_kwargs = s.variants[name].policy, s.variants[name].kwargs
-            label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in policy_kwargs.items())
-        else:
-            policy_name, policy_kwargs, label = name, s.policy_kwargs.get(name, {}), name
-        policy_kwargs = policy_kwargs.to_dict() if hasattr(policy_kwargs, "to_dict") else dict(policy_kwargs)
+def baseline_kwargs(name: str, s) -> dict:
+    """The knobs of baseline ``name`` from the stress config."""
+    if name == "clip":
+        return {"max_norm": s.clip_norm}
+    group = s.get(name)
+    return group.to_dict() if hasattr(group, "to_dict") else dict(group or {})
+
+
+def source_of(name: str, s) -> str | None:
+    """The guard arm a control or replay copies; None for other arms."""
+    if name == "effective_lr":
+        return s.effective_lr_of
+    for prefix in ("effective_lr_", "replay_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return None
+
+
+def kind_of(name: str) -> str:
+    if name == "effective_lr" or name.startswith("effective_lr_"):
+        return "control"
+    if name.startswith("replay_"):
+        return "replay"
+    if name == "adamw" or name in optim.BASELINES:
+        return "baseline"
+    return "guard"
+
+
+def build_arm(name: str, cfg) -> Arm:
+    """The arm called ``name``; knob errors surface here, before any trace."""
+    s = cfg.stress
+    kind = kind_of(name)
+    plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
+    if kind == "control":
+        return Arm(name, f"AdamW at {source_of(name, s)}'s mean effective LR", kind, plain, _one,
+                   source=source_of(name, s))
+    if kind == "replay":
+        return Arm(name, f"AdamW replaying {source_of(name, s)}'s multiplier", kind, plain, _one,
+                   source=source_of(name, s))
+    if kind == "baseline":
+        if name == "adamw":
+            return Arm(name, LABELS[name], kind, plain, _one)
+        kwargs = baseline_kwargs(name, s)
+        optim.wrap_baseline(cfg, name, optax.adamw(1e-3), kwargs)  # checks the knobs now
+        label = LABELS[name] + (f"({s.clip_norm})" if name == "clip" else "")
+        return Arm(name, label, kind,
+                   lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=name,
+                                                    baseline_kwargs=kwargs),
+                   _baseline_probe(name))
+    if name in s.variants:   # e.g. an ablation: a policy with some knobs changed
+        policy_name, policy_kwargs = s.variants[name].policy, s.variants[name].kwargs
+        label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in policy_kwargs.items())
         if policy_name not in lbw_jax.POLICIES:
             raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
                              f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}")
-        policy = lbw_jax.POLICIES[policy_name](**policy_kwargs)  # knob errors surface here
+    elif name in lbw_jax.POLICIES:
+        policy_name, policy_kwargs, label = name, s.policy_kwargs.get(name, {}), name
+    else:
+        raise ValueError(f"stress.arms: unknown arm {name!r}; choose from adamw, "
+                         f"{sorted(optim.BASELINES)}, a policy of lbw_jax.POLICIES "
+                         f"{sorted(lbw_jax.POLICIES)}, a stress.variants entry {sorted(s.variants)}, "
+                         f"effective_lr_<guard arm> or replay_<guard arm>")
+    policy = optim.build_policy(policy_name, policy_kwargs)
 
-        def guard_probe(state):
-            info = lbw_jax.telemetry(state)
-            return {"scale": info["scale"], "skipped": info["skipped"]}
+    def guard_probe(state):
+        info = lbw_jax.telemetry(state)
+        return {"scale": info["scale"], "skipped": info["skipped"]}
 
-        return Arm(name, f"lbw_guard({label})",
-                   lambda lr: lbw_jax.lbw_guard(adamw(lr), policy=policy), guard_probe, is_guard=True)
-    raise ValueError(f"stress.arms: unknown arm {name!r}; choose from {list(BASELINES)}, a "
-                     f"policy of lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}, a stress.variants "
-                     f"entry {sorted(s.variants)} or effective_lr_<guard arm>")
-
-
-def effective_source(name: str, s) -> str:
-    """The guard arm whose mean scale an effective-LR control copies: ``effective_lr``
-    follows ``stress.effective_lr_of``; ``effective_lr_<arm>`` follows ``<arm>``."""
-    return s.effective_lr_of if name == "effective_lr" else name[len("effective_lr_"):]
+    return Arm(name, f"lbw_guard({label})", kind,
+               lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
+                                                baseline="none"),
+               guard_probe)

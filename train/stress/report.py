@@ -12,8 +12,9 @@ import jax
 import numpy as np
 
 from train.stress import faults as faults_lib
+from train.stress import headline as headline_lib
 from train.stress import summary
-from train.stress.arms import effective_source
+from train.stress.arms import source_of
 
 
 def _num(x, digits=4):
@@ -33,7 +34,9 @@ def write(result, out_dir, command: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tables = {"grid": summary.grid(result), "throughput": summary.throughput(result),
               "scenarios": summary.scenarios(result)}
-    (out / "results.json").write_text(json.dumps(_results_json(result, tables, command), indent=1))
+    results = _results_json(result, tables, command)
+    tables["headline"] = results["headline"]
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = _figures(result, out, tables["grid"])
     (out / "report.md").write_text(_report_md(result, tables, command, figures))
     return tables
@@ -64,14 +67,19 @@ def _results_json(result, tables, command):
                   for lr, row in per.items()} for arm, per in tables["grid"].items()}
     scen = {arm: {name: {"per_seed": seeds, "summary": summary.aggregate_scenario(seeds)}
                   for name, seeds in per.items()} for arm, per in tables["scenarios"].items()}
-    return _clean({
+    sources = {name: source_of(name, result.cfg.stress) for name in result.runs}
+    out = _clean({
         "command": command, "environment": _environment(), "config": result.cfg.to_dict(),
         "n_params": result.n_params, "tokens_per_step": result.tokens_per_step,
         "start_ppl": result.start_ppl, "pretrain": result.pretrain, "labels": result.labels,
+        "kinds": result.kinds, "sources": sources, "control_lrs": result.control_lrs,
         "eval_steps": next(iter(result.runs.values())).eval_steps,
         "grid": grid, "throughput": tables["throughput"], "scenarios": scen,
         "sequential": result.sequential, "cells": cells,
     })
+    # Computed from the JSON grid itself, so any results file gives the same numbers.
+    out["headline"] = _clean(headline_lib.headline(out, result.cfg.stress.stressed_above))
+    return out
 
 
 def _clean(obj):
@@ -89,34 +97,82 @@ def _clean(obj):
     return obj
 
 
+def _pct(x, digits=1):
+    return "—" if x is None or not math.isfinite(x) else f"{x:+.{digits}f}%"
+
+
+def _scenario_settings(s) -> str:
+    """Each scenario that ran, with its own settings only."""
+    settings = {"burst": f"{s.burst_len} batches of random tokens",
+                "lr_spike": f"the LR ×{s.lr_spike:g} for {s.lr_spike_len} steps",
+                "grad_x100": f"one gradient ×{s.grad_factor:g}",
+                "nan_grad": "one NaN gradient"}
+    return "; ".join(f"**{name}**: {settings[name]}" for name in s.scenarios)
+
+
+def _headline_md(result, tables) -> list[str]:
+    s, head = result.cfg.stress, tables["headline"]
+    tuned, stressed = head["_tuned"], head["_stressed"]
+    lines = ["## Headline", "",
+             f"Tuned AdamW: LR {tuned['lr']:g} (the best AdamW of the grid on this schedule), final "
+             f"perplexity {tuned['ppl']:.2f}. Stressed LRs (AdamW more than {s.stressed_above:.0%} worse "
+             f"than tuned): {', '.join(f'{lr:g}' for lr in stressed) or 'none'}.", "",
+             "*LR sensitivity* (Wortsman et al. 2023): the mean over the LR grid of min(final "
+             "log-perplexity, start log-perplexity) minus the best final log-perplexity of any arm; lower "
+             "is better, 0 is the best run at every LR. *Worst gap*: the largest gap over the grid of the "
+             "arm's mean final perplexity to tuned AdamW (— when a seed diverged). *vs replay* and *vs "
+             "control*: at each stressed LR, the guard's mean final perplexity against AdamW replaying "
+             "its multiplier trajectory and against AdamW at its mean effective LR (negative: the "
+             "guard is better).", "",
+             "| arm | kind | LR sensitivity | worst gap to tuned AdamW | diverged cells | vs replay | vs control |",
+             "|---|---|---|---|---|---|---|"]
+    for name in result.runs:
+        h = head[name]
+        sens = "—" if h["lr_sensitivity"] is None else f"{h['lr_sensitivity']:.3f}"
+        per_lr = lambda d: "—" if not d else ", ".join(f"{float(lr):g}: {_pct(v)}" for lr, v in d.items())
+        lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {_pct(h['worst_gap_pct'])} | "
+                     f"{h['diverged']}/{h['cells']} | {per_lr(h.get('vs_replay_pct'))} | "
+                     f"{per_lr(h.get('vs_control_pct'))} |")
+    return lines
+
+
 def _report_md(result, tables, command, figures) -> str:
-    s = result.cfg.stress
+    s, opt = result.cfg.stress, result.cfg.optimizer
+    shape = ("linear warmup over {w} steps, then cosine decay to 10% of the peak" if opt.schedule == "cosine"
+             else "linear warmup over {w} steps, then constant").format(w=opt.warmup_steps)
     lines = [
         "# Stress suite report", "",
         f"Command: `{command}`", "",
         f"Model: {result.n_params:,} trainable parameters; {result.tokens_per_step:,} tokens a step; "
-        f"{s.steps} steps per run; {s.seeds} seed(s) (data order); schedule: "
-        f"{result.cfg.optimizer.schedule}, {result.cfg.optimizer.warmup_steps} warmup steps; "
-        f"AdamW b1={result.cfg.optimizer.b1}, b2={result.cfg.optimizer.b2}, "
-        f"weight decay {result.cfg.optimizer.weight_decay}.",
+        f"{s.steps} steps per run; {s.seeds} seed(s) (data order). Every arm runs one schedule "
+        f"({opt.schedule}: {shape}) peaking at the LR of its column, and the same train step as "
+        f"`train.run`; AdamW b1={opt.b1}, b2={opt.b2}, weight decay {opt.weight_decay}.",
     ]
     if result.pretrain.get("steps"):
         p = result.pretrain
         lines.append(f"Every run starts from one model pretrained for {p['steps']} steps at LR "
                      f"{p['lr']} (validation perplexity {p['val_ppl']:.2f}).")
     env = _environment()
-    lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}.", "",
-              "## Final validation perplexity", "",
-              f"Mean ± std over seeds. † marks runs that diverged (non-finite, or more than "
-              f"{s.diverge_ratio}× the starting perplexity of {result.start_ppl:.2f}), with their count.", ""]
+    lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}.", ""]
+    lines += _headline_md(result, tables)
+    lines += ["", "## Final validation perplexity", "",
+              f"Mean ± std over seeds (the std only with several seeds). † marks runs that diverged "
+              f"(non-finite, or more than {s.diverge_ratio}× the starting perplexity of "
+              f"{result.start_ppl:.2f}), with their count; · marks an LR the arm did not run.", ""]
     lrs = list(s.lrs)
     lines.append("| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " | tokens/s | wall (compile + run) |")
     lines.append("|---" * (len(lrs) + 3) + "|")
     for name, per in tables["grid"].items():
         row = []
         for lr in lrs:
+            if lr not in per:
+                row.append("·")
+                continue
             g = per[lr]
-            text = f"{_fmt(g['mean'])} ± {_fmt(g['std'])}" if math.isfinite(g["mean"]) else "non-finite"
+            if not math.isfinite(g["mean"]):
+                text = "non-finite"
+            else:
+                text = _fmt(g["mean"]) + (f" ± {_fmt(g['std'])}" if g["seeds"] > 1 else "")
             if g["diverged"]:
                 text += f" †{g['diverged']}/{g['seeds']}"
             row.append(text)
@@ -125,23 +181,26 @@ def _report_md(result, tables, command, figures) -> str:
                      f" | {t['tokens_per_s']:,.0f} | {t['compile_s']:.0f} s + {t['run_s']:.0f} s |")
     scaled = [n for n, per in tables["grid"].items() if any(abs(g["mean_scale"] - 1) > 1e-6 for g in per.values())]
     if scaled:
-        lines += ["", "Mean step multiplier over the run (the guard's scale; reduce_on_plateau's scale; "
-                  "ZClip's clip factor):", "",
+        lines += ["", "Mean step multiplier actually applied over the run (the guard's scale after any "
+                  "trust limit, 0 on a skipped step; reduce_on_plateau's scale; ZClip's clip factor; the "
+                  "update clip's smallest per-tensor factor):", "",
                   "| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|"]
         for name in scaled:
+            per = tables["grid"][name]
             lines.append(f"| {result.labels[name]} | " + " | ".join(
-                f"{tables['grid'][name][lr]['mean_scale']:.3f}" for lr in lrs) + " |")
-    controls = [n for n in tables["grid"] if n.startswith("effective_lr")]
-    if controls:
-        lines += ["", "An effective-LR control runs plain AdamW at LR × the mean scale of its guard "
-                  "arm in the same cell (same LR and seed): "
-                  + "; ".join(f"`{n}` copies `{effective_source(n, s)}`" for n in controls) + "."]
+                f"{per[lr]['mean_scale']:.3f}" if lr in per else "·" for lr in lrs) + " |")
+    copies = [n for n, kind in result.kinds.items() if kind in ("control", "replay")]
+    if copies:
+        lines += ["", "Controls: `effective_lr_<guard>` runs plain AdamW at LR × the guard's mean multiplier "
+                  "in the same cell (same LR and seed); `replay_<guard>` runs plain AdamW whose LR at each "
+                  "step is multiplied by the guard's multiplier at that step, averaged over the seeds at the "
+                  "same LR (open loop: every seed, and every faulted run, gets the same trajectory). "
+                  f"They ran at LRs {', '.join(f'{lr:g}' for lr in result.control_lrs)} "
+                  f"(stress.controls_at={s.controls_at})."]
     if tables["scenarios"]:
         lines += ["", "## Failure scenarios", "",
-                  f"Injected at step {s.inject_at} of runs at LR {s.scenario_lr}: "
-                  + "; ".join(f"**{k}**: {v}" for k, v in faults_lib.SCENARIOS.items() if k in s.scenarios)
-                  + f" (burst {s.burst_len} batches, LR ×{s.lr_spike:g} for {s.lr_spike_len} steps, "
-                  f"gradient ×{s.grad_factor:g}).", "",
+                  f"Injected at step {s.inject_at} of runs at LR {s.scenario_lr} into the arms of "
+                  f"stress.fault_arms: {_scenario_settings(s)}.", "",
                   f"*Survived*: finite and at most {s.diverge_ratio}× the perplexity before the fault. "
                   f"*Cost*: final perplexity minus that of the same arm's clean run (same LR and seed). "
                   f"*Recovered*: from then on within {s.recover_tolerance:.0%} of the clean run, "
@@ -157,18 +216,19 @@ def _report_md(result, tables, command, figures) -> str:
                     f"{a['recovered']}/{a['seeds']} | {_fmt(a['steps_to_recover'], 0)} |")
     if result.sequential:
         q = result.sequential
-        speedup = q["grid_one_by_one_s"] / q["grid_batched_s"]
+        ratio = q["grid_one_by_one_s"] / q["grid_batched_s"]
+        verdict = (f"{ratio:.2f}× faster batched" if ratio >= 1 else f"{1 / ratio:.2f}× slower batched")
         lines += ["", "## Batched versus one by one", "",
                   f"The first {q['cells']} cells of `{q['arm']}` were also run one at a time "
                   f"(a one-cell program): {q['run_s_per_cell']:.2f} s a cell, against "
-                  f"{q['batched_run_s_per_cell']:.2f} s a cell inside the batch "
-                  f"(compile {q['compile_s']:.1f} s for the one-cell program).",
+                  f"{q['batched_run_s_per_cell']:.2f} s a cell inside its program of "
+                  f"{s.max_cells or 'all'} cell(s) (compile {q['compile_s']:.1f} s for the one-cell program).",
                   f"Final perplexities alone: {', '.join(f'{x:.3f}' for x in q['ppl_alone'])}; "
-                  f"in the batch: {', '.join(f'{x:.3f}' for x in q['ppl_batched'])}.", "",
-                  f"Whole grid ({q['grid_cells']} cells): batched {q['grid_batched_s'] / 60:.1f} min "
+                  f"as run in the suite: {', '.join(f'{x:.3f}' for x in q['ppl_batched'])}.", "",
+                  f"Whole grid ({q['grid_cells']} cells): as run {q['grid_batched_s'] / 60:.1f} min "
                   f"(measured, compiles included); one by one ≈ {q['grid_one_by_one_s'] / 60:.1f} min "
                   f"(the measured one-cell time × {q['grid_cells']} cells + one compile per arm; "
-                  f"extrapolated, not run): {speedup:.1f}× faster batched."]
+                  f"extrapolated, not run): {verdict}."]
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
 
@@ -184,11 +244,14 @@ def _figures(result, out, grid) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, per in grid.items():
-        means = np.array([per[lr]["mean"] for lr in s.lrs])
-        stds = np.array([per[lr]["std"] for lr in s.lrs])
+        ran = np.asarray(list(per))
+        means = np.array([per[lr]["mean"] for lr in per])
+        stds = np.array([per[lr]["std"] for lr in per])
         ok = np.isfinite(means)
-        line = ax.errorbar(lrs[ok], means[ok], yerr=stds[ok], marker="o", capsize=3, label=result.labels[name])
-        bad = [lr for lr in s.lrs if per[lr]["diverged"]]
+        dashed = "--" if result.kinds[name] in ("control", "replay") else "-"
+        line = ax.errorbar(ran[ok], means[ok], yerr=stds[ok], marker="o", capsize=3, ls=dashed,
+                           label=result.labels[name])
+        bad = [lr for lr in per if per[lr]["diverged"]]
         for lr in bad:
             y = per[lr]["mean"] if math.isfinite(per[lr]["mean"]) else np.nanmax(
                 [g["mean"] for g in per.values()] + [result.start_ppl * s.diverge_ratio])
@@ -202,23 +265,19 @@ def _figures(result, out, grid) -> list[str]:
     plt.close(fig)
     names.append("lr_stress.png")
 
-    def per_lr_panels(filename, series, ylabel, arms, log_y=False):
-        fig, axes = plt.subplots(1, len(s.lrs), figsize=(3.2 * len(s.lrs), 3.2), squeeze=False)
-        for ax, lr in zip(axes[0], s.lrs):
+    def panel_row(axes, series, ylabel, arms):
+        """One panel per LR: each arm's clean cells at that LR, averaged over seeds."""
+        for ax, lr in zip(axes, s.lrs):
             for name in arms:
                 runs = result.runs[name]
                 idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
-                y = series(runs)[:, idx].mean(axis=1)
-                ax.plot(np.arange(1, len(y) + 1), y, label=result.labels[name], lw=1)
+                if idx:
+                    y = series(runs)[:, idx].mean(axis=1)
+                    dashed = "--" if result.kinds[name] in ("control", "replay") else "-"
+                    ax.plot(np.arange(1, len(y) + 1), y, label=result.labels[name], lw=1, ls=dashed)
             ax.set(title=f"LR {lr:g}", xlabel="step")
-            if log_y:
-                ax.set_yscale("log")
-        axes[0][0].set_ylabel(ylabel)
-        axes[0][-1].legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(out / filename, dpi=110)
-        plt.close(fig)
-        names.append(filename)
+        axes[0].set_ylabel(ylabel)
+        axes[-1].legend(fontsize=6)
 
     def smooth(runs, k=10):
         x = runs.loss.astype(np.float64)
@@ -226,10 +285,19 @@ def _figures(result, out, grid) -> list[str]:
         return np.stack([np.convolve(np.pad(col, (k - 1, 0), mode="edge"), kernel, "valid")
                          for col in x.T], axis=1)
 
-    per_lr_panels("loss_curves.png", smooth, "training loss (10-step mean)", list(result.runs))
-    scaled = [n for n in result.runs if n in ("plateau",) or result.labels[n].startswith("lbw_guard")]
+    # The loss curves with, beneath them, the multiplier each guard (and plateau) applied:
+    # whether a guard acts on events or just decays shows in the second row.
+    scaled = [n for n in result.runs if n == "plateau" or result.kinds[n] == "guard"]
+    rows = 2 if scaled else 1
+    fig, axes = plt.subplots(rows, len(s.lrs), figsize=(3.2 * len(s.lrs), 3.0 * rows), squeeze=False,
+                             sharex=True)
+    panel_row(axes[0], smooth, "training loss (10-step mean)", list(result.runs))
     if scaled:
-        per_lr_panels("guard_scale.png", lambda r: r.scale, "step scale", scaled)
+        panel_row(axes[1], lambda r: r.scale, "applied step multiplier", scaled)
+    fig.tight_layout()
+    fig.savefig(out / "loss_and_scale.png", dpi=110)
+    plt.close(fig)
+    names.append("loss_and_scale.png")
 
     if s.scenarios:
         faulted = [n for n in result.runs if any(c.scenario != "none" for c in result.runs[n].cells)]

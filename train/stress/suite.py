@@ -14,7 +14,7 @@ from train import data as data_lib
 from train.models import make_mesh
 from train.optim import schedule
 from train.stress import faults as faults_lib
-from train.stress.arms import build_arm, effective_source
+from train.stress.arms import build_arm, kind_of
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
 from train.trainer import build_data, build_model
 
@@ -26,42 +26,84 @@ def check_config(cfg) -> None:
         raise ValueError("stress.arms is empty")
     if len(set(s.arms)) != len(s.arms):
         raise ValueError(f"stress.arms lists an arm twice: {list(s.arms)}")
-    for name in s.arms:
-        build_arm(name, cfg)  # unknown names and bad knobs fail here
-    for name in s.arms:
-        if name.startswith("effective_lr"):
-            source = effective_source(name, s)
-            if source not in s.arms or not build_arm(source, cfg).is_guard:
-                raise ValueError(f"stress.arms has {name}, which needs the guard arm "
-                                 f"{source!r} in stress.arms too")
+    arms = {name: build_arm(name, cfg) for name in s.arms}  # unknown names and bad knobs fail here
+    for arm in arms.values():
+        if arm.source is not None and (arm.source not in arms or not arms[arm.source].is_guard):
+            raise ValueError(f"stress.arms has {arm.name}, which needs the guard arm "
+                             f"{arm.source!r} in stress.arms too")
     if not s.lrs or any(lr <= 0 for lr in s.lrs):
         raise ValueError(f"stress.lrs={list(s.lrs)} must be a non-empty list of positive numbers")
     if s.seeds < 1:
         raise ValueError(f"stress.seeds={s.seeds} must be at least 1")
+    if not 0 <= s.fault_seeds <= s.seeds:
+        raise ValueError(f"stress.fault_seeds={s.fault_seeds} must lie in [0, stress.seeds={s.seeds}] "
+                         f"(0: all seeds); a faulted run needs its clean twin")
     if s.steps < 1 or s.eval_every < 1:
         raise ValueError(f"stress.steps={s.steps} and stress.eval_every={s.eval_every} must be >= 1")
     if s.eval_batches < 1:
         raise ValueError(f"stress.eval_batches={s.eval_batches} must be >= 1")
+    if s.controls_at not in ("all", "stressed"):
+        raise ValueError(f"stress.controls_at={s.controls_at!r}; choose all or stressed")
+    if s.controls_at == "stressed" and "adamw" not in arms:
+        raise ValueError("stress.controls_at='stressed' needs the arm adamw in stress.arms (the "
+                         "stressed LRs are those where AdamW ends more than stress.stressed_above "
+                         "worse than its best)")
+    unknown = sorted(set(s.fault_arms) - set(arms))
+    if unknown:
+        raise ValueError(f"stress.fault_arms names {unknown}, which are not in stress.arms {list(s.arms)}")
+    for name in s.fault_arms:
+        if arms[name].kind == "control":
+            raise ValueError(f"stress.fault_arms: {name} is an effective-LR control, which runs only "
+                             f"the grid (its LR comes from a clean run)")
     faults_lib.check(s)
 
 
-def _ordered_arms(s) -> list[str]:
-    # An effective-LR control needs its guard arm's scales first.
-    controls = [a for a in s.arms if a.startswith("effective_lr")]
-    return [a for a in s.arms if a not in controls] + controls
+def ordered_arms(s) -> list[str]:
+    """Baselines and guards first (AdamW leading: the stressed LRs come from it), then
+    the arms that copy a guard: controls and replays need its multipliers."""
+    copies = [a for a in s.arms if kind_of(a) in ("control", "replay")]
+    rest = [a for a in s.arms if a not in copies]
+    rest.sort(key=lambda a: a != "adamw")
+    return rest + copies
 
 
-def plan_cells(arm, s, scales=None) -> list[Cell]:
-    """The cells of one arm: every (LR, seed), then every (scenario, seed) for arms
-    that take faults. ``scales`` maps (lr, seed) to the guard's mean scale, for the
-    effective-LR control."""
+def stressed_lrs(adamw_runs: CellRuns, s) -> list[float]:
+    """The LRs where AdamW ends more than ``stress.stressed_above`` worse than its best
+    LR (mean final perplexity over seeds; non-finite counts as worse)."""
+    finals = {}
+    for lr in s.lrs:
+        idx = [i for i, c in enumerate(adamw_runs.cells) if c.scenario == "none" and c.lr == lr]
+        values = adamw_runs.val_ppl[-1, idx]
+        finals[lr] = float(np.mean(values)) if np.isfinite(values).all() else np.inf
+    best = min(finals.values())
+    return [lr for lr in s.lrs if finals[lr] > best * (1 + s.stressed_above)]
+
+
+def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]:
+    """The cells of one arm and, for a replay, their LR multipliers [cells, steps].
+
+    Every (LR of ``lrs``, seed), then every (scenario, seed) at ``stress.scenario_lr`` when
+    the arm is in ``stress.fault_arms``. ``copied`` is the guard arm's ``CellRuns`` for a
+    control (its mean multiplier in the same cell) or a replay (its multiplier trajectory
+    averaged over the seeds at the same LR, clean cells only: open loop)."""
     seeds = range(s.seeds)
-    if arm.name.startswith("effective_lr"):
-        return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in s.lrs for seed in seeds]
-    cells = [Cell(arm.name, lr, seed) for lr in s.lrs for seed in seeds]
-    if arm.name in s.fault_arms or arm.is_guard:
-        cells += [Cell(arm.name, s.scenario_lr, seed, scenario) for scenario in s.scenarios for seed in seeds]
-    return cells
+    if arm.kind == "control":
+        scales = {(c.lr, c.seed): float(np.mean(copied.scale[:, i]))
+                  for i, c in enumerate(copied.cells) if c.scenario == "none"}
+        return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in lrs for seed in seeds], None
+    cells = [Cell(arm.name, lr, seed) for lr in lrs for seed in seeds]
+    if arm.name in s.fault_arms:
+        cells += [Cell(arm.name, s.scenario_lr, seed, scenario) for scenario in s.scenarios
+                  for seed in range(s.fault_seeds or s.seeds)]
+    if arm.kind != "replay":
+        return cells, None
+    return cells, np.stack([mean_trajectory(copied, c.lr) for c in cells])
+
+
+def mean_trajectory(runs: CellRuns, lr: float) -> np.ndarray:
+    """The applied multiplier per step, averaged over the clean cells at ``lr``."""
+    idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
+    return runs.scale[:, idx].astype(np.float64).mean(axis=1)
 
 
 def _val_batches(windows, eval_batches, batch_size):
@@ -77,6 +119,8 @@ class SuiteResult:
     cfg: object
     runs: dict                 # arm name -> CellRuns
     labels: dict               # arm name -> label
+    kinds: dict                # arm name -> kind (arms.KINDS)
+    control_lrs: list          # the LRs the controls and replays ran at
     start_ppl: float
     pretrain: dict
     sequential: dict
@@ -119,29 +163,31 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
             f"validation perplexity {pretrain['val_ppl']:.2f}")
 
     shape = _shape(cfg, s.steps, cfg.optimizer.warmup_steps)
-    results, labels, scales = {}, {}, {}
-    for name in _ordered_arms(s):
+    results, labels, kinds, control_lrs = {}, {}, {}, list(s.lrs)
+    for name in ordered_arms(s):
         arm = build_arm(name, cfg)
-        labels[name] = arm.label
-        source = effective_source(name, s) if name.startswith("effective_lr") else None
-        cells = plan_cells(arm, s, scales.get(source))
-        progress = progress_factory(f"{name} ({len(cells)} cells)", s.steps) if progress_factory else None
-        runs = run_chunked(ArmProgram(arm, graphdef, shape), cells, s.max_cells, start_params=params,
-                           orders=orders, steps=s.steps, eval_every=s.eval_every,
+        labels[name], kinds[name] = arm.label, arm.kind
+        copied = results.get(arm.source)
+        cells, multipliers = plan_cells(arm, s, control_lrs if arm.source else s.lrs, copied)
+        progress = (progress_factory(f"{name} ({len(cells)} cells)", s.steps * len(cells))
+                    if progress_factory else None)
+        runs = run_chunked(ArmProgram(arm, graphdef, shape), cells, s.max_cells, multipliers=multipliers,
+                           start_params=params, orders=orders, steps=s.steps, eval_every=s.eval_every,
                            progress=progress, **common)
         if progress is not None:
             progress.close()
         results[name] = runs
         log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s")
-        if arm.is_guard:
-            scales[name] = {(c.lr, c.seed): float(np.mean(runs.scale[:, i]))
-                            for i, c in enumerate(runs.cells) if c.scenario == "none"}
+        if name == "adamw" and s.controls_at == "stressed":
+            control_lrs = stressed_lrs(runs, s)
+            log(f"stress: stressed LRs (AdamW > {s.stressed_above:.0%} worse than its best): "
+                f"{control_lrs}; controls and replays run there")
 
     sequential = {}
     if s.sequential_cells:
         sequential = _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log)
-    return SuiteResult(cfg=cfg, runs=results, labels=labels,
-                       start_ppl=float(results[_ordered_arms(s)[0]].val_ppl[0, 0]),
+    return SuiteResult(cfg=cfg, runs=results, labels=labels, kinds=kinds, control_lrs=control_lrs,
+                       start_ppl=float(results[ordered_arms(s)[0]].val_ppl[0, 0]),
                        pretrain=pretrain, sequential=sequential, n_params=n_params,
                        tokens_per_step=batch * (windows.shape[1] - 1))
 
@@ -159,7 +205,7 @@ def _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log)
     """Runs the first ``sequential_cells`` cells of the first arm one at a time (a
     one-cell program), for the batched-versus-one-by-one comparison."""
     s = cfg.stress
-    name = _ordered_arms(s)[0]
+    name = ordered_arms(s)[0]
     batched = results[name]
     cells = batched.cells[:s.sequential_cells]
     program = ArmProgram(build_arm(name, cfg), graphdef, shape)

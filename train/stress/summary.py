@@ -25,7 +25,8 @@ def grid(result) -> dict:
     out = {}
     for name, runs in result.runs.items():
         per_lr = {}
-        for lr in s.lrs:
+        ran = {c.lr for c in runs.cells if c.scenario == "none"}
+        for lr in [lr for lr in s.lrs if lr in ran]:   # controls and replays may run a subset
             idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
             finals = [float(runs.val_ppl[-1, i]) for i in idx]
             flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]

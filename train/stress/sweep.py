@@ -13,11 +13,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 from jax import lax
 
 from train.stress import faults as faults_lib
+from train.step import make_loss, train_step
 from train.stress.arms import Arm
 
 
@@ -47,6 +46,7 @@ class CellRuns:
     grad_norm: np.ndarray
     scale: np.ndarray
     skipped: np.ndarray
+    lr: np.ndarray             # the learning rate the arm's optimizer was built with, per step
     eval_steps: list[int]
     val_ppl: np.ndarray
     compile_s: float
@@ -54,48 +54,45 @@ class CellRuns:
     final_params: object = None
 
 
-def _loss_fn(graphdef):
-    def loss(params, frozen, tokens):
-        model = nnx.merge(graphdef, params, frozen)
-        logits = model(tokens[:, :-1]).astype(jnp.float32)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-    return loss
-
-
 class ArmProgram:
-    """The jitted, vmapped init, train step and evaluation of one arm."""
+    """The jitted, vmapped init, train step and evaluation of one arm.
+
+    The train step is ``train.step.train_step`` (the step ``train.run`` runs) with the
+    cell's learning rate: its peak x the schedule's shape at this step x any LR fault x
+    the replayed multiplier of this step (1 unless the arm is a replay)."""
 
     def __init__(self, arm: Arm, graphdef, schedule_shape):
-        loss = _loss_fn(graphdef)
-        grad_fn = jax.value_and_grad(loss)
+        loss = make_loss(graphdef)
 
-        def cell_step(params, opt_state, frozen, tokens, lr, step, faults: faults_lib.Faults):
+        def cell_step(params, opt_state, frozen, tokens, lr, step, faults: faults_lib.Faults, multiplier):
             in_spike = (step >= faults.lr_start) & (step < faults.lr_stop)
-            lr_now = lr * schedule_shape(step) * jnp.where(in_spike, faults.lr_factor, 1.0)
-            loss_value, grads = grad_fn(params, frozen, tokens)
-            multiplier = jnp.where(step == faults.grad_step, faults.grad_factor, 1.0)
-            grads = jax.tree.map(lambda g: (g * multiplier).astype(g.dtype), grads)
-            updates, opt_state = arm.make(lr_now).update(grads, opt_state, params, value=loss_value)
-            params = optax.apply_updates(params, updates)
-            metrics = {"loss": loss_value, "grad_norm": optax.tree.norm(grads), **arm.probe(opt_state)}
-            return params, opt_state, metrics
+            lr_now = (lr * schedule_shape(step) * jnp.where(in_spike, faults.lr_factor, 1.0)
+                      * multiplier[step])
+            grad_multiplier = jnp.where(step == faults.grad_step, faults.grad_factor, 1.0)
+            skipped_before = arm.probe(opt_state)["skipped"]
+            params, opt_state, metrics = train_step(loss, arm.make(lr_now), params, opt_state, frozen,
+                                                    tokens[None], grad_multiplier=grad_multiplier)
+            probe = arm.probe(opt_state)
+            # The multiplier actually applied to this step's update: 0 when it was skipped.
+            applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["scale"])
+            return params, opt_state, {**metrics, "scale": applied, "skipped": probe["skipped"], "lr": lr_now}
 
         def cell_eval(params, frozen, val):
             _, losses = lax.scan(lambda c, tokens: (c, loss(params, frozen, tokens)), None, val)
             return jnp.mean(losses)
 
-        cells = (0, 0, None, 0, 0, None, 0)
+        cells = (0, 0, None, 0, 0, None, 0, 0)
         self.init = jax.jit(jax.vmap(lambda params, lr: arm.make(lr).init(params)))
         self.step = jax.jit(jax.vmap(cell_step, in_axes=cells), donate_argnums=(0, 1))
         self.eval = jax.jit(jax.vmap(cell_eval, in_axes=(0, None, None)))
         self._executables = {}
 
-    def compiled(self, n, params, opt_state, frozen, batch_shape, lrs, fault_params, val):
+    def compiled(self, n, params, opt_state, frozen, batch_shape, lrs, fault_params, multipliers, val):
         """The step and eval executables for ``n`` cells, compiled once per size."""
         if n not in self._executables:
             tokens = jax.ShapeDtypeStruct((n, *batch_shape), jnp.int32)
             step = self.step.lower(params, opt_state, frozen, tokens, lrs, jnp.int32(0),
-                                   fault_params).compile()
+                                   fault_params, multipliers).compile()
             self._executables[n] = (step, self.eval.lower(params, frozen, val).compile())
         return self._executables[n]
 
@@ -117,14 +114,19 @@ def _batches(cells, orders, step, stress, vocab_size, batch_shape):
 
 def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, orders, val,
               steps: int, eval_every: int, stress, vocab_size: int, keep_params: bool = False,
-              progress=None) -> CellRuns:
+              multipliers=None, progress=None) -> CellRuns:
     """Trains ``cells`` together for ``steps`` steps from ``start_params``.
 
-    ``orders`` maps a seed to its ``BatchOrder``; ``val`` is [batches, B, T+1].
-    Evaluations happen at step 0, every ``eval_every`` steps and at the end.
+    ``orders`` maps a seed to its ``BatchOrder``; ``val`` is [batches, B, T+1];
+    ``multipliers`` [cells, steps] multiplies each step's LR (a replay's trajectory;
+    None: ones). Evaluations happen at step 0, every ``eval_every`` steps and at the end.
     """
     n = len(cells)
     lrs = jnp.asarray([c.peak_lr for c in cells], jnp.float32)
+    multipliers = jnp.ones((n, steps), jnp.float32) if multipliers is None else jnp.asarray(
+        multipliers, jnp.float32)
+    if multipliers.shape != (n, steps):
+        raise ValueError(f"multipliers have shape {multipliers.shape}; expected {(n, steps)}")
     fault_params = jax.tree.map(jnp.asarray, faults_lib.faults_for([c.scenario for c in cells], stress))
     batch_shape = orders[cells[0].seed].batch(0).shape
     val = jnp.asarray(val)
@@ -133,7 +135,7 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
     params = _stack(start_params, n)
     opt_state = program.init(params, lrs)
     step_exe, eval_exe = program.compiled(n, params, opt_state, frozen, batch_shape, lrs,
-                                          fault_params, val)
+                                          fault_params, multipliers, val)
     compile_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -141,31 +143,35 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
     for step in range(steps):
         tokens = _batches(cells, orders, step, stress, vocab_size, batch_shape)
         params, opt_state, metrics = step_exe(params, opt_state, frozen, tokens, lrs,
-                                              jnp.int32(step), fault_params)
+                                              jnp.int32(step), fault_params, multipliers)
         records.append(metrics)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             evals.append(eval_exe(params, frozen, val))
             eval_steps.append(step + 1)
         if progress is not None:
-            progress.update(1)
+            progress.update(n)   # cell-steps: the bar's total counts every cell's steps
     records, evals = jax.device_get((records, evals))
     run_s = time.perf_counter() - t0
 
     stacked = {k: np.stack([r[k] for r in records]) for k in records[0]}
     return CellRuns(cells=list(cells), loss=stacked["loss"], grad_norm=stacked["grad_norm"],
-                    scale=stacked["scale"], skipped=stacked["skipped"], eval_steps=eval_steps,
+                    scale=stacked["scale"], skipped=stacked["skipped"], lr=stacked["lr"],
+                    eval_steps=eval_steps,
                     val_ppl=np.exp(np.stack(evals).astype(np.float64)), compile_s=compile_s,
                     run_s=run_s, final_params=params if keep_params else None)
 
 
-def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, **kwargs) -> CellRuns:
+def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipliers=None,
+                **kwargs) -> CellRuns:
     """``run_cells`` in chunks of at most ``max_cells`` (0: all at once), to bound memory."""
     size = max_cells or len(cells)
-    parts = [run_cells(program, cells[i:i + size], **kwargs) for i in range(0, len(cells), size)]
+    chunk = lambda i: None if multipliers is None else multipliers[i:i + size]
+    parts = [run_cells(program, cells[i:i + size], multipliers=chunk(i), **kwargs)
+             for i in range(0, len(cells), size)]
     if len(parts) == 1:
         return parts[0]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)
     return CellRuns(cells=[c for p in parts for c in p.cells], loss=cat("loss"),
-                    grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"),
+                    grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"), lr=cat("lr"),
                     eval_steps=parts[0].eval_steps, val_ppl=cat("val_ppl"),
                     compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts))

@@ -1,0 +1,95 @@
+"""The suite's headline metrics, from the ``grid`` of results.json (so they can be
+recomputed from any results file, and tested on a hand-made one).
+
+Per arm:
+  lr_sensitivity: as in Wortsman et al. 2023 ("Small-scale proxies for large-scale
+    Transformer training instabilities"): the mean over the LR grid of
+    min(final log-perplexity, start log-perplexity) minus the best final
+    log-perplexity of any arm. 0 means the arm is as good as the best run anywhere
+    at every LR; the cap at the start makes a diverged cell cost as much as
+    having learnt nothing. Only for arms that ran the whole grid.
+  worst_gap_pct: the largest gap, in %, of the arm's mean final perplexity over the
+    grid to tuned AdamW (the best mean of AdamW over the grid); None when a mean
+    is non-finite (a diverged seed).
+  diverged / cells: diverged clean cells, and how many clean cells ran.
+  vs_replay_pct, vs_control_pct: for a guard, at each stressed LR, its mean final
+    perplexity against its replay and its effective-LR control, in % (negative:
+    the guard is better).
+Final log-perplexities are averaged over seeds per LR.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _key(lr) -> str:
+    return str(float(lr))
+
+
+def tuned_adamw(grid: dict) -> tuple[float, float]:
+    """(LR, mean final perplexity) of AdamW's best LR in the grid."""
+    adamw = {float(lr): row["mean"] for lr, row in grid["adamw"].items() if _finite(row["mean"])}
+    if not adamw:
+        raise ValueError("results: AdamW has no finite mean at any LR; there is no tuned AdamW")
+    lr = min(adamw, key=adamw.get)
+    return lr, adamw[lr]
+
+
+def stressed_lrs(grid: dict, tolerance: float) -> list[float]:
+    """LRs where AdamW's mean is more than ``tolerance`` worse than tuned AdamW (or non-finite)."""
+    _, best = tuned_adamw(grid)
+    return [float(lr) for lr, row in grid["adamw"].items()
+            if not _finite(row["mean"]) or row["mean"] > best * (1 + tolerance)]
+
+
+def _log_finals(row, start_log):
+    """Per seed: min(log final, log start); a non-finite final counts as the start."""
+    return [min(math.log(f), start_log) if _finite(f) and f > 0 else start_log for f in row["finals"]]
+
+
+def _pct(a, b):
+    return 100.0 * (a / b - 1.0) if _finite(a) and _finite(b) else None
+
+
+def headline(results: dict, tolerance: float = 0.05) -> dict:
+    """arm -> its headline metrics; also ``_tuned`` and ``_stressed``. ``results`` needs
+    ``grid``, ``start_ppl``, ``kinds`` and ``sources`` (arm -> the guard it copies)."""
+    grid, start_log = results["grid"], math.log(results["start_ppl"])
+    lrs = sorted({float(lr) for per in grid.values() for lr in per})
+    full = [arm for arm, per in grid.items() if {float(lr) for lr in per} == set(lrs)]
+    best = min(sum(math.log(f) for f in row["finals"]) / len(row["finals"])
+               for arm in full for row in grid[arm].values()
+               if row["finals"] and all(_finite(f) and f > 0 for f in row["finals"]))
+    tuned_lr, tuned = tuned_adamw(grid)
+    stressed = stressed_lrs(grid, tolerance)
+    copies = {}
+    for arm, source in results.get("sources", {}).items():
+        if source is not None:
+            copies.setdefault(source, {})[results["kinds"][arm]] = arm
+
+    out = {"_tuned": {"lr": tuned_lr, "ppl": tuned}, "_stressed": stressed,
+           "_best_log_ppl": best}
+    for arm, per in grid.items():
+        rows = {float(lr): row for lr, row in per.items()}
+        gaps = [_pct(row["mean"], tuned) for row in rows.values()]
+        entry = {
+            "kind": results["kinds"][arm],
+            "lr_sensitivity": (sum(sum(_log_finals(r, start_log)) / len(r["finals"]) - best
+                                   for r in rows.values()) / len(rows)) if arm in full else None,
+            "worst_gap_pct": None if any(g is None for g in gaps) else max(gaps),
+            "diverged": sum(row["diverged"] for row in rows.values()),
+            "cells": sum(row["seeds"] for row in rows.values()),
+        }
+        for kind, field in (("replay", "vs_replay_pct"), ("control", "vs_control_pct")):
+            other = copies.get(arm, {}).get(kind)
+            if other is not None:
+                theirs = {float(lr): row for lr, row in grid[other].items()}
+                entry[field] = {lr: _pct(rows[lr]["mean"], theirs[lr]["mean"])
+                                for lr in stressed if lr in rows and lr in theirs}
+        out[arm] = entry
+    return out
