@@ -177,7 +177,11 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         if progress is not None:
             progress.close()
         results[name] = runs
-        log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s")
+        clean = sorted({c.lr for c in cells if c.scenario == "none"})
+        finals = {lr: np.mean([runs.val_ppl[-1, i] for i, c in enumerate(runs.cells)
+                               if c.lr == lr and c.scenario == "none"]) for lr in clean}
+        log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s; "
+            f"final perplexity " + ", ".join(f"{lr:g}: {v:.2f}" for lr, v in finals.items()))
         if name == "adamw" and s.controls_at == "stressed":
             control_lrs = stressed_lrs(runs, s)
             log(f"stress: stressed LRs (AdamW > {s.stressed_above:.0%} worse than its best): "
