@@ -36,9 +36,9 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     s.diverge_ratio = 2.0         # diverged: non-finite, or this many times the start perplexity
     # The guard whose mean scale the arm "effective_lr" copies ("effective_lr_<arm>" names its own).
     s.effective_lr_of = "reflex"
-    # Where the controls and replays run: "stressed" = the LRs where AdamW ends more than
-    # stressed_above worse than its best LR (the grid's other LRs only show how close a
-    # guard stays to AdamW, which the grid already does); "all" = every LR.
+    # Where the controls and replays run: "stressed" = the LRs above AdamW's best where it
+    # ends more than stressed_above worse than there (elsewhere a guard can only match
+    # AdamW, which the grid already shows); "all" = every LR.
     s.controls_at = "all"
     s.stressed_above = 0.05
 

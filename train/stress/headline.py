@@ -12,7 +12,8 @@ Per arm:
     grid to tuned AdamW (the best mean of AdamW over the grid); None when a mean
     is non-finite (a diverged seed).
   diverged / cells: diverged clean cells, and how many clean cells ran.
-  vs_replay_pct, vs_control_pct: for a guard, at each stressed LR, its mean final
+  vs_replay_pct, vs_control_pct: for a guard, at each stressed LR (above tuned AdamW's,
+    where AdamW is more than 5% worse than tuned), its mean final
     perplexity against its replay and its effective-LR control, in % (negative:
     the guard is better).
 Final log-perplexities are averaged over seeds per LR.
@@ -41,10 +42,11 @@ def tuned_adamw(grid: dict) -> tuple[float, float]:
 
 
 def stressed_lrs(grid: dict, tolerance: float) -> list[float]:
-    """LRs where AdamW's mean is more than ``tolerance`` worse than tuned AdamW (or non-finite)."""
-    _, best = tuned_adamw(grid)
-    return [float(lr) for lr, row in grid["adamw"].items()
-            if not _finite(row["mean"]) or row["mean"] > best * (1 + tolerance)]
+    """LRs above tuned AdamW's where AdamW's mean is more than ``tolerance`` worse than
+    tuned AdamW (or non-finite). Too low an LR is not stress: a guard only lowers the step."""
+    tuned_lr, best = tuned_adamw(grid)
+    return [float(lr) for lr, row in grid["adamw"].items() if float(lr) > tuned_lr
+            and (not _finite(row["mean"]) or row["mean"] > best * (1 + tolerance))]
 
 
 def _log_finals(row, start_log):

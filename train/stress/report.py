@@ -115,8 +115,8 @@ def _headline_md(result, tables) -> list[str]:
     tuned, stressed = head["_tuned"], head["_stressed"]
     lines = ["## Headline", "",
              f"Tuned AdamW: LR {tuned['lr']:g} (the best AdamW of the grid on this schedule), final "
-             f"perplexity {tuned['ppl']:.2f}. Stressed LRs (AdamW more than {s.stressed_above:.0%} worse "
-             f"than tuned): {', '.join(f'{lr:g}' for lr in stressed) or 'none'}.", "",
+             f"perplexity {tuned['ppl']:.2f}. Stressed LRs (above tuned, with AdamW more than "
+             f"{s.stressed_above:.0%} worse than tuned): {', '.join(f'{lr:g}' for lr in stressed) or 'none'}.", "",
              "*LR sensitivity* (Wortsman et al. 2023): the mean over the LR grid of min(final "
              "log-perplexity, start log-perplexity) minus the best final log-perplexity of any arm; lower "
              "is better, 0 is the best run at every LR. *Worst gap*: the largest gap over the grid of the "

@@ -68,15 +68,16 @@ def ordered_arms(s) -> list[str]:
 
 
 def stressed_lrs(adamw_runs: CellRuns, s) -> list[float]:
-    """The LRs where AdamW ends more than ``stress.stressed_above`` worse than its best
-    LR (mean final perplexity over seeds; non-finite counts as worse)."""
+    """The LRs above AdamW's best where it ends more than ``stress.stressed_above`` worse
+    than there (mean final perplexity over seeds; non-finite counts as worse). Too low an
+    LR is not stress: a guard can only lower the step, so it cannot help there."""
     finals = {}
     for lr in s.lrs:
         idx = [i for i, c in enumerate(adamw_runs.cells) if c.scenario == "none" and c.lr == lr]
         values = adamw_runs.val_ppl[-1, idx]
         finals[lr] = float(np.mean(values)) if np.isfinite(values).all() else np.inf
-    best = min(finals.values())
-    return [lr for lr in s.lrs if finals[lr] > best * (1 + s.stressed_above)]
+    tuned = min(finals, key=finals.get)
+    return [lr for lr in s.lrs if lr > tuned and finals[lr] > finals[tuned] * (1 + s.stressed_above)]
 
 
 def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]:
@@ -184,7 +185,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
             f"final perplexity " + ", ".join(f"{lr:g}: {v:.2f}" for lr, v in finals.items()))
         if name == "adamw" and s.controls_at == "stressed":
             control_lrs = stressed_lrs(runs, s)
-            log(f"stress: stressed LRs (AdamW > {s.stressed_above:.0%} worse than its best): "
+            log(f"stress: stressed LRs (above AdamW's best, AdamW > {s.stressed_above:.0%} worse): "
                 f"{control_lrs}; controls and replays run there")
 
     sequential = {}
