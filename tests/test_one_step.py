@@ -1,0 +1,75 @@
+"""train.run and the stress suite train with one step and one optimizer builder: the
+suite's AdamW cell and the Trainer end at the same parameters from the same batches."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from harness_helpers import small_config
+from train.optim import build_optimizer
+from train.stress.arms import build_arm
+from train.stress.sweep import ArmProgram, Cell, run_cells
+from train.trainer import Trainer, build_data
+
+
+def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
+    cfg = small_config(tmp_path)
+    cfg.optimizer.update(guard="none", schedule="cosine", warmup_steps=2, lr=3e-3)
+    cfg.train.steps = 6
+    data = build_data(cfg)
+    trainer = Trainer(cfg, data)
+    start = jax.tree.map(np.asarray, trainer.params)
+    losses = [float(trainer.train_step(step)["loss"]) for step in range(cfg.train.steps)]
+
+    from configs.stress_cpu import get_config
+    scfg = get_config()
+    scfg.optimizer.update(cfg.optimizer.to_dict())
+    scfg.stress.update(dict(steps=cfg.train.steps, eval_every=cfg.train.steps, scenarios=()))
+    from train.stress.suite import _shape
+    shape = _shape(scfg, cfg.train.steps, cfg.optimizer.warmup_steps)
+
+    class TrainerOrder:   # the trainer's own batches, in its order
+        def batch(self, index):
+            return data.train.batch(index)
+
+    program = ArmProgram(build_arm("adamw", scfg), trainer.graphdef, shape)
+    runs = run_cells(program, [Cell("adamw", cfg.optimizer.lr, 0)], start, trainer.frozen,
+                     orders={0: TrainerOrder()}, val=data.val_windows[None, :8], steps=cfg.train.steps,
+                     eval_every=cfg.train.steps, stress=scfg.stress, vocab_size=data.tokenizer.vocab_size,
+                     keep_params=True)
+    # Equal up to float rounding: the trainer reduces over 8 sharded devices, the cell on one,
+    # and Adam's division by sqrt(v) magnifies the last bits of near-zero gradients. A step of
+    # the schedule off, or a different optimizer, moves parameters by ~lr = 3e-3.
+    np.testing.assert_allclose(runs.loss[:, 0], losses, rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(runs.final_params), jax.tree.leaves(trainer.params)):
+        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+    moved = max(float(np.max(np.abs(a - b))) for a, b in
+                zip(jax.tree.leaves(trainer.params), jax.tree.leaves(start)))
+    assert moved > 1e-3   # the runs trained; equal ends are not equal starts
+
+
+def test_build_optimizer_checks_its_settings(tmp_path):
+    cfg = small_config(tmp_path)
+    for lr in (float("nan"), float("inf"), 0.0, -1e-3):
+        cfg.optimizer.lr = lr
+        with pytest.raises(ValueError, match="optimizer.lr=.* must be a finite positive number"):
+            build_optimizer(cfg)
+    cfg.optimizer.lr = 1e-3
+    cfg.optimizer.baseline = "update_clip"
+    with pytest.raises(ValueError, match="choose one"):
+        build_optimizer(cfg)                      # a guard (reflex) and a baseline
+    cfg.optimizer.guard = "none"
+    cfg.optimizer.baseline = "lion"
+    with pytest.raises(ValueError, match="optimizer.baseline='lion'"):
+        build_optimizer(cfg)
+
+
+@pytest.mark.parametrize("baseline", ["clip", "zclip", "spike_skip", "update_clip", "plateau"])
+def test_train_run_builds_every_baseline(tmp_path, baseline):
+    cfg = small_config(tmp_path)
+    cfg.optimizer.update(guard="none", baseline=baseline)
+    tx = build_optimizer(cfg)
+    params = {"w": np.ones(3, np.float32)}
+    updates, _ = tx.update({"w": np.full(3, 0.5, np.float32)}, tx.init(params), params, value=1.0)
+    assert np.all(np.isfinite(updates["w"])) and np.any(updates["w"] != 0)
