@@ -38,9 +38,10 @@ def get_config():
     s.inject_at = 75
     s.fault_seeds = 1
     s.fault_arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor")
-    # At this size 2-4 cells per vmapped program cost 0.85x a lone cell per cell-step on
-    # 2 CPU cores (bench/stress_batching.py; docs/stress/calibration.md); the report
-    # also times 2 cells run alone.
+    # At this size 2-4 cells per vmapped program cost 0.85x a lone cell per train step on
+    # 2 CPU cores (bench/stress_batching.py), though end to end (evaluations and the host
+    # loop included) the default run measured 1.04x slower batched: a wash
+    # (docs/stress/calibration.md). The report times 2 cells run alone.
     s.max_cells = 4
     s.sequential_cells = 2
     return c
