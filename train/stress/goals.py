@@ -25,13 +25,9 @@ from train.stress.headline import headline, stressed_lrs, tuned_adamw
 
 
 def _mean(results, arm, lr):
-    value = results["grid"][arm].get(str(float(lr)), results["grid"][arm].get(str(lr), {})).get("mean")
+    """The arm's mean final perplexity at ``lr`` (NaN when non-finite or not run)."""
+    value = next((row["mean"] for key, row in results["grid"][arm].items() if float(key) == float(lr)), None)
     return math.nan if value is None else value
-
-
-def _row(results, arm, lr):
-    per = results["grid"][arm]
-    return next(row for key, row in per.items() if float(key) == float(lr))
 
 
 def _cost(results, arm, scenario):

@@ -28,10 +28,6 @@ def _finite(x) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def _key(lr) -> str:
-    return str(float(lr))
-
-
 def tuned_adamw(grid: dict) -> tuple[float, float]:
     """(LR, mean final perplexity) of AdamW's best LR in the grid."""
     adamw = {float(lr): row["mean"] for lr, row in grid["adamw"].items() if _finite(row["mean"])}
@@ -41,12 +37,18 @@ def tuned_adamw(grid: dict) -> tuple[float, float]:
     return lr, adamw[lr]
 
 
+def stressed_from_means(means: dict, tolerance: float) -> list[float]:
+    """The stressed LRs, given AdamW's mean final perplexity per LR (None or non-finite:
+    worse than any): those above the best LR where AdamW is more than ``tolerance`` worse
+    than there. Too low an LR is not stress: a guard only lowers the step."""
+    means = {float(lr): (m if _finite(m) else math.inf) for lr, m in means.items()}
+    tuned_lr = min(means, key=means.get)
+    return sorted(lr for lr, m in means.items() if lr > tuned_lr and m > means[tuned_lr] * (1 + tolerance))
+
+
 def stressed_lrs(grid: dict, tolerance: float) -> list[float]:
-    """LRs above tuned AdamW's where AdamW's mean is more than ``tolerance`` worse than
-    tuned AdamW (or non-finite). Too low an LR is not stress: a guard only lowers the step."""
-    tuned_lr, best = tuned_adamw(grid)
-    return [float(lr) for lr, row in grid["adamw"].items() if float(lr) > tuned_lr
-            and (not _finite(row["mean"]) or row["mean"] > best * (1 + tolerance))]
+    """``stressed_from_means`` of AdamW's row of a results grid."""
+    return stressed_from_means({lr: row["mean"] for lr, row in grid["adamw"].items()}, tolerance)
 
 
 def _log_finals(row, start_log):

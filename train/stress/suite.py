@@ -15,6 +15,7 @@ from train.models import make_mesh
 from train.optim import schedule
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm, kind_of
+from train.stress.headline import stressed_from_means
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
 from train.trainer import build_data, build_model
 
@@ -68,16 +69,12 @@ def ordered_arms(s) -> list[str]:
 
 
 def stressed_lrs(adamw_runs: CellRuns, s) -> list[float]:
-    """The LRs above AdamW's best where it ends more than ``stress.stressed_above`` worse
-    than there (mean final perplexity over seeds; non-finite counts as worse). Too low an
-    LR is not stress: a guard can only lower the step, so it cannot help there."""
-    finals = {}
+    """The stressed LRs (``headline.stressed_from_means``) of AdamW's clean cells."""
+    means = {}
     for lr in s.lrs:
         idx = [i for i, c in enumerate(adamw_runs.cells) if c.scenario == "none" and c.lr == lr]
-        values = adamw_runs.val_ppl[-1, idx]
-        finals[lr] = float(np.mean(values)) if np.isfinite(values).all() else np.inf
-    tuned = min(finals, key=finals.get)
-    return [lr for lr in s.lrs if lr > tuned and finals[lr] > finals[tuned] * (1 + s.stressed_above)]
+        means[lr] = float(np.mean(adamw_runs.val_ppl[-1, idx]))
+    return stressed_from_means(means, s.stressed_above)
 
 
 def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]:
