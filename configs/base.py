@@ -60,6 +60,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
     c.train.keep_checkpoints = 3
+    # The divergence watchdog (train/watchdog.py; README, Training): "rollback" restores
+    # the last good checkpoint, skips the batches that led up to the event and lowers
+    # the LR; "stop" exits with code 3. It fires on a non-finite loss or parameter
+    # norm, the loss above loss_factor x its running level for `patience` steps, or
+    # more than max_skips consecutive skipped steps.
+    c.train.on_divergence = "rollback"   # rollback | stop
+    c.train.watchdog = ml_collections.ConfigDict()
+    c.train.watchdog.loss_factor = 1.5
+    c.train.watchdog.patience = 5
+    c.train.watchdog.level_decay = 0.98  # EMA of the loss while it is not above the bar
+    c.train.watchdog.max_skips = 20
+    c.train.watchdog.max_rollbacks = 3
+    c.train.watchdog.lr_factor = 0.5     # each rollback multiplies the LR by this...
+    c.train.watchdog.lr_recovery_steps = 50   # ...then it returns to x1 over these steps (0: never)
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1
@@ -70,4 +84,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.coordinator = ""   # host:port; empty: single process unless the cluster says
     c.distributed.num_processes = 1
     c.distributed.process_id = 0
+
+    # Fault injection, for testing the watchdog: the optimizer step is multiplied by
+    # lr_factor (for AdamW exactly an LR lr_factor times larger) on the batches
+    # [first_batch, last_batch) of the data order. Batches, not steps: a rollback
+    # skips them, as it would skip bad data.
+    c.fault = ml_collections.ConfigDict()
+    c.fault.lr_factor = 1.0
+    c.fault.first_batch = 0
+    c.fault.last_batch = 0
     return c

@@ -29,6 +29,7 @@ def small_config(out_dir, **train_overrides):
 
 
 SMALL_FLAGS = [
+    "--config.optimizer.policy_kwargs.stats_every=2",  # as small_config
     "--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
     "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
     "--config.model.arch.num_kv_heads=1", "--config.model.arch.head_dim=16",

@@ -22,6 +22,9 @@ def test_config_loads(name):
     if name.startswith("stress"):   # the stress configs pass the suite's own checks
         from train.stress.suite import check_config
         check_config(cfg)
+    else:                           # the train.run configs pass train.run's up-front checks
+        from train.validate import check_config
+        check_config(cfg)
     if name.startswith("qwen"):
         assert cfg.model.pretrained.startswith("Qwen/Qwen2.5-") and cfg.lora.enabled
         assert cfg.data.hf_config == "wikitext-103-raw-v1"

@@ -13,7 +13,6 @@ import orbax.checkpoint as ocp
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config
-from train.checkpoint import CheckpointRestoreError
 from train.metrics import read_metrics
 from train.run import train
 
@@ -59,7 +58,8 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_a_checkpoint_and_exits_with_its_code(tmp_path, sig, code):
     proc = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=100000",
                     "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000",
                     *SMALL_FLAGS[:-3], "--config.train.log_every=1"], wait=False)
@@ -69,13 +69,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    assert "SIGTERM: saved a checkpoint at step" in out
+    assert proc.returncode == code, out
+    name = signal.Signals(sig).name
+    assert f"{name}: saved a checkpoint at step" in out
     saved = int(out.split("saved a checkpoint at step ")[1].split()[0])
     assert saved >= 3
     assert (tmp_path / "checkpoints" / str(saved)).is_dir()
+    assert (tmp_path / "checksums" / f"{saved}.json").is_file()  # verified before exiting
 
 
 def _free_port():
@@ -102,10 +104,13 @@ def test_two_processes_match_one(tmp_path):
                                rtol=1e-5)
 
 
-def test_unknown_config_key_is_an_error(tmp_path):
+def test_unknown_config_key_is_one_line_and_exit_code_2(tmp_path):
     result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.optimizer.lrr=1e-3"])
-    assert result.returncode != 0
-    assert "lrr" in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: command line: --config.optimizer.lrr: no such config field '
+        '(did you mean "lr" instead of "lrr"?)')
 
 
 def test_corpus_too_small_for_one_batch(tmp_path):
@@ -116,35 +121,6 @@ def test_corpus_too_small_for_one_batch(tmp_path):
     cfg = small_config(tmp_path / "run")
     cfg.data.source, cfg.data.path, cfg.data.vocab_size = "files", str(corpus), 300
     with pytest.raises(ValueError, match="fewer than one batch of 8"):
-        train(cfg)
-
-
-def test_missing_corpus_file(tmp_path):
-    cfg = small_config(tmp_path / "run")
-    cfg.data.source, cfg.data.path = "files", str(tmp_path / "nope.txt")
-    with pytest.raises(FileNotFoundError, match="nope.txt does not exist"):
-        train(cfg)
-
-
-def test_corrupt_checkpoint_is_a_clear_error_and_keeps_the_others(tmp_path):
-    cfg = small_config(tmp_path)
-    train(cfg)
-    checkpoints = tmp_path / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["4", "8"]
-    for f in (checkpoints / "8" / "state").rglob("*"):
-        if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
-            f.write_bytes(b"garbage")
-    before = sorted(str(p) for p in checkpoints.rglob("*"))
-    with pytest.raises(CheckpointRestoreError, match="cannot be restored into this run"):
-        train(small_config(tmp_path, steps=12))
-    assert sorted(str(p) for p in checkpoints.rglob("*")) == before
-
-
-def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
-    train(small_config(tmp_path))
-    cfg = small_config(tmp_path, steps=12)
-    cfg.model.arch.hidden_size = 64
-    with pytest.raises(CheckpointRestoreError, match="different model/optimizer config"):
         train(cfg)
 
 

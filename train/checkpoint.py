@@ -1,48 +1,199 @@
-"""Checkpoints with orbax's CheckpointManager: trainable and frozen parameters, the
-optimizer and guard state, and a JSON record of the step, data position and seed."""
+"""Checkpoints that are only kept when they are good.
+
+orbax's ``CheckpointManager`` writes each step (trainable and frozen parameters,
+optimizer and guard state, and a JSON record of the step, data position, seed and
+watchdog state). On top of it:
+
+* the caller saves only finite state (``Trainer.state_is_finite``);
+* once a save has finished, the SHA-256 of each of its files is recorded in
+  ``<run>/checksums/<step>.json``, and only then are older steps rotated out, so the
+  newest verified checkpoints are never fewer than ``keep``;
+* a restore checks those checksums and the restored values' finiteness. A corrupt or
+  unusable step is reported and the next older one is tried; the unusable ones are
+  moved to ``<run>/checkpoints_unusable/`` (never deleted) once an older one works.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
+import shutil
+from typing import Callable
 
 import jax
 import orbax.checkpoint as ocp
 
+from train.errors import CheckpointError
 
-class CheckpointRestoreError(RuntimeError):
-    """A checkpoint that cannot be restored into this run; earlier ones are untouched."""
+
+class CheckpointRestoreError(CheckpointError):
+    """No checkpoint of the run can be restored into it; nothing was moved or deleted."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def _file_digests(directory: pathlib.Path) -> dict[str, str]:
+    digests = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        digests[str(path.relative_to(directory))] = h.hexdigest()
+    return digests
 
 
 class Checkpoints:
-    def __init__(self, directory, keep: int):
-        self.directory = pathlib.Path(directory).absolute() / "checkpoints"
+    def __init__(self, run_dir, keep: int, *, lead: bool = True):
+        self.run_dir = pathlib.Path(run_dir).absolute()
+        self.directory = self.run_dir / "checkpoints"
+        self.sums = self.run_dir / "checksums"
+        self.keep, self.lead = keep, lead
+        self._unverified: list[int] = []
+        # Rotation is ours (max_to_keep=None): orbax would delete an older step as soon
+        # as a newer one is written, before anyone knows the newer one is good.
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
             item_names=("state", "meta"))
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state, meta: dict, *, force: bool = False):
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+    # -- saving -------------------------------------------------------------------------
 
-    def restore(self, step: int, abstract_state):
-        """Restores ``step`` into the shapes, dtypes and shardings of ``abstract_state``."""
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    def save(self, step: int, state, meta: dict) -> None:
+        """Starts writing ``step`` (in the background); the previous save is verified first."""
+        self.finish()
         try:
-            restored = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-        except Exception as e:  # noqa: BLE001 - orbax raises many types; all mean "unusable"
-            raise CheckpointRestoreError(
-                f"checkpoint {self.directory / str(step)} cannot be restored into this run "
-                f"(corrupt, or saved by a different model/optimizer config): "
-                f"{type(e).__name__}: {e}. Nothing was deleted; move it aside to resume from an "
-                f"earlier step.") from e
-        return restored["state"], restored["meta"]
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many types
+            raise CheckpointError(f"could not write checkpoint {step} to {self.directory}: "
+                                  f"{_first_line(e)} (is the disk full?); the earlier "
+                                  f"checkpoints are untouched") from e
+        self._unverified.append(step)
 
-    def wait(self):
-        self.manager.wait_until_finished()
+    def finish(self) -> None:
+        """Waits for pending writes, records their checksums, then rotates old steps out."""
+        if not self._unverified:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"could not write checkpoint {self._unverified[-1]} to "
+                                  f"{self.directory}: {_first_line(e)} (is the disk full?); "
+                                  f"the earlier checkpoints are untouched") from e
+        for step in self._unverified:
+            if self.lead:
+                self._record_checksums(step)
+        self._unverified.clear()
+        self._rotate()
 
-    def close(self):
-        self.manager.close()
+    def _record_checksums(self, step: int) -> None:
+        step_dir = self.directory / str(step)
+        if not step_dir.is_dir():
+            raise CheckpointError(f"checkpoint {step} was not written to {step_dir}")
+        self.sums.mkdir(exist_ok=True)
+        target = self.sums / f"{step}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"step": step, "files": _file_digests(step_dir)}, indent=1))
+        tmp.replace(target)
+
+    def _rotate(self) -> None:
+        for step in self.steps()[:-self.keep]:
+            self.manager.delete(step)
+            if self.lead:
+                (self.sums / f"{step}.json").unlink(missing_ok=True)
+
+    # -- restoring ----------------------------------------------------------------------
+
+    def verify(self, step: int) -> str | None:
+        """None if ``step``'s files match their recorded checksums (or none were
+        recorded, e.g. a run killed between writing and hashing); else what differs."""
+        record = self.sums / f"{step}.json"
+        if not record.exists():
+            return None
+        expected = json.loads(record.read_text())["files"]
+        actual = _file_digests(self.directory / str(step))
+        for name, digest in expected.items():
+            if name not in actual:
+                return f"file {name} is missing"
+            if actual[name] != digest:
+                return f"file {name} does not match its checksum"
+        return None
+
+    def restore(self, abstract_state, *, is_finite: Callable, before: int | None = None,
+                say: Callable[[str], None] = print):
+        """Restores the newest usable step (below ``before`` if given) into the shapes,
+        dtypes and shardings of ``abstract_state``; returns ``(step, state, meta)``.
+
+        Newer steps that are corrupt, non-finite or unreadable are reported through
+        ``say`` and, once an older one restores, moved to ``checkpoints_unusable/``
+        (steps at or after ``before``, a rollback's onset, to ``checkpoints_discarded/``).
+        Raises ``CheckpointRestoreError`` when no step is usable (nothing is moved)."""
+        self.finish()
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        steps = self.steps()
+        discarded = [s for s in steps if before is not None and s >= before]
+        failures = []
+        for step in reversed([s for s in steps if s not in discarded]):
+            problem = self.verify(step)
+            if problem is None:
+                try:
+                    restored = self.manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+                except Exception as e:  # noqa: BLE001 - orbax raises many types; all mean "unusable"
+                    problem = f"cannot be restored into this run ({_first_line(e)})"
+                else:
+                    if not is_finite(restored["state"]):
+                        problem = "holds non-finite values"
+            if problem is None:
+                self._move_aside(discarded, "checkpoints_discarded",
+                                 "saved after the divergence began", say)
+                self._move_aside([s for s, _ in failures], "checkpoints_unusable", "unusable", say)
+                return step, restored["state"], restored["meta"]
+            failures.append((step, problem))
+            say(f"checkpoint {step} is unusable: {problem}")
+        reasons = "; ".join(f"step {s}: {p}" for s, p in failures) or "it holds no checkpoint"
+        scope = "" if before is None else f" from before step {before}"
+        raise CheckpointRestoreError(
+            f"no usable checkpoint{scope} in {self.directory}: {reasons}. Nothing was moved or "
+            f"deleted. If the model or optimizer changed, train into a new output_dir.")
+
+    def _move_aside(self, steps: list[int], folder: str, why: str, say) -> None:
+        if not steps:
+            return
+        if jax.process_count() > 1:  # everyone has finished reading before anything moves
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"move_aside_{folder}_{steps}")
+        if self.lead:
+            (self.run_dir / folder).mkdir(exist_ok=True)
+            for step in steps:
+                dest = self.run_dir / folder / str(step)
+                if dest.exists():
+                    shutil.rmtree(dest)  # an older copy of the same step number
+                shutil.move(str(self.directory / str(step)), dest)
+                sums = self.sums / f"{step}.json"
+                if sums.exists():
+                    shutil.move(str(sums), dest / "checksums.json")
+            say(f"moved checkpoint(s) {steps} ({why}) to {self.run_dir / folder}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"moved_aside_{folder}_{steps}")
+        self.manager.reload()
+
+    def close(self, *, verify: bool = True) -> None:
+        """Verifies pending saves (unless an error is already being reported), then
+        shuts orbax's background threads down."""
+        try:
+            if verify:
+                self.finish()
+        finally:
+            self.manager.close()

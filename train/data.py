@@ -11,17 +11,33 @@ from __future__ import annotations
 import gzip
 import pathlib
 import re
+import warnings
 
 import numpy as np
+
+from train.errors import InputError
 
 AUSTEN_DIR = pathlib.Path(__file__).parent / "corpus" / "austen"
 _CHAPTER = re.compile(r"^\s*chapter\b", re.IGNORECASE | re.MULTILINE)
 
 
+class NotUTF8Warning(UserWarning):
+    """A corpus file that is not UTF-8 and was decoded as Latin-1."""
+
+
 def _read_text(path: pathlib.Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read()
+    """The file's text: UTF-8, or (with a warning naming the file) Latin-1, which
+    decodes any byte; a file is never skipped or half-read silently."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        warnings.warn(f"{path} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                      f"decoding it as Latin-1. Convert it to UTF-8 to silence this.",
+                      NotUTF8Warning, stacklevel=2)
+        return raw.decode("latin-1")
 
 
 def austen_documents() -> list[str]:
@@ -37,18 +53,54 @@ def austen_documents() -> list[str]:
     return [d for d in docs if d]
 
 
+# A single file is cut into documents of about this many characters, at paragraph
+# (or, failing that, line and word) boundaries, so that a validation split exists.
+DOCUMENT_CHARS = 4000
+_PARAGRAPH = re.compile(r"\n\s*\n")
+
+
 def file_documents(path) -> list[str]:
-    """A text file (one document) or a folder of ``.txt``/``.txt.gz`` files (one each)."""
+    """A folder of ``.txt``/``.txt.gz`` files (one document each) or a single text
+    file; a single file, or a folder holding one, is split into documents of about
+    ``DOCUMENT_CHARS`` characters (``split_text``)."""
     path = pathlib.Path(path).expanduser()
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")))
+        files = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")) and p.is_file())
         if not files:
-            raise FileNotFoundError(f"no .txt or .txt.gz files under {path}")
+            raise InputError(f"data.path={str(path)!r}: no .txt or .txt.gz files in this folder")
     else:
-        raise FileNotFoundError(f"corpus path {path} does not exist")
-    return [t for t in (_read_text(p) for p in files) if t.strip()]
+        raise InputError(f"data.path={str(path)!r}: corpus path {path} does not exist")
+    texts = [t for t in (_read_text(p) for p in files) if t.strip()]
+    if len(texts) == 1:
+        return split_text(texts[0])
+    return texts
+
+
+def split_text(text: str, chars: int = DOCUMENT_CHARS) -> list[str]:
+    """Consecutive paragraph blocks of about ``chars`` characters; a paragraph longer
+    than that is cut at line, then word, boundaries (a hard cut only for a word
+    longer than ``chars``)."""
+    pieces = []
+    for paragraph in _PARAGRAPH.split(text):
+        paragraph = paragraph.strip()
+        while len(paragraph) > chars:
+            cut = max(paragraph.rfind("\n", 0, chars), paragraph.rfind(" ", 0, chars))
+            cut = cut if cut > 0 else chars
+            pieces.append(paragraph[:cut].strip())
+            paragraph = paragraph[cut:].strip()
+        if paragraph:
+            pieces.append(paragraph)
+    docs, current = [], ""
+    for piece in pieces:
+        current = f"{current}\n\n{piece}" if current else piece
+        if len(current) >= chars:
+            docs.append(current)
+            current = ""
+    if current:
+        docs.append(current)
+    return docs
 
 
 def hf_documents(name: str, config_name: str | None, split: str,
@@ -64,9 +116,10 @@ def hf_documents(name: str, config_name: str | None, split: str,
 def split_documents(docs: list[str], val_fraction: float, seed: int):
     """Deterministic split by a seeded permutation of the documents."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction={val_fraction} must be in (0, 1)")
+        raise InputError(f"data.val_fraction={val_fraction} must be in (0, 1)")
     if len(docs) < 2:
-        raise ValueError(f"the corpus has {len(docs)} document(s); need at least 2 to hold one out")
+        raise InputError(f"the corpus has {len(docs)} document(s) (under {DOCUMENT_CHARS} "
+                         f"characters of text); need at least 2 to hold one out for validation")
     order = np.random.default_rng(seed).permutation(len(docs))
     n_val = max(1, int(round(val_fraction * len(docs))))
     val = set(order[:n_val].tolist())
@@ -89,7 +142,7 @@ class BatchOrder:
 
     def __init__(self, windows: np.ndarray, batch_size: int, seed: int):
         if len(windows) < batch_size:
-            raise ValueError(f"the training split packs into {len(windows)} windows, fewer than "
+            raise InputError(f"the training split packs into {len(windows)} windows, fewer than "
                              f"one batch of {batch_size}: use a larger corpus, a smaller "
                              f"batch_size or a shorter seq_len")
         self.windows, self.batch_size, self.seed = windows, batch_size, seed

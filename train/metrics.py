@@ -7,16 +7,45 @@ import math
 import pathlib
 
 
+# Records of these kinds are history (e.g. a rollback) and survive a truncation.
+EVENT_KINDS = ("watchdog",)
+
+
 class MetricsWriter:
-    def __init__(self, run_dir, *, enabled: bool = True):
+    """Appends to ``metrics.jsonl`` and TensorBoard. A run that continues from step
+    ``resume_step`` first drops what was logged after it (``truncate``), so no step is
+    recorded twice; ``resume_step=None`` starts both afresh."""
+
+    def __init__(self, run_dir, *, enabled: bool = True, resume_step: int | None = None):
         self.run_dir = pathlib.Path(run_dir)
         self.enabled = enabled
-        self._tb = None
+        self._tb = self._jsonl = None
         if enabled:
-            from tensorboardX import SummaryWriter
+            self._open(resume_step)
 
-            self._jsonl = open(self.run_dir / "metrics.jsonl", "a")
-            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+    def _open(self, resume_step: int | None):
+        from tensorboardX import SummaryWriter
+
+        path = self.run_dir / "metrics.jsonl"
+        if resume_step is None:  # a fresh run: nothing an earlier attempt logged survives
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            kept = [line for line in path.read_text().splitlines() if line.strip()
+                    and (json.loads(line)["step"] <= resume_step
+                         or json.loads(line)["kind"] in EVENT_KINDS)]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(path)
+        self._jsonl = open(path, "a")
+        # purge_step: TensorBoard drops the events at or after it from earlier sessions.
+        purge = 0 if resume_step is None else resume_step + 1
+        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
+
+    def truncate(self, step: int):
+        """Forgets what was logged after ``step`` (a rollback to ``step``)."""
+        if self.enabled:
+            self.close()
+            self._open(step)
 
     def write(self, step: int, kind: str, values: dict):
         if not self.enabled:
@@ -29,9 +58,10 @@ class MetricsWriter:
                 self._tb.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self):
-        if self.enabled:
+        if self.enabled and self._jsonl is not None:
             self._jsonl.close()
             self._tb.close()
+            self._jsonl = self._tb = None
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -49,6 +79,7 @@ def plot_run(run_dir) -> pathlib.Path:
     records = read_metrics(run_dir)
     train = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
+    events = [r for r in records if r["kind"] == "watchdog"]
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     axes[0].plot([r["step"] for r in train], [r["loss"] for r in train])
     axes[0].set_ylabel("training loss")
@@ -60,6 +91,9 @@ def plot_run(run_dir) -> pathlib.Path:
     axes[2].set_ylabel("guard scale")
     axes[2].set_ylim(0, 1.05)
     axes[2].set_xlabel("step")
+    for event in events:  # where the watchdog rolled back (or stopped) the run
+        for ax in axes:
+            ax.axvline(event["step"], color="tab:red", alpha=0.4, linestyle="--")
     fig.suptitle(pathlib.Path(run_dir).name)
     fig.tight_layout()
     out = pathlib.Path(run_dir) / "training.png"

@@ -1,42 +1,35 @@
-"""``python -m train.run [--config configs/NAME.py] [--config.a.b=value ...]``
+"""``python -m train.run [--config configs/NAME.py] [--config.a.b=value ...] [--verbose]``
 
 With no arguments it trains the embedded default (``configs/tiny.py``): a small
 Qwen2-architecture model on the Jane Austen novels, on the CPU, in a few minutes.
+
+A config or input error is one line on stderr and exit code 2 (``--verbose`` adds the
+traceback); the other exit codes are listed in ``train/errors.py`` and the README.
 """
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import pathlib
 import signal
-import time
+import sys
+import traceback
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
+from train.errors import EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError
+
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
-_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "A config file exposing get_config().",
-                                          lock_config=True)
-
-
-def initialize_distributed(cfg) -> None:
-    """Joins the processes of a multi-host run before anything touches a device."""
-    import jax
-
-    d = cfg.distributed
-    if d.coordinator:
-        if cfg.distributed.num_processes > 1 and jax.config.jax_platforms in ("cpu", None, ""):
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(d.coordinator, num_processes=d.num_processes,
-                                   process_id=d.process_id)
-    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID",
-                                        "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")):
-        jax.distributed.initialize()  # the cluster environment says how
+# Knobs of the chosen policy or baseline: the config holds no fields for them (they
+# differ per policy), so they are taken off the command line here and checked by the
+# policy itself.
+_KNOB_FLAGS = ("--config.optimizer.policy_kwargs.", "--config.optimizer.baseline_kwargs.")
 
 
 class _StopRequested:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits cleanly."""
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits with 143/130."""
 
     def __init__(self):
         self.signal = None
@@ -59,115 +52,107 @@ class _StopRequested:
 
 
 def train(cfg) -> dict:
-    """Runs (or resumes) the run that ``cfg`` describes; returns its summary."""
+    """Runs (or resumes) the run that ``cfg`` describes; returns its summary.
+
+    Raises a ``train.errors.RunError`` (config, input, checkpoint or divergence) with
+    a one-line message; ``python -m train.run`` turns it into an exit code."""
+    from train.loop import run
+
     with _StopRequested() as stop:
-        return _train(cfg, stop)
+        return run(cfg, stop)
 
 
-def _train(cfg, stop) -> dict:
-    initialize_distributed(cfg)
-    import jax
+def split_knob_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """Takes ``--config.optimizer.policy_kwargs.NAME=VALUE`` (and ``baseline_kwargs``)
+    off ``argv``; VALUE is a Python literal (``0.5``, ``True``, ``10``) or a string."""
+    rest, knobs = [], {"policy_kwargs": {}, "baseline_kwargs": {}}
+    for arg in argv:
+        prefix = next((p for p in _KNOB_FLAGS if arg.startswith(p)), None)
+        if prefix is None:
+            rest.append(arg)
+            continue
+        name, sep, text = arg[len(prefix):].partition("=")
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"{arg}: write {prefix}NAME=VALUE")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        knobs[prefix.split(".")[-2]][name] = value
+    return rest, knobs
 
-    from train.checkpoint import Checkpoints
-    from train.metrics import MetricsWriter
-    from train.trainer import Trainer, build_data, run_dir
 
-    out = run_dir(cfg)
-    lead = jax.process_index() == 0
-    out.mkdir(parents=True, exist_ok=True)
-    data = build_data(cfg)
-    trainer = Trainer(cfg, data)
-    checkpoints = Checkpoints(out, cfg.train.keep_checkpoints)
-    writer = MetricsWriter(out, enabled=lead)
+def apply_knobs(cfg, knobs: dict[str, dict]) -> None:
+    for field, values in knobs.items():
+        if values:
+            with cfg.unlocked():
+                cfg.optimizer[field].update(values)
+
+
+def _fail(message: str, code: int):
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    # os._exit, not sys.exit: a failed restore can leave orbax's reader threads running,
+    # and interpreter teardown would bury this line under their "Event loop is closed".
+    os._exit(code)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).replace("\\n", " ").replace("\\'", "'")
+    if isinstance(error, (AttributeError, KeyError)):  # ml_collections: an unknown field
+        key = text.strip("'\" ").split("'")[0]
+        flag = next((a.split("=")[0] for a in sys.argv if a.startswith("--config.")
+                     and a.split("=")[0].endswith("." + key)), key)
+        hint = text.split("Did you mean", 1)
+        return (f"{flag}: no such config field" +
+                (f" (did you mean{hint[1].rstrip(chr(39) + chr(34))})" if len(hint) > 1 else ""))
+    return " ".join(text.split())
+
+
+def _parse_flags(argv):
     try:
-        return _loop(cfg, stop, out, lead, data, trainer, checkpoints, writer)
-    finally:
-        checkpoints.close()
-        writer.close()
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - absl and ml_collections raise many types
+        _fail(f"command line: {_one_line(e)}", EXIT_CONFIG)
 
 
-def _loop(cfg, stop, out, lead, data, trainer, checkpoints, writer) -> dict:
-    import jax
-    import numpy as np
-    from tqdm import tqdm
-
-    import lbw_jax
-    from train.metrics import plot_run
-
-    start = 0
-    latest = checkpoints.latest_step()
-    if latest is not None:  # an existing run folder continues (config.resume says so too)
-        state, meta = checkpoints.restore(latest, trainer.checkpoint_state())
-        trainer.load_checkpoint_state(state)
-        start = int(meta["step"])
-        print(f"resumed {out} at step {start}", flush=True)
-    elif cfg.resume:
-        print(f"resume requested but {out} holds no checkpoint: starting fresh", flush=True)
-    if lead:
-        (out / "config.json").write_text(cfg.to_json_best_effort(indent=2))
-        data.tokenizer.save(out / "tokenizer.json")
-
-    def save(step, force=False):
-        checkpoints.save(step, trainer.checkpoint_state(),
-                         {"step": step, "batches_consumed": step, "seed": cfg.seed}, force=force)
-
-    steps, log_every = cfg.train.steps, cfg.train.log_every
-    t0, tokens_per_step = time.time(), cfg.train.batch_size * cfg.data.seq_len
-    pending = []  # device metrics since the last log: fetched together, no per-step sync
-    last_eval = None
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not lead,
-               dynamic_ncols=True, desc="train")
-    for step in bar:
-        pending.append((step + 1, trainer.train_step(step)))
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            for s, m in jax.device_get(pending):
-                record = {k: float(v) for k, v in m.items()}
-                record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
-                if "regime" in record:
-                    record["regime_name"] = lbw_jax.REGIMES[int(record["regime"])]
-                writer.write(s, "train", record)
-            pending.clear()
-            postfix = {"loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
-            if "scale" in record:
-                postfix.update(scale=f"{record['scale']:.2f}", regime=record["regime_name"])
-            bar.set_postfix(postfix)
-        if done % cfg.train.eval_every == 0 or done == steps:
-            last_eval = trainer.evaluate()
-            writer.write(done, "eval", last_eval)
-            bar.write(f"step {done}: validation perplexity {last_eval['val_ppl']:.2f}")
-        if done % cfg.train.checkpoint_every == 0 or done == steps:
-            save(done)
-        if stop:
-            save(done, force=True)
-            checkpoints.wait()
-            bar.close()
-            print(f"{stop.signal}: saved a checkpoint at step {done} in {out}; exiting", flush=True)
-            return {"stopped_at": done, "signal": stop.signal}
-    bar.close()
-    checkpoints.wait()
-    summary = {"steps": steps, "resumed_from": start, "wall_s": round(time.time() - t0, 1),
-               "tokens_per_s": round((steps - start) * tokens_per_step / max(time.time() - t0, 1e-9)),
-               **(last_eval or {})}
-    if trainer.guarded:
-        info = jax.device_get(lbw_jax.telemetry(trainer.opt_state))
-        summary.update(guard_scale=float(info["scale"]), guard_interventions=int(info["interventions"]),
-                       skipped_steps=int(info["skipped"]))
-    if lead:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        summary["plot"] = str(plot_run(out))
-        print("summary: " + json.dumps(summary), flush=True)
-    return summary
-
-
-def main(argv):
+def main(argv, config, verbose, knobs=None):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    train(_CONFIG.value)
+        _fail(f"unexpected arguments: {argv[1:]} (settings are --config.SECTION.KEY=VALUE)", EXIT_CONFIG)
+    cfg = config.value
+    try:
+        cfg.keys()  # a config file that failed to load only says so when read
+    except OSError as e:
+        _fail(f"--config: {_one_line(e).split(' Attempted')[0]} ({str(e).strip().splitlines()[-1].strip()})",
+              EXIT_CONFIG)
+    try:
+        apply_knobs(cfg, knobs or {})
+        summary = train(cfg)
+    except RunError as e:
+        if verbose.value:
+            traceback.print_exc()
+        _fail(str(e), e.exit_code)
+    if summary.get("signal"):
+        sys.stdout.flush()
+        os._exit(EXIT_SIGNAL[summary["signal"]])
+
+
+def cli():
+    try:
+        sys.argv[:], knobs = split_knob_flags(sys.argv)
+    except ConfigError as e:
+        _fail(str(e), e.exit_code)
+    verbose = flags.DEFINE_bool("verbose", False, "Print tracebacks of config, input and checkpoint errors.")
+    try:  # ml_collections applies the --config.* overrides of sys.argv as it defines the flag
+        config = config_flags.DEFINE_config_file(
+            "config", DEFAULT_CONFIG, "A config file exposing get_config().", lock_config=True)
+    except Exception as e:  # noqa: BLE001 - an unknown key or a bad value in an override
+        _fail(f"command line: {_one_line(e)}", EXIT_CONFIG)
+    app.run(lambda a: main(a, config, verbose, knobs), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -32,7 +32,7 @@ def make_loss(graphdef) -> Callable:
 
 
 def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_state, frozen,
-               batch, *, step_key=None, grad_multiplier=None):
+               batch, *, step_key=None, grad_multiplier=None, update_multiplier=None):
     """One optimizer step on ``batch`` [micro-batches, B, T+1].
 
     The gradients of the micro-batches are averaged (a scan, so memory holds one
@@ -42,10 +42,14 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
       step_key: a key for dropout (folded with the micro-batch index); None: no dropout.
       grad_multiplier: multiplies the averaged gradient before the update (the stress
         suite's injected gradient faults); None: untouched.
+      update_multiplier: multiplies the optimizer's update (``train.run``'s LR multiplier
+        after a rollback, and its injected LR faults: for AdamW, whose update is
+        ``-lr * (direction + weight_decay * params)``, exactly a scaled LR); None: untouched.
 
     Returns:
-      ``(params, opt_state, metrics)`` with metrics ``loss`` and ``grad_norm`` (of the
-      gradient the optimizer saw).
+      ``(params, opt_state, metrics)`` with metrics ``loss``, ``grad_norm`` (of the
+      gradient the optimizer saw) and ``param_norm`` (after the update; the watchdog
+      reads whether it is finite).
     """
     grad_fn = jax.value_and_grad(loss_fn)
 
@@ -64,5 +68,8 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
     if grad_multiplier is not None:
         grads = jax.tree.map(lambda g: (g * grad_multiplier).astype(g.dtype), grads)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    if update_multiplier is not None:
+        updates = jax.tree.map(lambda u: (u * update_multiplier).astype(u.dtype), updates)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                               "param_norm": optax.tree.norm(params)}

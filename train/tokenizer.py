@@ -24,6 +24,12 @@ class BPETokenizer:
         self.vocab_size = tokenizer.get_vocab_size()
 
     @classmethod
+    def from_file(cls, path) -> "BPETokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+    @classmethod
     def train_or_load(cls, documents: list[str], vocab_size: int) -> "BPETokenizer":
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -31,7 +31,10 @@ class Data:
     val_windows: np.ndarray
 
 
-def build_data(cfg) -> Data:
+def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
+    """The corpus split, tokenizer and batch order of ``cfg``. ``saved_tokenizer``: the
+    tokenizer a run saved in its folder, reused on resume (never retrained: a retrained
+    BPE, e.g. under another ``tokenizers`` version, would remap the token ids)."""
     d = cfg.data
     if d.source == "austen":
         train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
@@ -46,7 +49,11 @@ def build_data(cfg) -> Data:
     else:
         raise ValueError(f"data.source={d.source!r}; choose austen, files or hf")
 
-    if d.tokenizer == "bpe":
+    if saved_tokenizer is not None and d.tokenizer == "bpe":
+        tokenizer = BPETokenizer.from_file(saved_tokenizer)
+    elif saved_tokenizer is not None and d.tokenizer == "pretrained":
+        tokenizer = PretrainedTokenizer(str(saved_tokenizer))
+    elif d.tokenizer == "bpe":
         tokenizer = BPETokenizer.train_or_load(train_docs, d.vocab_size)
     elif d.tokenizer == "pretrained":
         if not cfg.model.pretrained:
@@ -117,6 +124,14 @@ class Trainer:
             jax.tree.map(lambda x: x.sharding, self.params),
             transform_non_params=lambda _: replicated)
         self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
+        if jax.process_count() > 1:
+            # Arrays placed by device_put across processes are not all ones orbax can
+            # write (seen on the CPU with gloo); a donated identity under jit re-makes
+            # them as global arrays without copying, so step 0 can be checkpointed.
+            shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
+            self.params, self.frozen = (
+                jax.jit(lambda t: t, out_shardings=shard(t), donate_argnums=0)(t)
+                for t in (self.params, self.frozen))
         self.guarded = cfg.optimizer.guard != "none"
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         self._train_step = self._compile_train_step()
@@ -139,11 +154,12 @@ class Trainer:
         loss_fn = make_loss(self.graphdef)
         seed_key = jax.random.key(self.cfg.seed)
 
-        def step(params, opt_state, frozen, batch, step_index):
+        def step(params, opt_state, frozen, batch, step_index, update_multiplier):
             # Dropout keys depend only on (seed, step): a resumed run draws the same ones.
             params, opt_state, metrics = train_step(
                 loss_fn, self.tx, params, opt_state, frozen, batch,
-                step_key=jax.random.fold_in(seed_key, step_index))
+                step_key=jax.random.fold_in(seed_key, step_index),
+                update_multiplier=update_multiplier)
             if self.guarded:
                 info = lbw_jax.telemetry(opt_state)
                 metrics.update(scale=info["scale"], regime=info["regime"],
@@ -152,9 +168,15 @@ class Trainer:
 
         shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
         in_shardings = (shard(self.params), shard(self.opt_state), shard(self.frozen),
-                        self.batch_sharding, None)
+                        self.batch_sharding, None, None)
         return jax.jit(step, in_shardings=in_shardings,
                        out_shardings=in_shardings[:2] + (None,), donate_argnums=(0, 1))
+
+    def state_is_finite(self, state=None) -> bool:
+        """Whether every floating-point value of ``state`` (default: this trainer's
+        checkpoint state) is finite; one reduction on the devices."""
+        state = self.checkpoint_state() if state is None else state
+        return bool(_all_finite(state))
 
     def _compile_eval_step(self):
         def step(params, frozen, tokens, weights):
@@ -175,13 +197,17 @@ class Trainer:
                                           (jax.process_index() + 1) * rows), axis=axis)
         return jax.make_array_from_process_local_data(sharding, local, host_batch.shape)
 
-    def train_step(self, batch_index: int):
-        """Runs one optimizer step on global batch ``batch_index``; returns device metrics."""
+    def train_step(self, step: int, batch_index: int | None = None, update_multiplier: float = 1.0):
+        """Runs optimizer step ``step`` (0-based) on global batch ``batch_index`` (default
+        ``step``; ahead of it once a rollback has skipped batches), its update multiplied
+        by ``update_multiplier``; returns device metrics."""
+        batch_index = step if batch_index is None else batch_index
         tokens = self.data.train.batch(batch_index)
         tokens = tokens.reshape(self.cfg.train.grad_accum, -1, tokens.shape[-1])
         batch = self._global_batch(tokens, self.batch_sharding)
         self.params, self.opt_state, metrics = self._train_step(
-            self.params, self.opt_state, self.frozen, batch, np.int32(batch_index))
+            self.params, self.opt_state, self.frozen, batch, np.int32(step),
+            np.float32(update_multiplier))
         return metrics
 
     def evaluate(self) -> dict:
@@ -202,6 +228,13 @@ class Trainer:
             total, count = total + float(nll), count + float(n)
         mean = total / count
         return {"val_loss": mean, "val_ppl": float(np.exp(mean)), "val_tokens": int(count)}
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def run_dir(cfg) -> pathlib.Path:

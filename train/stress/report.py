@@ -240,7 +240,6 @@ def _figures(result, out, grid) -> list[str]:
 
     s = result.cfg.stress
     names = []
-    lrs = np.asarray(s.lrs)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, per in grid.items():

@@ -1,0 +1,260 @@
+"""train.run under failure: the watchdog, checkpoints kept only when good, resume
+rules, one-line errors with exit codes, inputs, and records that are never damaged."""
+
+import json
+import math
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from harness_helpers import SMALL_FLAGS, run_cli, small_config
+from train.errors import CheckpointError, ConfigError, DivergenceError, InputError
+from train.metrics import read_metrics
+from train.run import apply_knobs, split_knob_flags, train
+
+
+def _steps(run_dir, kind="train"):
+    return [r["step"] for r in read_metrics(run_dir) if r["kind"] == kind]
+
+
+def _checkpoint_steps(run_dir):
+    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _one_error_line(result):
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out and "Event loop is closed" not in out, out
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), out
+    return lines[-1]
+
+
+# -- config errors: one line, exit 2, before anything is built --------------------------
+
+@pytest.mark.parametrize("flag,named", [
+    ("--config.optimizer.lr=nan", "optimizer.lr=nan"),
+    ("--config.optimizer.lr=inf", "optimizer.lr=inf"),
+    ("--config.train.grad_accum=0", "train.grad_accum=0"),
+    ("--config.train.eval_every=0", "train.eval_every=0"),
+    ("--config.optimizer.lrr=1e-3", "--config.optimizer.lrr: no such config field"),
+    ("--config.optimizer.policy_kwargs.min_scale=2", "knob min_scale=2"),
+])
+def test_config_errors_are_one_line_with_exit_code_2(tmp_path, flag, named):
+    result = run_cli(["--config.output_dir=" + str(tmp_path / "run"), flag], timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert named in _one_error_line(result)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("batch_size", 0, "train.batch_size=0"), ("grad_accum", 0, "train.grad_accum=0"),
+    ("eval_every", 0, "train.eval_every=0"), ("batch_size", 12, "divisible by train.grad_accum=8"),
+])
+def test_bad_numbers_are_refused_up_front(tmp_path, field, value, named):
+    cfg = small_config(tmp_path, grad_accum=8 if value == 12 else 1)
+    cfg.train[field] = value
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        train(cfg)
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        train(small_config(tmp_path / "file"))
+
+
+def test_policy_knobs_from_the_command_line_reach_the_policy():
+    from configs.tiny import get_config
+    from train import optim
+
+    argv, knobs = split_knob_flags(["prog", "--config.optimizer.policy_kwargs.min_scale=0.5",
+                                    "--config.optimizer.policy_kwargs.use_max=False",
+                                    "--config.train.steps=3"])
+    assert argv == ["prog", "--config.train.steps=3"]
+    cfg = get_config()
+    cfg.lock()
+    apply_knobs(cfg, knobs)
+    policy = optim.build_policy(cfg.optimizer.guard, cfg.optimizer.policy_kwargs)
+    assert (policy.min_scale, policy.use_max) == (0.5, False)
+
+
+# -- inputs -----------------------------------------------------------------------------
+
+def test_a_single_file_corpus_is_split_into_documents_and_trains(tmp_path):
+    from data_fixtures import austen_sample
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "book.txt").write_text(austen_sample(6))
+    for path in (corpus / "book.txt", corpus):  # the file, and a folder holding only it
+        cfg = small_config(tmp_path / f"run_{path.name}", steps=2, eval_every=2, checkpoint_every=2)
+        cfg.data.source, cfg.data.path, cfg.data.vocab_size = "files", str(path), 300
+        summary = train(cfg)
+        assert math.isfinite(summary["val_ppl"]) and summary["val_tokens"] > 0
+
+
+def test_a_latin1_file_is_decoded_with_a_warning_naming_it(tmp_path):
+    from train.data import NotUTF8Warning, file_documents
+
+    (tmp_path / "a.txt").write_text("plain text\n\nmore", encoding="utf-8")
+    (tmp_path / "b.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    with pytest.warns(NotUTF8Warning, match="b.txt is not UTF-8"):
+        docs = file_documents(tmp_path)
+    assert docs[1] == "café crème"
+
+
+def test_missing_corpus_names_the_setting(tmp_path):
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path = "files", str(tmp_path / "nope.txt")
+    with pytest.raises(InputError, match="data.path=.*nope.txt does not exist"):
+        train(cfg)
+
+
+# -- the divergence watchdog ------------------------------------------------------------
+
+def test_lr_1e20_rolls_back_then_stops_with_exit_code_3_saving_nothing_non_finite(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli(["--config.output_dir=" + str(run), "--config.train.steps=12",
+                      "--config.optimizer.lr=1e20", *SMALL_FLAGS])
+    assert result.returncode == 3, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert "diverged at step 1" in line and "3 rollback(s) used" in line
+    assert result.stdout.count("rolled back to step 0") == 3
+    events = [r for r in read_metrics(run) if r["kind"] == "watchdog"]
+    assert [e["action"] for e in events] == ["rollback"] * 3 + ["stop"]
+    assert [e["lr_multiplier"] for e in events[:3]] == [0.5, 0.25, 0.125]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["last_good_checkpoint"] == 0
+    assert _checkpoint_steps(run) == [0]  # nothing after the divergence was kept
+    state = ocp.StandardCheckpointer().restore(run / "checkpoints" / "0" / "state")
+    import jax
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state)
+               if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def test_on_divergence_stop_raises_at_once(tmp_path):
+    cfg = small_config(tmp_path, steps=12)
+    cfg.optimizer.lr, cfg.train.on_divergence = 1e20, "stop"
+    with pytest.raises(DivergenceError, match=r"stopped \(train.on_divergence=stop\)"):
+        train(cfg)
+    assert _checkpoint_steps(tmp_path) == [0]
+
+
+def test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback(tmp_path):
+    """The default model; a 1000x LR on batches 110-114 blows the loss up. The run rolls
+    back to step 100, skips the batches that led up to the event and ends within 5% of
+    the clean run's validation perplexity."""
+    from configs.tiny import get_config
+
+    def config(out, fault):
+        cfg = get_config()
+        cfg.output_dir = str(tmp_path / out)
+        cfg.train.update(steps=160, batch_size=8, eval_every=160, checkpoint_every=20, log_every=5)
+        if fault:
+            cfg.fault.update(lr_factor=1000.0, first_batch=110, last_batch=115)
+        return cfg
+
+    clean = train(config("clean", False))
+    faulted = train(config("faulted", True))
+    assert clean["rollbacks"] == 0
+    assert faulted["rollbacks"] == 1
+    event = faulted["events"][0]
+    assert event["action"] == "rollback" and event["to_step"] == 100 and event["onset"] > 110
+    assert event["skipped_batches"][0] == 100 and event["skipped_batches"][1] > 115
+    assert abs(faulted["val_ppl"] / clean["val_ppl"] - 1) < 0.05, (faulted["val_ppl"], clean["val_ppl"])
+    train_steps = _steps(tmp_path / "faulted")
+    assert train_steps == sorted(set(train_steps)) == list(range(1, 161))
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+def test_flipped_bytes_are_detected_and_the_previous_good_checkpoint_is_used(tmp_path):
+    train(small_config(tmp_path))
+    assert _checkpoint_steps(tmp_path) == [0, 4, 8]
+    assert sorted(p.name for p in (tmp_path / "checksums").iterdir()) == ["0.json", "4.json", "8.json"]
+    data = max((p for p in (tmp_path / "checkpoints" / "8" / "state").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    raw[100:4196] = bytes(b ^ 0xFF for b in raw[100:4196])  # same size, different bytes
+    data.write_bytes(bytes(raw))
+    summary = train(small_config(tmp_path, steps=12))
+    assert summary["resumed_from"] == 4
+    assert (tmp_path / "checkpoints_unusable" / "8").is_dir()  # moved aside, not deleted
+    assert _checkpoint_steps(tmp_path) == [4, 8, 12]
+    assert _steps(tmp_path) == list(range(1, 13))
+
+
+def test_no_usable_checkpoint_is_one_line_exit_4_and_nothing_moves(tmp_path):
+    train(small_config(tmp_path))
+    for step in _checkpoint_steps(tmp_path):
+        for f in (tmp_path / "checkpoints" / str(step) / "state").rglob("*"):
+            if f.is_file() and f.stat().st_size > 1000:
+                f.write_bytes(f.read_bytes()[:1000])  # truncated
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=12", *SMALL_FLAGS])
+    assert result.returncode == 4, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert "no usable checkpoint" in line and "step 8:" in line and "step 0:" in line
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_failed_write_is_a_checkpoint_error_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    original = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *args, **kwargs):
+        if step == 8:
+            raise OSError(28, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(CheckpointError, match="could not write checkpoint 8.*No space left"):
+        train(small_config(tmp_path))
+    assert _checkpoint_steps(tmp_path) == [0, 4]
+
+
+# -- resume rules -----------------------------------------------------------------------
+
+def test_a_resume_that_changes_the_run_is_refused_and_leaves_the_folder_alone(tmp_path):
+    train(small_config(tmp_path, steps=4))
+    saved = {name: (tmp_path / name).read_bytes() for name in ("config.json", "tokenizer.json")}
+    changed = small_config(tmp_path, steps=8)
+    changed.seed, changed.model.arch.hidden_size = 1, 64
+    with pytest.raises(ConfigError, match=r"model.arch.hidden_size: 32 -> 64; seed: 0 -> 1"):
+        train(changed)
+    assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
+    allowed = small_config(tmp_path, steps=8, log_every=1)  # may change: steps, cadence
+    allowed.optimizer.lr = 1e-3
+    assert train(allowed)["resumed_from"] == 4
+
+
+def test_resume_truncates_metrics_so_no_step_is_recorded_twice(tmp_path):
+    import shutil
+
+    train(small_config(tmp_path, steps=6, log_every=1))
+    # As if killed after logging step 6 but before checkpoint 6 was written.
+    shutil.rmtree(tmp_path / "checkpoints" / "6")
+    (tmp_path / "checksums" / "6.json").unlink()
+    (tmp_path / "summary.json").unlink()
+    summary = train(small_config(tmp_path, steps=8, log_every=1))
+    assert summary["resumed_from"] == 4
+    assert _steps(tmp_path) == list(range(1, 9))
+    assert _steps(tmp_path, "eval") == [4, 8]
+
+
+def test_rerunning_a_finished_run_leaves_its_summary_intact(tmp_path):
+    train(small_config(tmp_path))
+    before = (tmp_path / "summary.json").read_text()
+    again = train(small_config(tmp_path))
+    assert again["already_finished"] and (tmp_path / "summary.json").read_text() == before
+    assert "val_ppl" in json.loads(before)
+
+
+def test_a_fresh_start_drops_what_an_earlier_attempt_logged(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 9, "kind": "train", "loss": 1.0}) + "\n"
+        + json.dumps({"step": 3, "kind": "watchdog", "reason": "loss"}) + "\n")
+    train(small_config(tmp_path, steps=2, eval_every=2, checkpoint_every=2))
+    assert [(r["step"], r["kind"]) for r in read_metrics(tmp_path)] == [
+        (1, "train"), (2, "train"), (2, "eval")]

@@ -1,0 +1,48 @@
+"""The errors ``train.run`` reports as one line, and the exit code of each outcome.
+
+Exit codes (``python -m train.run``):
+  0    finished (or already finished), or stopped cleanly by nothing in particular;
+  2    a config or input error: the setting or file is named, nothing was trained;
+  3    the divergence watchdog stopped the run (``train.on_divergence=stop``, or the
+       rollbacks were used up); nothing non-finite was saved;
+  4    no usable checkpoint, or a checkpoint could not be written (e.g. a full disk);
+  130  SIGINT, after saving a checkpoint;
+  143  SIGTERM, after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+EXIT_CONFIG = 2
+EXIT_DIVERGED = 3
+EXIT_CHECKPOINT = 4
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class RunError(Exception):
+    """An error ``train.run`` reports as one line (no traceback unless ``--verbose``)."""
+
+    exit_code = 1
+
+
+class ConfigError(RunError, ValueError):
+    """A config setting that cannot work; the message names it and what is allowed."""
+
+    exit_code = EXIT_CONFIG
+
+
+class InputError(RunError, ValueError):
+    """A corpus, tokenizer or run folder that cannot be used; the message names the file."""
+
+    exit_code = EXIT_CONFIG
+
+
+class DivergenceError(RunError):
+    """The watchdog stopped a diverging run."""
+
+    exit_code = EXIT_DIVERGED
+
+
+class CheckpointError(RunError):
+    """No usable checkpoint to continue from, or a checkpoint that could not be written."""
+
+    exit_code = EXIT_CHECKPOINT

@@ -1,0 +1,137 @@
+"""Every setting of a ``train.run`` config checked up front, before anything is built.
+
+Each failure is a ``ConfigError`` naming the setting, its value and what is allowed,
+so a bad number never surfaces later as a ``ZeroDivisionError`` after compiling, a
+NaN, or a silent no-op.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import pathlib
+
+from train.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _get(cfg, name: str):
+    value = cfg
+    for part in name.split("."):
+        value = value[part]
+    return value
+
+
+def _fail(name: str, value, allowed: str):
+    raise ConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
+
+
+def integer(cfg, name: str, low: int, high: int | None = None) -> int:
+    value = _get(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
+            high is not None and value > high):
+        _fail(name, value, f"an integer in [{low}, {'inf' if high is None else high}]")
+    return int(value)
+
+
+def real(cfg, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False):
+    value = _get(cfg, name)
+    left, right = "(" if low_open else "[", ")" if high_open or math.isinf(high) else "]"
+    allowed = f"a finite number in {left}{low:g}, {high:g}{right}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _fail(name, value, allowed)
+    if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+        _fail(name, value, allowed)
+    return float(value)
+
+
+def choice(cfg, name: str, options) -> str:
+    value = _get(cfg, name)
+    if value not in options:
+        _fail(name, value, " | ".join(map(str, options)))
+    return value
+
+
+def check_config(cfg) -> None:
+    """Raises ``ConfigError`` for the first setting of ``cfg`` that cannot work."""
+    from train import optim  # imports optax/lbw_jax; kept out of module import time
+
+    integer(cfg, "seed", 0)
+    out = pathlib.Path(cfg.output_dir).expanduser()
+    if not cfg.output_dir:
+        _fail("output_dir", cfg.output_dir, "a folder path")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir={cfg.output_dir!r} is a file, not a folder; choose another path")
+
+    steps = integer(cfg, "train.steps", 1)
+    batch = integer(cfg, "train.batch_size", 1)
+    accum = integer(cfg, "train.grad_accum", 1)
+    if batch % accum:
+        raise ConfigError(f"train.batch_size={batch} must be divisible by train.grad_accum={accum}")
+    for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+        integer(cfg, f"train.{name}", 1)
+    choice(cfg, "train.on_divergence", ("rollback", "stop"))
+    real(cfg, "train.watchdog.loss_factor", 1.0, low_open=True)
+    integer(cfg, "train.watchdog.patience", 1)
+    real(cfg, "train.watchdog.level_decay", 0.0, 1.0, high_open=True)
+    integer(cfg, "train.watchdog.max_skips", 0)
+    integer(cfg, "train.watchdog.max_rollbacks", 0)
+    real(cfg, "train.watchdog.lr_factor", 0.0, 1.0, low_open=True)
+    integer(cfg, "train.watchdog.lr_recovery_steps", 0)
+
+    source = choice(cfg, "data.source", ("austen", "files", "hf"))
+    if source == "files" and not cfg.data.path:
+        raise ConfigError("data.source='files' needs data.path (a text file or a folder of .txt files)")
+    tokenizer = choice(cfg, "data.tokenizer", ("bpe", "pretrained"))
+    if tokenizer == "bpe":
+        integer(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
+    elif not cfg.model.pretrained:
+        raise ConfigError("data.tokenizer='pretrained' needs model.pretrained (a Hugging Face "
+                          "folder or hub id)")
+    integer(cfg, "data.seq_len", 1)
+    real(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
+
+    choice(cfg, "model.dtype", DTYPES)
+    choice(cfg, "model.param_dtype", DTYPES)
+    if cfg.lora.enabled:
+        integer(cfg, "lora.rank", 1)
+        real(cfg, "lora.alpha", 0.0, low_open=True)
+        real(cfg, "lora.dropout", 0.0, 1.0, high_open=True)
+    for axis in ("data", "fsdp", "tensor"):
+        value = cfg.mesh[axis]
+        if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
+            _fail(f"mesh.{axis}", value, "a positive integer, or -1 (all remaining devices)")
+
+    _check_optimizer(cfg, optim, steps)
+    real(cfg, "fault.lr_factor", 0.0, low_open=True)
+    integer(cfg, "fault.first_batch", 0)
+    integer(cfg, "fault.last_batch", 0)
+
+
+def _check_optimizer(cfg, optim, steps: int) -> None:
+    real(cfg, "optimizer.lr", 0.0, low_open=True)
+    real(cfg, "optimizer.b1", 0.0, 1.0, high_open=True)
+    real(cfg, "optimizer.b2", 0.0, 1.0, high_open=True)
+    real(cfg, "optimizer.weight_decay", 0.0)
+    warmup = integer(cfg, "optimizer.warmup_steps", 0)
+    if warmup >= steps and cfg.optimizer.schedule == "cosine":
+        raise ConfigError(f"optimizer.warmup_steps={warmup} leaves no cosine decay within "
+                          f"train.steps={steps}")
+    choice(cfg, "optimizer.schedule", ("constant", "cosine"))
+    guard = choice(cfg, "optimizer.guard", ("none", *sorted(optim.GUARDS)))
+    baseline = choice(cfg, "optimizer.baseline", ("none", *sorted(optim.BASELINES)))
+    if guard != "none" and baseline != "none":
+        raise ConfigError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose "
+                          f"one (a guard, or a baseline with optimizer.guard='none')")
+    if guard == "none" and cfg.optimizer.policy_kwargs.to_dict():
+        raise ConfigError(f"optimizer.policy_kwargs={cfg.optimizer.policy_kwargs.to_dict()} are set "
+                          f"but optimizer.guard='none'")
+    try:  # the policy's and the baseline's own knob checks, named after the config field
+        if guard != "none":
+            optim.build_policy(guard, cfg.optimizer.policy_kwargs)
+        if baseline != "none":
+            optim.wrap_baseline(cfg, baseline, optim.adamw(cfg, 1e-3), cfg.optimizer.baseline_kwargs)
+    except (TypeError, ValueError) as e:
+        field = "policy_kwargs" if guard != "none" else "baseline_kwargs"
+        raise ConfigError(f"optimizer.{field}: {e}") from e

@@ -1,0 +1,96 @@
+"""The divergence watchdog: reads each step's host-side metrics and says when a run
+has diverged.
+
+It runs on the host over the metrics ``train.run`` already fetches every
+``train.log_every`` steps, so it adds no device sync. It fires on
+
+  * a non-finite loss or parameter norm (``reason="non-finite"``);
+  * the loss above ``loss_factor`` x its running level for ``patience`` consecutive
+    steps (``"loss"``); the level is an EMA of the loss that is frozen while the loss
+    is above the bar, so a slow blow-up cannot drag the bar up with it;
+  * more than ``max_skips`` consecutive steps skipped by the guard (``"skips"``).
+
+Its state is a few numbers, saved with each checkpoint so that a resumed run sees
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A divergence: detected after step ``step``; the streak that caused it began at
+    step ``onset`` (a rollback goes to a checkpoint from before ``onset``)."""
+
+    step: int
+    onset: int
+    reason: str
+    detail: str
+
+    def describe(self) -> str:
+        return f"diverged at step {self.step} ({self.detail})"
+
+
+@dataclasses.dataclass
+class Watchdog:
+    loss_factor: float = 1.5
+    patience: int = 5
+    level_decay: float = 0.98
+    max_skips: int = 20
+    level: float | None = None      # running loss level (None until the first finite loss)
+    over: int = 0                   # consecutive steps above loss_factor x level
+    over_onset: int = 0
+    skip_streak: int = 0
+    skip_onset: int = 0
+    skipped_total: int = 0  # the guard's cumulative count at the last step seen
+
+    @classmethod
+    def from_config(cls, w) -> "Watchdog":
+        return cls(loss_factor=w.loss_factor, patience=w.patience, level_decay=w.level_decay,
+                   max_skips=w.max_skips)
+
+    def observe(self, step: int, record: dict) -> Event | None:
+        """Reads the metrics of optimizer step ``step`` (1-based); returns an Event if
+        the run has diverged."""
+        loss, norm = record["loss"], record.get("param_norm", 0.0)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(loss) else "parameter norm"
+            value = loss if not math.isfinite(loss) else norm
+            return Event(step, step, "non-finite", f"non-finite {what}: {value}")
+        if "skipped" in record:
+            total = int(record["skipped"])
+            skipped = total > self.skipped_total
+            self.skipped_total = total
+            if skipped:
+                self.skip_onset = step if self.skip_streak == 0 else self.skip_onset
+                self.skip_streak += 1
+                if self.skip_streak > self.max_skips:
+                    return Event(step, self.skip_onset, "skips",
+                                 f"{self.skip_streak} consecutive skipped steps")
+                return None  # a skipped step's loss is the loss of unchanged parameters
+            self.skip_streak = 0
+        if self.level is not None and loss > self.loss_factor * self.level:
+            self.over_onset = step if self.over == 0 else self.over_onset
+            self.over += 1
+            if self.over >= self.patience:
+                return Event(step, self.over_onset, "loss",
+                             f"loss {loss:.4g} above {self.loss_factor:g} x its running level "
+                             f"{self.level:.4g} for {self.over} steps")
+            return None
+        self.over = 0
+        self.level = loss if self.level is None else (
+            self.level_decay * self.level + (1 - self.level_decay) * loss)
+        return None
+
+    def state(self) -> dict:
+        return {"level": self.level, "over": self.over, "over_onset": self.over_onset,
+                "skip_streak": self.skip_streak, "skip_onset": self.skip_onset,
+                "skipped_total": self.skipped_total}
+
+    def load_state(self, state: dict | None) -> None:
+        fresh = Watchdog(self.loss_factor, self.patience, self.level_decay, self.max_skips)
+        for key, value in {**fresh.state(), **(state or {})}.items():
+            setattr(self, key, value)
