@@ -135,8 +135,8 @@ class _Run:
             print(f"resumed {out} at step {step}", flush=True)
         if lead and not (resuming and (out / "config.json").exists()):
             (out / "config.json").write_text(cfg.to_json_best_effort(indent=2))
-        if lead and _saved_tokenizer(out, cfg) is None:
-            data.tokenizer.save(out / "tokenizer.json")
+        if lead and (not resuming or _saved_tokenizer(out, cfg) is None):
+            data.tokenizer.save(out / "tokenizer.json")  # (a pretrained one: out/tokenizer/)
         self.resumed_from = self.pos.step
         self.writer = MetricsWriter(out, enabled=lead,
                                     resume_step=self.pos.step if resuming else None)
