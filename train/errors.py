@@ -1,7 +1,7 @@
 """The errors ``train.run`` reports as one line, and the exit code of each outcome.
 
 Exit codes (``python -m train.run``):
-  0    finished (or already finished), or stopped cleanly by nothing in particular;
+  0    finished, or already finished (its summary is left as it was);
   2    a config or input error: the setting or file is named, nothing was trained;
   3    the divergence watchdog stopped the run (``train.on_divergence=stop``, or the
        rollbacks were used up); nothing non-finite was saved;
