@@ -3,7 +3,6 @@ suite's AdamW cell and the Trainer end at the same parameters from the same batc
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from harness_helpers import small_config

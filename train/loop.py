@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import time
 
@@ -64,11 +65,25 @@ def _saved_tokenizer(out: pathlib.Path, cfg) -> pathlib.Path | None:
     return path if path.exists() else None
 
 
+def initialize_distributed(cfg) -> None:
+    """Joins the processes of a multi-host run before anything touches a device."""
+    import jax
+
+    d = cfg.distributed
+    if d.coordinator:
+        if cfg.distributed.num_processes > 1 and jax.config.jax_platforms in ("cpu", None, ""):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(d.coordinator, num_processes=d.num_processes,
+                                   process_id=d.process_id)
+    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID",
+                                        "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")):
+        jax.distributed.initialize()  # the cluster environment says how
+
+
 def run(cfg, stop) -> dict:
     from train.validate import check_config
 
     check_config(cfg)
-    from train.run_setup import initialize_distributed
     initialize_distributed(cfg)
     import jax
 

@@ -47,9 +47,8 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
         ``-lr * (direction + weight_decay * params)``, exactly a scaled LR); None: untouched.
 
     Returns:
-      ``(params, opt_state, metrics)`` with metrics ``loss``, ``grad_norm`` (of the
-      gradient the optimizer saw) and ``param_norm`` (after the update; the watchdog
-      reads whether it is finite).
+      ``(params, opt_state, metrics)`` with metrics ``loss`` and ``grad_norm`` (of the
+      gradient the optimizer saw).
     """
     grad_fn = jax.value_and_grad(loss_fn)
 
@@ -71,5 +70,4 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
     if update_multiplier is not None:
         updates = jax.tree.map(lambda u: (u * update_multiplier).astype(u.dtype), updates)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                               "param_norm": optax.tree.norm(params)}
+    return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}

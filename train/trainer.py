@@ -36,6 +36,10 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
     tokenizer a run saved in its folder, reused on resume (never retrained: a retrained
     BPE, e.g. under another ``tokenizers`` version, would remap the token ids)."""
     d = cfg.data
+    if d.tokenizer not in ("bpe", "pretrained"):
+        raise ValueError(f"data.tokenizer={d.tokenizer!r}; choose bpe or pretrained")
+    if d.tokenizer == "pretrained" and not cfg.model.pretrained:  # before reading any corpus
+        raise ValueError("data.tokenizer='pretrained' needs model.pretrained")
     if d.source == "austen":
         train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
     elif d.source == "files":
@@ -55,12 +59,8 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
         tokenizer = PretrainedTokenizer(str(saved_tokenizer))
     elif d.tokenizer == "bpe":
         tokenizer = BPETokenizer.train_or_load(train_docs, d.vocab_size)
-    elif d.tokenizer == "pretrained":
-        if not cfg.model.pretrained:
-            raise ValueError("data.tokenizer='pretrained' needs model.pretrained")
-        tokenizer = PretrainedTokenizer(cfg.model.pretrained)
     else:
-        raise ValueError(f"data.tokenizer={d.tokenizer!r}; choose bpe or pretrained")
+        tokenizer = PretrainedTokenizer(cfg.model.pretrained)
     train_windows = data_lib.pack(tokenizer.encode_batch(train_docs), tokenizer.eos_id, d.seq_len)
     val_windows = data_lib.pack(tokenizer.encode_batch(val_docs), tokenizer.eos_id, d.seq_len)
     if len(val_windows) == 0:
@@ -160,6 +160,8 @@ class Trainer:
                 loss_fn, self.tx, params, opt_state, frozen, batch,
                 step_key=jax.random.fold_in(seed_key, step_index),
                 update_multiplier=update_multiplier)
+            # The watchdog reads whether the parameters are still finite.
+            metrics["param_norm"] = optax.tree.norm(params)
             if self.guarded:
                 info = lbw_jax.telemetry(opt_state)
                 metrics.update(scale=info["scale"], regime=info["regime"],

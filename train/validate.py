@@ -80,15 +80,10 @@ def check_config(cfg) -> None:
     real(cfg, "train.watchdog.lr_factor", 0.0, 1.0, low_open=True)
     integer(cfg, "train.watchdog.lr_recovery_steps", 0)
 
-    source = choice(cfg, "data.source", ("austen", "files", "hf"))
-    if source == "files" and not cfg.data.path:
-        raise ConfigError("data.source='files' needs data.path (a text file or a folder of .txt files)")
-    tokenizer = choice(cfg, "data.tokenizer", ("bpe", "pretrained"))
-    if tokenizer == "bpe":
+    # data.source, data.path and data.tokenizer are checked by build_data before it reads
+    # anything; the numbers are checked here.
+    if cfg.data.tokenizer == "bpe":
         integer(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
-    elif not cfg.model.pretrained:
-        raise ConfigError("data.tokenizer='pretrained' needs model.pretrained (a Hugging Face "
-                          "folder or hub id)")
     integer(cfg, "data.seq_len", 1)
     real(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
 
@@ -110,7 +105,6 @@ def check_config(cfg) -> None:
 
 
 def _check_optimizer(cfg, optim, steps: int) -> None:
-    real(cfg, "optimizer.lr", 0.0, low_open=True)
     real(cfg, "optimizer.b1", 0.0, 1.0, high_open=True)
     real(cfg, "optimizer.b2", 0.0, 1.0, high_open=True)
     real(cfg, "optimizer.weight_decay", 0.0)
@@ -118,20 +112,10 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
     if warmup >= steps and cfg.optimizer.schedule == "cosine":
         raise ConfigError(f"optimizer.warmup_steps={warmup} leaves no cosine decay within "
                           f"train.steps={steps}")
-    choice(cfg, "optimizer.schedule", ("constant", "cosine"))
-    guard = choice(cfg, "optimizer.guard", ("none", *sorted(optim.GUARDS)))
-    baseline = choice(cfg, "optimizer.baseline", ("none", *sorted(optim.BASELINES)))
-    if guard != "none" and baseline != "none":
-        raise ConfigError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose "
-                          f"one (a guard, or a baseline with optimizer.guard='none')")
-    if guard == "none" and cfg.optimizer.policy_kwargs.to_dict():
+    if cfg.optimizer.guard == "none" and cfg.optimizer.policy_kwargs.to_dict():
         raise ConfigError(f"optimizer.policy_kwargs={cfg.optimizer.policy_kwargs.to_dict()} are set "
                           f"but optimizer.guard='none'")
-    try:  # the policy's and the baseline's own knob checks, named after the config field
-        if guard != "none":
-            optim.build_policy(guard, cfg.optimizer.policy_kwargs)
-        if baseline != "none":
-            optim.wrap_baseline(cfg, baseline, optim.adamw(cfg, 1e-3), cfg.optimizer.baseline_kwargs)
+    try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
+        optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:
-        field = "policy_kwargs" if guard != "none" else "baseline_kwargs"
-        raise ConfigError(f"optimizer.{field}: {e}") from e
+        raise ConfigError(str(e)) from e
