@@ -15,7 +15,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.arch = ml_collections.ConfigDict()   # or explicit DecoderConfig fields
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
-    c.model.remat = False
+    # What the backward pass recomputes of each block: none | full | dots_saveable
+    # (train.models.decoder.REMAT_POLICIES; a resume may change it).
+    c.model.remat = "none"
+    # The blocks' weights stacked and run under nnx.scan: compile time independent of
+    # depth. It sets the checkpoint layout, so a resume keeps it (HF export/import moves
+    # a model between layouts).
+    c.model.scan_layers = True
+    # The loss's LM-head matmul and cross-entropy run this many tokens of the micro-batch
+    # at a time (train/loss.py), never materialising all the logits. 0: auto (chunks of
+    # at most 256 MiB of float32 logits; a 4k vocabulary never chunks); -1: all at once.
+    c.model.loss_chunk_tokens = 0
 
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = False

@@ -12,7 +12,7 @@ def finetune_config(hub_id: str, output_dir: str, *, lora: bool):
     c.model.dtype = "bfloat16"
     # LoRA keeps the frozen base in bf16; full fine-tuning keeps fp32 master weights.
     c.model.param_dtype = "bfloat16" if lora else "float32"
-    c.model.remat = True
+    c.model.remat = "full"
     c.lora.enabled = lora
     c.data.source = "hf"
     c.data.hf_name = "wikitext"

@@ -17,10 +17,11 @@ def _ids(seed=0, shape=(2, 12)):
     return np.random.default_rng(seed).integers(0, VOCAB, shape)
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["per_layer", "scan_layers"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_logits_match_transformers(family, tmp_path):
+def test_logits_match_transformers(family, scan, tmp_path):
     hf = save_tiny(family, tmp_path)
-    model = load_pretrained(tmp_path)
+    model = load_pretrained(tmp_path, scan_layers=scan)
     ids = _ids()
     np.testing.assert_allclose(np.asarray(model(jnp.asarray(ids))), hf_logits(hf, ids),
                                atol=1e-4, rtol=0)
@@ -39,12 +40,13 @@ def test_logits_match_with_padding(family, tmp_path):
     np.testing.assert_allclose(got[valid], want[valid], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["per_layer", "scan_layers"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_export_round_trip_loads_in_transformers(family, tmp_path):
+def test_export_round_trip_loads_in_transformers(family, scan, tmp_path):
     import transformers
 
     save_tiny(family, tmp_path / "in")
-    model = load_pretrained(tmp_path / "in")
+    model = load_pretrained(tmp_path / "in", scan_layers=scan)
     save_pretrained(model, tmp_path / "out")
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
     ids = _ids(2)
@@ -60,12 +62,13 @@ def test_bf16_compute_with_fp32_params(tmp_path):
     assert np.abs(got - hf_logits(hf, _ids())).max() < 0.1  # bf16 rounding, not a bug
 
 
-def test_peft_adapter_round_trip(tmp_path):
+@pytest.mark.parametrize("scan", [False, True], ids=["per_layer", "scan_layers"])
+def test_peft_adapter_round_trip(scan, tmp_path):
     import peft
     import transformers
 
     save_tiny("qwen2", tmp_path / "base")
-    model = load_pretrained(tmp_path / "base")
+    model = load_pretrained(tmp_path / "base", scan_layers=scan)
     apply_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.0))
     # Give B non-zero values so the adapter changes the logits.
     rng = np.random.default_rng(0)
@@ -118,7 +121,8 @@ def test_unsupported_architecture(tmp_path):
         load_pretrained(tmp_path)
 
 
-def test_load_straight_onto_a_mesh(tmp_path):
+@pytest.mark.parametrize("scan", [False, True], ids=["per_layer", "scan_layers"])
+def test_load_straight_onto_a_mesh(scan, tmp_path):
     import jax
 
     from train.models import make_mesh
@@ -127,9 +131,14 @@ def test_load_straight_onto_a_mesh(tmp_path):
         pytest.skip("needs 8 devices (see conftest)")
     hf = save_tiny("qwen2", tmp_path)
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
-    model = load_pretrained(tmp_path, mesh=mesh)
-    kernel = model.layers[1].self_attn.q_proj.kernel[...]
-    assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    model = load_pretrained(tmp_path, mesh=mesh, scan_layers=scan)
+    P = jax.sharding.PartitionSpec
+    if scan:   # every device holds every layer of its shard of the stacked weight
+        kernel = model.layers.self_attn.q_proj.kernel[...]
+        assert kernel.sharding.spec == P(None, "fsdp", "tensor")
+    else:
+        kernel = model.layers[1].self_attn.q_proj.kernel[...]
+        assert kernel.sharding.spec == P("fsdp", "tensor")
     assert len(kernel.addressable_shards) == 8
     ids = _ids(4, shape=(4, 12))
     with jax.set_mesh(mesh):

@@ -18,8 +18,13 @@ MAY_CHANGE = (
     "output_dir", "resume", "train.steps", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.keep_checkpoints", "train.on_divergence",
     "train.watchdog", "train.grad_accum", "optimizer.lr", "optimizer.schedule",
-    "optimizer.warmup_steps", "model.remat", "mesh", "distributed", "fault",
+    "optimizer.warmup_steps", "model.remat", "model.loss_chunk_tokens", "mesh", "distributed", "fault",
 )
+
+
+# Fields that define a run, added after runs were made without them: what those runs
+# used. (Before model.scan_layers existed, every checkpoint held one module per layer.)
+OLDER_RUNS_USED = {"model.scan_layers": False}
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -46,6 +51,7 @@ def differences(saved: dict, current: dict) -> list[str]:
     """The fields defining the run that differ. Fields only one side knows (a newer
     or older version of the code) are not compared, except knobs set on one side."""
     out = []
+    saved = {**{k: v for k, v in OLDER_RUNS_USED.items() if k in current}, **saved}
     for name in sorted(set(saved) | set(current)):
         if _may_change(name):
             continue

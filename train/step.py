@@ -17,16 +17,19 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from train.loss import AUTO, mean_nll
 
-def make_loss(graphdef) -> Callable:
+
+def make_loss(graphdef, *, chunk_tokens: int = AUTO) -> Callable:
     """``loss(params, frozen, tokens, dropout_key=None)``: mean next-token cross-entropy
     of the model ``graphdef`` on ``tokens`` [B, T+1], in float32 whatever the compute
-    dtype (bf16 logits would round the loss and its gradient)."""
+    dtype (bf16 logits would round the loss and its gradient). The logits are formed
+    ``chunk_tokens`` tokens at a time (``train.loss.mean_nll``: 0 auto, -1 all at once)."""
 
     def loss(params, frozen, tokens, dropout_key=None):
         model = nnx.merge(graphdef, params, frozen)
-        logits = model(tokens[:, :-1], dropout_key=dropout_key).astype(jnp.float32)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+        hidden = model.hidden_states(tokens[:, :-1], dropout_key=dropout_key)
+        return mean_nll(hidden, model.head(), tokens[:, 1:], chunk_tokens=chunk_tokens)
 
     return loss
 

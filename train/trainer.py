@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import types
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
 from train.optim import build_optimizer
+from train.loss import token_nll
 from train.step import make_loss, train_step
 from train.tokenizer import BPETokenizer, PretrainedTokenizer
 
@@ -69,12 +71,23 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
     return Data(tokenizer, data_lib.BatchOrder(train_windows, cfg.train.batch_size, cfg.seed), val_windows)
 
 
+def synthetic_data(cfg, vocab_size: int, batches: int = 4) -> Data:
+    """Uniformly random token windows for ``cfg``'s batch shape, for benchmarks that
+    time the step of a model with any vocabulary without a corpus or tokenizer."""
+    rng = np.random.default_rng(cfg.seed)
+    windows = rng.integers(0, vocab_size, (batches * cfg.train.batch_size, cfg.data.seq_len + 1),
+                           dtype=np.int32)
+    tokenizer = types.SimpleNamespace(vocab_size=vocab_size, eos_id=0)
+    return Data(tokenizer, data_lib.BatchOrder(windows, cfg.train.batch_size, cfg.seed),
+                windows[:cfg.train.batch_size])
+
+
 def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
     m = cfg.model
     dtype, param_dtype = jnp.dtype(m.dtype), jnp.dtype(m.param_dtype)
     if m.pretrained:
         model = load_pretrained(m.pretrained, dtype=dtype, param_dtype=param_dtype,
-                                remat=m.remat, mesh=mesh)
+                                remat=m.remat, scan_layers=m.scan_layers, mesh=mesh)
     else:
         if m.name:
             arch = named_config(m.name)
@@ -86,7 +99,7 @@ def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
             raise ValueError(f"model vocab_size={arch.vocab_size} is smaller than the "
                              f"tokenizer's {vocab_size}")
         model = CausalLM(arch, dtype=dtype, param_dtype=param_dtype, remat=m.remat,
-                         rngs=nnx.Rngs(cfg.seed))
+                         scan_layers=m.scan_layers, rngs=nnx.Rngs(cfg.seed))
     if cfg.lora.enabled:
         apply_lora(model, LoRAConfig(rank=cfg.lora.rank, alpha=cfg.lora.alpha,
                                      dropout=cfg.lora.dropout, targets=tuple(cfg.lora.targets)),
@@ -151,7 +164,7 @@ class Trainer:
             self.frozen = state["frozen"]
 
     def _compile_train_step(self):
-        loss_fn = make_loss(self.graphdef)
+        loss_fn = make_loss(self.graphdef, chunk_tokens=self.cfg.model.loss_chunk_tokens)
         seed_key = jax.random.key(self.cfg.seed)
 
         def step(params, opt_state, frozen, batch, step_index, update_multiplier):
@@ -174,6 +187,16 @@ class Trainer:
         return jax.jit(step, in_shardings=in_shardings,
                        out_shardings=in_shardings[:2] + (None,), donate_argnums=(0, 1))
 
+    def lower_train_step(self):
+        """The train step lowered for this trainer's state and batch shape (for
+        ``.compile()``, its ``memory_analysis()`` and ``cost_analysis()``)."""
+        cfg = self.cfg
+        micro = cfg.train.batch_size // cfg.train.grad_accum
+        batch = jax.ShapeDtypeStruct((cfg.train.grad_accum, micro, cfg.data.seq_len + 1),
+                                     jnp.int32, sharding=self.batch_sharding)
+        return self._train_step.lower(self.params, self.opt_state, self.frozen, batch,
+                                      np.int32(0), np.float32(1.0))
+
     def state_is_finite(self, state=None) -> bool:
         """Whether every floating-point value of ``state`` (default: this trainer's
         checkpoint state) is finite; one reduction on the devices."""
@@ -181,10 +204,12 @@ class Trainer:
         return bool(_all_finite(state))
 
     def _compile_eval_step(self):
+        chunk_tokens = self.cfg.model.loss_chunk_tokens
+
         def step(params, frozen, tokens, weights):
             model = nnx.merge(self.graphdef, params, frozen)
-            logits = model(tokens[:, :-1])  # no dropout key: deterministic
-            nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+            hidden = model.hidden_states(tokens[:, :-1])  # no dropout key: deterministic
+            nll = token_nll(hidden, model.head(), tokens[:, 1:], chunk_tokens=chunk_tokens)
             return jnp.sum(nll * weights[:, None]), jnp.sum(weights) * nll.shape[1]
 
         return jax.jit(step)

@@ -12,6 +12,7 @@ import numbers
 import pathlib
 
 from train.errors import ConfigError
+from train.models.decoder import REMAT_POLICIES
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -89,6 +90,11 @@ def check_config(cfg) -> None:
 
     choice(cfg, "model.dtype", DTYPES)
     choice(cfg, "model.param_dtype", DTYPES)
+    if not isinstance(cfg.model.remat, bool):
+        choice(cfg, "model.remat", tuple(REMAT_POLICIES))
+    if not isinstance(cfg.model.scan_layers, bool):
+        _fail("model.scan_layers", cfg.model.scan_layers, "True or False")
+    integer(cfg, "model.loss_chunk_tokens", -1)
     if cfg.lora.enabled:
         integer(cfg, "lora.rank", 1)
         real(cfg, "lora.alpha", 0.0, low_open=True)

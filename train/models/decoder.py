@@ -1,4 +1,11 @@
-"""The causal language model: embedding, pre-norm blocks, final norm, LM head."""
+"""The causal language model: embedding, pre-norm blocks, final norm, LM head.
+
+The blocks are either a list of modules (``scan_layers=False``: layer ``i``'s weights at
+``layers/i/...``, as Hugging Face names them) or one module whose weights carry a
+leading ``layers`` axis, run under ``nnx.scan`` (``scan_layers=True``): XLA then compiles
+one block however deep the model is, so compile time no longer grows with depth. Both
+compute the same function; ``hf_io`` and ``lora`` read and write either layout.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,22 @@ from flax import nnx
 from train.models.config import DecoderConfig
 from train.models.layers import MLP, Attention, RMSNorm, _init, partitioned
 from train.models.sharding import constrain
+
+# What the backward pass keeps of each block's forward activations.
+REMAT_POLICIES = {
+    "none": None,                                              # keeps everything
+    "full": jax.checkpoint_policies.nothing_saveable,          # recomputes the whole block
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,    # keeps matmul outputs only
+}
+
+
+def remat_policy_name(remat) -> str:
+    """``remat`` as a policy name; the booleans of earlier configs mean none/full."""
+    if remat is True or remat is False:
+        return "full" if remat else "none"
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={remat!r}; choose from {sorted(REMAT_POLICIES)}")
+    return remat
 
 
 class Block(nnx.Module):
@@ -30,35 +53,52 @@ def _run_block(block, x, positions, mask, dropout_key):
     return block(x, positions, mask, dropout_key)
 
 
-_run_block_remat = nnx.remat(_run_block)
+def _block_runner(policy: str):
+    if policy == "none":
+        return _run_block
+    # prevent_cse=False: inside a scan the loop already keeps XLA from merging the
+    # recomputation into the forward pass (jax.checkpoint's advice); unrolled, keep it.
+    return nnx.remat(_run_block, policy=REMAT_POLICIES[policy])
+
+
+def _stacked_blocks(cfg, kw, rngs):
+    """One ``Block`` whose every weight has a leading axis of ``num_layers``, each slice
+    initialised from its own key; the axis is named ``layers`` for sharding rules."""
+
+    @nnx.split_rngs(splits=cfg.num_layers)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def create(rngs):
+        return Block(cfg, rngs=rngs, **kw)
+
+    return create(rngs)
 
 
 class CausalLM(nnx.Module):
     """Qwen2 / Llama decoder. ``dtype`` is the compute dtype, ``param_dtype`` the
-    parameters'; ``remat`` recomputes each block's activations in the backward pass."""
+    parameters'. ``remat`` picks what the backward pass recomputes of each block
+    (``REMAT_POLICIES``; ``True``/``False`` mean ``full``/``none``); ``scan_layers``
+    stacks the blocks and runs them under ``nnx.scan`` (see the module docstring)."""
 
     def __init__(self, cfg: DecoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat: bool = False, rngs: nnx.Rngs):
-        self.config, self.dtype, self.remat = cfg, dtype, remat
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                 remat="none", scan_layers: bool = False, rngs: nnx.Rngs):
+        self.config, self.dtype = cfg, dtype
+        self.remat, self.scan_layers = remat_policy_name(remat), bool(scan_layers)
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed_tokens = nnx.Param(partitioned(_init, ("vocab", "embed"))(
             rngs.params(), (cfg.vocab_size, cfg.hidden_size), param_dtype))
-        self.layers = nnx.List([Block(cfg, **kw) for _ in range(cfg.num_layers)])
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
+        if self.scan_layers:
+            self.layers = _stacked_blocks(cfg, kw, rngs)
+        else:
+            self.layers = nnx.List([Block(cfg, rngs=rngs, **kw) for _ in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, rngs=rngs, **kw)
         self.lm_head = (None if cfg.tie_word_embeddings else nnx.Param(
             partitioned(_init, ("embed", "vocab"))(
                 rngs.params(), (cfg.hidden_size, cfg.vocab_size), param_dtype)))
 
-    def __call__(self, tokens: jax.Array, *, attention_mask: jax.Array | None = None,
-                 positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None):
-        """Logits [B, T, V] (float32) for token ids [B, T].
-
-        attention_mask: [B, T], 1 for real tokens, 0 for padding (keys that are masked out).
-        segment_ids: [B, T], tokens attend only within their segment (packed sequences).
-        positions: [B, T] rotary positions; defaults to 0..T-1.
-        dropout_key: enables LoRA dropout (training); without it the model is deterministic.
-        """
+    def hidden_states(self, tokens: jax.Array, *, attention_mask: jax.Array | None = None,
+                      positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+                      dropout_key: jax.Array | None = None) -> jax.Array:
+        """The final-norm output [B, T, D] in the compute dtype (arguments as ``__call__``)."""
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t), (b, t))
@@ -71,13 +111,44 @@ class CausalLM(nnx.Module):
                 mask = mask & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
         x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(self.dtype)
         x = constrain(x, ("batch", "length", "act_embed"))
-        run = _run_block_remat if self.remat else _run_block
-        for i, block in enumerate(self.layers):
-            key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-            x = run(block, x, positions, mask, key)
-        x = self.norm(x)
-        head = (self.embed_tokens[...].T if self.lm_head is None else self.lm_head[...])
-        logits = x @ head.astype(self.dtype)
+        run = _block_runner(self.remat)
+        n = self.config.num_layers
+        # Layer i's dropout key is fold_in(key, i) in both layouts: the same model
+        # draws the same masks scanned or not.
+        keys = (None if dropout_key is None
+                else jax.vmap(lambda i: jax.random.fold_in(dropout_key, i))(jnp.arange(n)))
+        if self.scan_layers:
+            def body(x, block, key):
+                return run(block, x, positions, mask, key)
+
+            x = nnx.scan(body, in_axes=(nnx.Carry, 0, None if keys is None else 0),
+                         out_axes=nnx.Carry)(x, self.layers, keys)
+        else:
+            for i, block in enumerate(self.layers):
+                x = run(block, x, positions, mask, None if keys is None else keys[i])
+        return self.norm(x)
+
+    def head(self) -> jax.Array:
+        """The LM head [D, V] in the compute dtype (the embedding's transpose when tied)."""
+        head = self.embed_tokens[...].T if self.lm_head is None else self.lm_head[...]
+        return head.astype(self.dtype)
+
+    def __call__(self, tokens: jax.Array, *, attention_mask: jax.Array | None = None,
+                 positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+                 dropout_key: jax.Array | None = None):
+        """Logits [B, T, V] (float32) for token ids [B, T].
+
+        attention_mask: [B, T], 1 for real tokens, 0 for padding (keys that are masked out).
+        segment_ids: [B, T], tokens attend only within their segment (packed sequences).
+        positions: [B, T] rotary positions; defaults to 0..T-1.
+        dropout_key: enables LoRA dropout (training); without it the model is deterministic.
+
+        Training does not call this: ``train.loss`` computes the cross-entropy from
+        ``hidden_states`` and ``head`` in chunks, never holding all the logits.
+        """
+        x = self.hidden_states(tokens, attention_mask=attention_mask, positions=positions,
+                               segment_ids=segment_ids, dropout_key=dropout_key)
+        logits = x @ self.head()
         return constrain(logits.astype(jnp.float32), ("batch", "length", "act_vocab"))
 
 

@@ -10,11 +10,13 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from safetensors import safe_open
 
 from train.models.config import DecoderConfig
 from train.models.decoder import CausalLM
+from train.models.layout import is_stacked
 from train.models.sharding import LOGICAL_AXIS_RULES, model_shardings
 
 # Buffers some checkpoints carry that are recomputed here, never loaded.
@@ -26,8 +28,8 @@ class CheckpointError(ValueError):
 
 
 def hf_name(path: tuple) -> tuple[str, bool]:
-    """The Hugging Face tensor name of one of our parameters, and whether it is
-    stored transposed (torch Linear weights are [out, in]; our kernels [in, out])."""
+    """The Hugging Face tensor name of one of our per-layer parameters, and whether it
+    is stored transposed (torch Linear weights are [out, in]; our kernels [in, out])."""
     parts = [str(p) for p in path]
     if parts == ["embed_tokens"]:
         return "model.embed_tokens.weight", False
@@ -38,6 +40,16 @@ def hf_name(path: tuple) -> tuple[str, bool]:
     if suffix is None:
         raise KeyError(f"no Hugging Face name for parameter {'/'.join(parts)}")
     return "model." + ".".join(module + [suffix]), leaf == "kernel"
+
+
+def hf_names(path: tuple, num_layers: int) -> tuple[list[str], bool]:
+    """The Hugging Face names that hold our parameter ``path`` (one per layer for a
+    stacked weight, in layer order), and whether each is stored transposed."""
+    if is_stacked(path):
+        names = [hf_name(("layers", i) + tuple(path[1:])) for i in range(num_layers)]
+        return [n for n, _ in names], names[0][1]
+    name, transposed = hf_name(path)
+    return [name], transposed
 
 
 def _resolve_folder(path) -> pathlib.Path:
@@ -75,8 +87,9 @@ def read_config(folder) -> DecoderConfig:
     return DecoderConfig.from_hf_config(json.loads(config_file.read_text()))
 
 
-def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
-                    mesh: jax.sharding.Mesh | None = None, rules=LOGICAL_AXIS_RULES) -> CausalLM:
+def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="none",
+                    scan_layers: bool = False, mesh: jax.sharding.Mesh | None = None,
+                    rules=LOGICAL_AXIS_RULES) -> CausalLM:
     """Loads a Hugging Face Qwen2 / Llama model folder (or hub id) into a ``CausalLM``.
 
     Tensors are read one at a time, cast to ``param_dtype`` and, with ``mesh``, placed
@@ -86,16 +99,21 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
     folder = _resolve_folder(path)
     cfg = read_config(folder)
     abstract = nnx.eval_shape(lambda: CausalLM(cfg, dtype=dtype, param_dtype=param_dtype,
-                                               remat=remat, rngs=nnx.Rngs(0)))
+                                               remat=remat, scan_layers=scan_layers,
+                                               rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     shardings = {}
     if mesh is not None:
         for p, sharding in nnx.to_flat_state(model_shardings(state, mesh, rules)):
             shardings[p] = sharding.get_value() if isinstance(sharding, nnx.Variable) else sharding
-    expected = {}  # HF name -> (our path, abstract variable, stored transposed)
+    expected = {}  # HF name -> (our path, one layer's shape, stored transposed)
+    sources = []   # (our path, abstract variable, its HF names, stored transposed)
     for p, var in nnx.to_flat_state(state):
-        name, transposed = hf_name(p)
-        expected[name] = (p, var, transposed)
+        names, transposed = hf_names(p, cfg.num_layers)
+        shape = tuple(var.shape[1:] if is_stacked(p) else var.shape)
+        sources.append((p, var, names, transposed))
+        for name in names:
+            expected[name] = (p, shape, transposed)
 
     files = _tensor_files(folder)
     present = {n for n in files if not n.endswith(_IGNORED_SUFFIXES)}
@@ -117,10 +135,10 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
             return handles[file]
 
         mis_shaped = []
-        for name, (p, var, transposed) in expected.items():
+        for name, (p, shape_, transposed) in expected.items():
             if name in files:
                 shape = tuple(handle(files[name]).get_slice(name).get_shape())
-                want = tuple(var.shape[::-1] if transposed else var.shape)
+                want = tuple(shape_[::-1] if transposed else shape_)
                 if shape != want:
                     mis_shaped.append(f"{name}: checkpoint {shape}, model {want}")
         if mis_shaped:
@@ -130,11 +148,14 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat: 
                                   + "; ".join(problems))
 
         loaded = []
-        for name, (p, var, transposed) in expected.items():
-            tensor = handle(files[name]).get_tensor(name)
-            tensor = (tensor.T if transposed else tensor).astype(param_dtype)
-            if p in shardings:
-                tensor = jax.device_put(tensor, shardings[p])
+        for p, var, names, transposed in sources:
+            tensors = [handle(files[name]).get_tensor(name) for name in names]
+            tensors = [(t.T if transposed else t).astype(param_dtype) for t in tensors]
+            # Layers are stacked in host memory, then placed (and sharded) once.
+            tensor = np.stack([np.asarray(t) for t in tensors]) if is_stacked(p) else tensors[0]
+            del tensors
+            tensor = (jax.device_put(tensor, shardings[p]) if p in shardings
+                      else jnp.asarray(tensor))
             loaded.append((p, var.replace(tensor)))
     return nnx.merge(graphdef, nnx.from_flat_state(loaded))
 
@@ -151,9 +172,11 @@ def save_pretrained(model: CausalLM, folder, *, dtype=None) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for p, value in merged_params(model).items():
-        name, transpose = hf_name(p)
-        array = jnp.asarray(value.T if transpose else value)
-        tensors[name] = array.astype(dtype) if dtype is not None else array
+        names, transpose = hf_names(p, model.config.num_layers)
+        layers = list(value) if is_stacked(p) else [value]   # a stacked weight: per layer
+        for name, layer in zip(names, layers):
+            array = jnp.asarray(layer.T if transpose else layer)
+            tensors[name] = array.astype(dtype) if dtype is not None else array
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(model.config.to_hf_config(), indent=2))
     return folder

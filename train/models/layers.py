@@ -40,12 +40,15 @@ class Dense(nnx.Module):
     def add_lora(self, rank: int, alpha: float, dropout: float, rngs: nnx.Rngs):
         """Adds a LoRA branch: A ~ kaiming-uniform as in PEFT, B = 0, so outputs are unchanged."""
         param_dtype = self.kernel[...].dtype
+        # A scanned model's kernel is [layers, in, out]: each layer gets its own branch.
+        lead = tuple(self.kernel[...].shape[:-2])
+        lead_axes = ("layers",) * len(lead)
         bound = 1.0 / (self.in_features ** 0.5)
         uniform = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
-        self.lora_a = nnx.LoRAParam(partitioned(uniform, (None, "lora_rank"))(
-            rngs.params(), (self.in_features, rank), param_dtype))
-        self.lora_b = nnx.LoRAParam(partitioned(nnx.initializers.zeros, ("lora_rank", None))(
-            rngs.params(), (rank, self.out_features), param_dtype))
+        self.lora_a = nnx.LoRAParam(partitioned(uniform, lead_axes + (None, "lora_rank"))(
+            rngs.params(), lead + (self.in_features, rank), param_dtype))
+        self.lora_b = nnx.LoRAParam(partitioned(nnx.initializers.zeros, lead_axes + ("lora_rank", None))(
+            rngs.params(), lead + (rank, self.out_features), param_dtype))
         self.lora_scale = alpha / rank
         # Stateless: active only when a call passes a dropout key (training steps).
         self.lora_dropout = nnx.Dropout(dropout) if dropout > 0 else None

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from train.models.layers import Dense
+from train.models.layout import is_stacked
 
 TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
            "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
@@ -60,6 +61,7 @@ def merged_params(model) -> dict[tuple, jax.Array]:
             if not isinstance(v, nnx.LoRAParam)}
     for path, module in _dense_modules(model):
         if module.lora_a is not None:
+            # [in, r] @ [r, out], or per layer for a scanned model's [L, in, r] @ [L, r, out].
             delta = module.lora_scale * (module.lora_a[...].astype(jnp.float32)
                                          @ module.lora_b[...].astype(jnp.float32))
             key = tuple(path) + ("kernel",)
@@ -81,9 +83,15 @@ def save_adapter(model, folder, *, base_model_name_or_path: str | None = None) -
     for path, module in _dense_modules(model):
         if module.lora_a is None:
             continue
-        prefix = "base_model.model.model." + ".".join(str(p) for p in path)
-        tensors[f"{prefix}.lora_A.weight"] = jnp.asarray(module.lora_a[...].T)  # [r, in]
-        tensors[f"{prefix}.lora_B.weight"] = jnp.asarray(module.lora_b[...].T)  # [out, r]
+        a, b = module.lora_a[...], module.lora_b[...]
+        if is_stacked(tuple(path) + ("kernel",)):   # a scanned model: one branch per layer
+            per_layer = [(("layers", i) + tuple(path[1:]), a[i], b[i]) for i in range(a.shape[0])]
+        else:
+            per_layer = [(tuple(path), a, b)]
+        for layer_path, a, b in per_layer:
+            prefix = "base_model.model.model." + ".".join(str(p) for p in layer_path)
+            tensors[f"{prefix}.lora_A.weight"] = jnp.asarray(a.T)  # [r, in]
+            tensors[f"{prefix}.lora_B.weight"] = jnp.asarray(b.T)  # [out, r]
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     (folder / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": config.rank,

@@ -27,6 +27,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("mlp", "tensor"),
     ("norm", None),
     ("lora_rank", None),
+    ("layers", None),              # the stacked axis of scanned blocks: every device holds all layers
 )
 
 

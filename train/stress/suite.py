@@ -151,7 +151,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         shape = _shape(cfg, s.pretrain_steps, s.pretrain_warmup, "cosine")
         adamw = build_arm("adamw", cfg)
         pre_orders = {0: data_lib.BatchOrder(windows, batch, cfg.seed)}
-        runs = run_cells(ArmProgram(adamw, graphdef, shape), [Cell("pretrain", s.pretrain_lr, 0)],
+        runs = run_cells(ArmProgram(adamw, graphdef, shape, cfg.model.loss_chunk_tokens), [Cell("pretrain", s.pretrain_lr, 0)],
                          params, orders=pre_orders, steps=s.pretrain_steps,
                          eval_every=s.pretrain_steps, keep_params=True, **common)
         params = jax.tree.map(lambda x: x[0], runs.final_params)
@@ -169,7 +169,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         cells, multipliers = plan_cells(arm, s, control_lrs if arm.source else s.lrs, copied)
         progress = (progress_factory(f"{name} ({len(cells)} cells)", s.steps * len(cells))
                     if progress_factory else None)
-        runs = run_chunked(ArmProgram(arm, graphdef, shape), cells, s.max_cells, multipliers=multipliers,
+        runs = run_chunked(ArmProgram(arm, graphdef, shape, cfg.model.loss_chunk_tokens), cells, s.max_cells, multipliers=multipliers,
                            start_params=params, orders=orders, steps=s.steps, eval_every=s.eval_every,
                            progress=progress, **common)
         if progress is not None:
@@ -210,7 +210,7 @@ def _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log)
     name = ordered_arms(s)[0]
     batched = results[name]
     cells = batched.cells[:s.sequential_cells]
-    program = ArmProgram(build_arm(name, cfg), graphdef, shape)
+    program = ArmProgram(build_arm(name, cfg), graphdef, shape, cfg.model.loss_chunk_tokens)
     t0 = time.perf_counter()
     one = [run_cells(program, [cell], params, orders=orders, steps=s.steps,
                      eval_every=s.eval_every, **common) for cell in cells]

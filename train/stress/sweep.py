@@ -61,8 +61,8 @@ class ArmProgram:
     cell's learning rate: its peak x the schedule's shape at this step x any LR fault x
     the replayed multiplier of this step (1 unless the arm is a replay)."""
 
-    def __init__(self, arm: Arm, graphdef, schedule_shape):
-        loss = make_loss(graphdef)
+    def __init__(self, arm: Arm, graphdef, schedule_shape, chunk_tokens: int = 0):  # 0: auto (train/loss.py)
+        loss = make_loss(graphdef, chunk_tokens=chunk_tokens)
 
         def cell_step(params, opt_state, frozen, tokens, lr, step, faults: faults_lib.Faults, multiplier):
             in_spike = (step >= faults.lr_start) & (step < faults.lr_stop)
