@@ -235,8 +235,11 @@ class _Run:
         import lbw_jax
 
         event, record = None, None
-        for s, m in jax.device_get(pending):
+        fetched = jax.device_get(pending)
+        speed = self.meter.interval(len(fetched))
+        for s, m in fetched:
             record = {k: float(v) for k, v in m.items()}
+            record.update(speed)
             record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
             if "regime" in record:
                 record["regime_name"] = lbw_jax.REGIMES[int(record["regime"])]
@@ -248,6 +251,10 @@ class _Run:
             postfix = {"loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
             if "scale" in record:
                 postfix.update(scale=f"{record['scale']:.2f}", regime=record["regime_name"])
+            if speed:
+                postfix["tok/s/dev"] = f"{speed['tokens_per_s_per_device']:,.0f}"
+                if "mfu" in speed:
+                    postfix["MFU"] = f"{100 * speed['mfu']:.1f}%"
             if self.pos.rollbacks:
                 postfix.update(rollbacks=self.pos.rollbacks)
             bar.set_postfix(postfix)
@@ -259,6 +266,8 @@ class _Run:
         cfg, t = self.cfg, self.cfg.train
         fault = cfg.fault
         t0, tokens_per_step = time.time(), t.batch_size * cfg.data.seq_len
+        self.meter = self.trainer.speed_meter()
+        self.meter.restart()
         pending, last_eval, steps_run = [], None, 0
         bar = tqdm(total=t.steps, initial=self.pos.step, disable=not self.lead,
                    dynamic_ncols=True, desc="train")
@@ -285,11 +294,14 @@ class _Run:
                             event = Event(done, done, "non-finite", "non-finite validation loss")
                     if event is None and (save or stop):
                         event = self._save()
+                    if evaluate or save:
+                        self.meter.restart()   # speed counts training steps only
                     if event is not None:
                         if stop:  # exit as asked, keeping the last good checkpoint
                             self._event_record(event, "none: stopping on a signal")
                             break
                         self._diverged(event, bar)
+                        self.meter.restart()
                         last_eval = None
                         continue
                 if stop:
@@ -319,7 +331,7 @@ class _Run:
         summary = {"status": "finished", "steps": self.cfg.train.steps,
                    "resumed_from": self.resumed_from, "wall_s": round(wall, 1),
                    "tokens_per_s": round(steps_run * tokens_per_step / max(wall, 1e-9)),
-                   **last_eval, "rollbacks": self.pos.rollbacks,
+                   **last_eval, **self.meter.summary(), "rollbacks": self.pos.rollbacks,
                    "lr_multiplier": self.pos.multiplier(self.cfg.train.watchdog.lr_recovery_steps)}
         if self.pos.events:
             summary["events"] = self.pos.events

@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import lbw_jax
 from train import data as data_lib
+from train import speed
 from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
@@ -126,6 +127,7 @@ class Trainer:
             raise ValueError(f"the micro-batch of {micro} does not split over the "
                              f"{batch_shards} data-parallel devices of the mesh")
         model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
+        self.arch = model.config
         trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
         self.graphdef, self.params, self.frozen = nnx.split(model, trainable, ...)
         self.tx = build_optimizer(cfg)
@@ -186,6 +188,16 @@ class Trainer:
                         self.batch_sharding, None, None)
         return jax.jit(step, in_shardings=in_shardings,
                        out_shardings=in_shardings[:2] + (None,), donate_argnums=(0, 1))
+
+    def flops_per_token(self) -> float:
+        """Model FLOPs of one training token (``train.speed``)."""
+        lora = (sum(x.size for x in jax.tree.leaves(self.params)) if self.cfg.lora.enabled else 0)
+        return speed.flops_per_token(self.arch, self.cfg.data.seq_len, lora_params=lora)
+
+    def speed_meter(self) -> speed.SpeedMeter:
+        return speed.SpeedMeter(self.cfg.train.batch_size * self.cfg.data.seq_len,
+                                self.flops_per_token(), jax.device_count(),
+                                speed.peak_flops(jax.devices()[0].device_kind))
 
     def lower_train_step(self):
         """The train step lowered for this trainer's state and batch shape (for
