@@ -4,7 +4,7 @@
    narrow 2-layer model with the Qwen2.5 vocabulary (151,936) at batch 8 x 512: the
    full-logits loss against the chunked one (train/loss.py) at several chunk sizes.
 2. Compile time (trace + lower + compile) of the train step of the same narrow model
-   at 24 layers against 2 layers, with the layers unrolled and under ``nnx.scan``.
+   at 24 layers against 2 layers, with the layers unrolled and scanned (``model.scan_layers``).
 
 Every variant is the real ``Trainer`` step (AdamW under the default reflex guard),
 built from configs/base.py with random token windows; nothing is run, only compiled.
@@ -74,7 +74,7 @@ def main():
             chunk, f"loss_chunk_tokens={chunk}")
         print(f"| {label} | {temp:.2f} | {base / temp:.1f}x smaller |")
 
-    print(f"\n| layers | compile, unrolled (s) | compile, nnx.scan (s) |")
+    print(f"\n| layers | compile, unrolled (s) | compile, scanned (s) |")
     print("|---|---|---|")
     times = {}
     for layers in (2, args.deep):
@@ -83,7 +83,7 @@ def main():
             times[layers, scan] = seconds
         print(f"| {layers} | {times[layers, False]:.1f} | {times[layers, True]:.1f} |")
     for scan in (False, True):
-        print(f"{'nnx.scan' if scan else 'unrolled'}: {args.deep} layers compile in "
+        print(f"{'scanned' if scan else 'unrolled'}: {args.deep} layers compile in "
               f"{times[args.deep, scan] / times[2, scan]:.2f}x the time of 2 layers")
 
 

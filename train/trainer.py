@@ -115,9 +115,10 @@ class Trainer:
     jitted train and eval steps over the mesh. The model holds no RNG state: dropout
     keys derive from (seed, step)."""
 
-    def __init__(self, cfg, data: Data):
+    def __init__(self, cfg, data: Data | None, *, abstract_vocab: int | None = None, devices=None):
+        """``abstract_vocab``: build everything from shapes only (``Trainer.abstract``)."""
         self.cfg, self.data = cfg, data
-        self.mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+        self.mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
         if cfg.train.batch_size % cfg.train.grad_accum:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by "
                              f"train.grad_accum={cfg.train.grad_accum}")
@@ -126,7 +127,15 @@ class Trainer:
         if micro % batch_shards:
             raise ValueError(f"the micro-batch of {micro} does not split over the "
                              f"{batch_shards} data-parallel devices of the mesh")
-        model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
+        if abstract_vocab is not None:
+            model = nnx.eval_shape(lambda: build_model(cfg, abstract_vocab, self.mesh))
+            graphdef, state = nnx.split(model)
+            shardings = model_shardings(state, self.mesh)
+            state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                 state, shardings)
+            model = nnx.merge(graphdef, state)
+        else:
+            model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
         self.arch = model.config
         trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
         self.graphdef, self.params, self.frozen = nnx.split(model, trainable, ...)
@@ -138,8 +147,13 @@ class Trainer:
             self.tx, lambda _, sharding: sharding, jax.eval_shape(self.tx.init, self.params),
             jax.tree.map(lambda x: x.sharding, self.params),
             transform_non_params=lambda _: replicated)
-        self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
-        if jax.process_count() > 1:
+        if abstract_vocab is not None:
+            self.opt_state = jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                jax.eval_shape(self.tx.init, self.params), opt_shardings)
+        else:
+            self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
+        if jax.process_count() > 1 and abstract_vocab is None:
             # Arrays placed by device_put across processes are not all ones orbax can
             # write (seen on the CPU with gloo); a donated identity under jit re-makes
             # them as global arrays without copying, so step 0 can be checkpointed.
@@ -151,6 +165,14 @@ class Trainer:
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         self._train_step = self._compile_train_step()
         self._eval_step = self._compile_eval_step()
+
+    @classmethod
+    def abstract(cls, cfg, vocab_size: int, devices=None) -> "Trainer":
+        """The trainer of ``cfg`` built from shapes only: parameters and optimizer state
+        are ``jax.ShapeDtypeStruct``s with their shardings, nothing is allocated or
+        loaded (a pretrained config needs ``model.name`` instead). For planning memory
+        with ``lower_train_step().compile().memory_analysis()``; it cannot train."""
+        return cls(cfg, None, abstract_vocab=vocab_size, devices=devices)
 
     # The state that a checkpoint holds; the frozen base of a pretrained model is
     # reloaded from its source instead.
@@ -208,6 +230,13 @@ class Trainer:
                                      jnp.int32, sharding=self.batch_sharding)
         return self._train_step.lower(self.params, self.opt_state, self.frozen, batch,
                                       np.int32(0), np.float32(1.0))
+
+    def compile_train_step(self):
+        """Compiles the train step ahead of time and uses that executable from now on
+        (so a benchmark can time compilation and then run what it timed)."""
+        compiled = self.lower_train_step().compile()
+        self._train_step = compiled
+        return compiled
 
     def state_is_finite(self, state=None) -> bool:
         """Whether every floating-point value of ``state`` (default: this trainer's

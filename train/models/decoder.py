@@ -2,9 +2,13 @@
 
 The blocks are either a list of modules (``scan_layers=False``: layer ``i``'s weights at
 ``layers/i/...``, as Hugging Face names them) or one module whose weights carry a
-leading ``layers`` axis, run under ``nnx.scan`` (``scan_layers=True``): XLA then compiles
-one block however deep the model is, so compile time no longer grows with depth. Both
-compute the same function; ``hf_io`` and ``lora`` read and write either layout.
+leading ``layers`` axis (``scan_layers=True``, created with ``nnx.vmap``) run under a
+scan: XLA then compiles one block however deep the model is, so compile time no
+longer grows with depth. The scan is what ``nnx.scan`` does (split the stacked state,
+``lax.scan`` over it, merge one layer's slice per iteration), written out in pure JAX
+so the model also runs inside outer transforms (``nnx.scan`` refuses graph nodes
+merged at another trace level, as in the stress suite's vmapped runs). Both layouts
+compute the same function; ``hf_io`` and ``lora`` read and write either.
 """
 
 from __future__ import annotations
@@ -49,16 +53,19 @@ class Block(nnx.Module):
         return constrain(x, ("batch", "length", "act_embed"))
 
 
-def _run_block(block, x, positions, mask, dropout_key):
-    return block(x, positions, mask, dropout_key)
+def _block_fn(graphdef, positions, mask, policy: str, *, scanned: bool):
+    """``f(block_state, x, key)``: one block as a pure function of its weights, under
+    ``jax.checkpoint`` with the remat policy. Pure JAX (not nnx.scan / nnx.remat), so the
+    model also runs inside outer jax transforms (the stress suite vmaps whole runs)."""
 
+    def apply(state, x, key):
+        return nnx.merge(graphdef, state)(x, positions, mask, key)
 
-def _block_runner(policy: str):
     if policy == "none":
-        return _run_block
-    # prevent_cse=False: inside a scan the loop already keeps XLA from merging the
+        return apply
+    # prevent_cse=False inside a scan: the loop already keeps XLA from merging the
     # recomputation into the forward pass (jax.checkpoint's advice); unrolled, keep it.
-    return nnx.remat(_run_block, policy=REMAT_POLICIES[policy])
+    return jax.checkpoint(apply, policy=REMAT_POLICIES[policy], prevent_cse=not scanned)
 
 
 def _stacked_blocks(cfg, kw, rngs):
@@ -77,7 +84,7 @@ class CausalLM(nnx.Module):
     """Qwen2 / Llama decoder. ``dtype`` is the compute dtype, ``param_dtype`` the
     parameters'. ``remat`` picks what the backward pass recomputes of each block
     (``REMAT_POLICIES``; ``True``/``False`` mean ``full``/``none``); ``scan_layers``
-    stacks the blocks and runs them under ``nnx.scan`` (see the module docstring)."""
+    stacks the blocks and runs them under a scan (see the module docstring)."""
 
     def __init__(self, cfg: DecoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  remat="none", scan_layers: bool = False, rngs: nnx.Rngs):
@@ -111,21 +118,20 @@ class CausalLM(nnx.Module):
                 mask = mask & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
         x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(self.dtype)
         x = constrain(x, ("batch", "length", "act_embed"))
-        run = _block_runner(self.remat)
         n = self.config.num_layers
         # Layer i's dropout key is fold_in(key, i) in both layouts: the same model
         # draws the same masks scanned or not.
         keys = (None if dropout_key is None
                 else jax.vmap(lambda i: jax.random.fold_in(dropout_key, i))(jnp.arange(n)))
         if self.scan_layers:
-            def body(x, block, key):
-                return run(block, x, positions, mask, key)
-
-            x = nnx.scan(body, in_axes=(nnx.Carry, 0, None if keys is None else 0),
-                         out_axes=nnx.Carry)(x, self.layers, keys)
+            graphdef, state = nnx.split(self.layers)
+            block = _block_fn(graphdef, positions, mask, self.remat, scanned=True)
+            x, _ = jax.lax.scan(lambda x, xs: (block(xs[0], x, xs[1]), None), x, (state, keys))
         else:
-            for i, block in enumerate(self.layers):
-                x = run(block, x, positions, mask, None if keys is None else keys[i])
+            for i, layer in enumerate(self.layers):
+                graphdef, state = nnx.split(layer)
+                block = _block_fn(graphdef, positions, mask, self.remat, scanned=False)
+                x = block(state, x, None if keys is None else keys[i])
         return self.norm(x)
 
     def head(self) -> jax.Array:
