@@ -52,6 +52,7 @@ def make_config(args, policy: str):
     c.train.batch_size, c.data.seq_len = args.batch, args.seq_len
     c.optimizer.lr = 1e-4
     c.optimizer.guard = policy
+    c.mesh.data = 1
     return c
 
 
@@ -81,7 +82,7 @@ def main():
     for policy in policies:
         cfg = make_config(args, policy)
         data = data or synthetic_data(cfg, cfg.model.arch.vocab_size, batches=2)
-        trainer = Trainer(cfg, data)
+        trainer = Trainer(cfg, data, devices=[device])   # one device, whatever the machine has
         start = time.perf_counter()
         compiled = trainer.compile_train_step()
         compile_s[policy] = time.perf_counter() - start
@@ -120,8 +121,8 @@ def main():
         step = statistics.median(times[policy])
         tflops = tokens / step * first.flops_per_token() / 1e12
         mfu = "-" if peak is None else f"{100 * tflops * 1e12 / peak:.1f}%"
-        print(f"| {policy} | {step:.4f} | {tokens / step:,.0f} | {tflops:.1f} | {mfu} | "
-              f"{step / base:.3f}x | {compile_s[policy]:.1f} | {plan[policy]:.2f} |")
+        print(f"| {policy} | {step:.4f} | {tokens / step:,.0f} | {tflops:.3g} | {mfu} | "
+              f"{step / base:.3f}x | {compile_s[policy]:.1f} | {plan[policy]:.3g} |")
     if "peak_bytes_in_use" in stats:
         print(f"device peak memory (all {len(policies)} trainers alive): "
               f"{stats['peak_bytes_in_use'] / GIB:.2f} GiB")

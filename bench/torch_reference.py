@@ -70,6 +70,9 @@ def build_model(arch, device):
     import transformers
 
     hf = arch.to_hf_config()
+    for name in ("bos_token_id", "eos_token_id"):   # a narrowed vocabulary may not hold them
+        if hf.get(name) is not None and hf[name] >= arch.vocab_size:
+            hf[name] = None
     config = transformers.AutoConfig.for_model(**{k: v for k, v in hf.items() if k != "architectures"})
     config._attn_implementation = "sdpa"
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
