@@ -32,7 +32,7 @@ def _tokens(shape=(4, 24), seed=0):
     return jnp.asarray(np.random.default_rng(seed).integers(0, SMALL.vocab_size, shape))
 
 
-# 4 tokens: 1 position a chunk; 20: 5 positions, a ragged last chunk; 28: 7, ragged;
+# 4 tokens: 1 position a chunk; 20: 5 positions, 28: 6 (balanced), both with a ragged end;
 # large: one chunk (plain autodiff).
 @pytest.mark.parametrize("chunk_tokens, tied", [(4, True), (20, False), (28, True), (10_000, False)])
 def test_loss_and_gradients_equal_the_full_logits_loss(chunk_tokens, tied):

@@ -52,11 +52,14 @@ def resolve_chunk_tokens(chunk_tokens: int, vocab_size: int) -> int:
 
 
 def chunk_positions(batch: int, length: int, chunk_tokens: int) -> int:
-    """Sequence positions per chunk: ``chunk_tokens`` tokens of the [batch, length]
-    block at a time (at least one position); ``chunk_tokens <= 0``: the whole sequence."""
+    """Sequence positions per chunk: at most ``chunk_tokens`` tokens of the [batch, length]
+    block (at least one position), balanced so that the last chunk is nearly full (no
+    chunk computes much padding); ``chunk_tokens <= 0``: the whole sequence."""
     if chunk_tokens <= 0:
         return length
-    return max(1, min(length, chunk_tokens // batch))
+    widest = max(1, min(length, chunk_tokens // batch))
+    chunks = -(-length // widest)
+    return -(-length // chunks)
 
 
 def _logits(hidden, head):
