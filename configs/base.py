@@ -18,10 +18,12 @@ def base_config() -> ml_collections.ConfigDict:
     # What the backward pass recomputes of each block: none | full | dots_saveable
     # (train.models.decoder.REMAT_POLICIES; a resume may change it).
     c.model.remat = "none"
-    # The blocks' weights stacked and run under nnx.scan: compile time independent of
-    # depth. It sets the checkpoint layout, so a resume keeps it (HF export/import moves
-    # a model between layouts).
-    c.model.scan_layers = True
+    # The blocks' weights stacked and run under a scan: compile time independent of
+    # depth (on in the named-model configs, configs/finetune.py). It sets the checkpoint
+    # layout, so a resume keeps it (HF export/import moves a model between layouts).
+    # Off here: a small model compiles fast either way, and the default run and the
+    # stress suite keep their recorded figures (a stacked init draws other numbers).
+    c.model.scan_layers = False
     # The loss's LM-head matmul and cross-entropy run this many tokens of the micro-batch
     # at a time (train/loss.py), never materialising all the logits. 0: auto (chunks of
     # at most 256 MiB of float32 logits; a 4k vocabulary never chunks); -1: all at once.

@@ -13,6 +13,7 @@ def finetune_config(hub_id: str, output_dir: str, *, lora: bool):
     # LoRA keeps the frozen base in bf16; full fine-tuning keeps fp32 master weights.
     c.model.param_dtype = "bfloat16" if lora else "float32"
     c.model.remat = "full"
+    c.model.scan_layers = True   # compile time independent of depth (docs/gpu.md)
     # Large loss chunks on a GPU: below ~1,000 tokens the head-gradient accumulation of
     # the chunked loss turns memory-bound (train/loss.py). 4096 x 152k float32 logits: 2.3 GiB.
     c.model.loss_chunk_tokens = 4096

@@ -13,7 +13,7 @@ Only a scale applied to Adam's output changes how far parameters move.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ import optax
 from lbw_jax import regimes
 from lbw_jax._skip import zero_updates
 from lbw_jax.policies.base import Policy
-from lbw_jax.sensing import all_finite
+from lbw_jax.sensing import all_finite, tensor_view
 
 
 class GuardState(NamedTuple):
@@ -51,7 +51,8 @@ class GuardState(NamedTuple):
 
 
 def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = None,
-              skip_non_finite: bool = True) -> optax.GradientTransformationExtraArgs:
+              skip_non_finite: bool = True,
+              stacked_axes: Callable | None = None) -> optax.GradientTransformationExtraArgs:
     """Wraps an optimizer with the Learn-by-Wire guard.
 
     Args:
@@ -61,6 +62,12 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
         (the default). Turn it off only when something else already stops
         non-finite steps (e.g. ``optax.apply_if_finite`` around the guard): it
         saves a pass over the gradients and a conditional on every step.
+      stacked_axes: for parameters that stack several tensors in one array (a model
+        whose layers run under a scan): ``stacked_axes(key_path, leaf)`` gives the
+        number of leading axes that index separate tensors (0 or 1). Laws that read
+        per-tensor statistics (reflex, reflex_pro: the largest per-tensor mean square)
+        then see each stacked slice as its own tensor, exactly as with one array per
+        layer. ``None``: every leaf is one tensor.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. Its ``update`` accepts the
@@ -82,7 +89,11 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
             f"(e.g. lbw_jax.reflex()), got {policy!r}.")
     if not isinstance(skip_non_finite, bool):
         raise TypeError(f"lbw_guard: skip_non_finite must be True or False, got {skip_non_finite!r}.")
+    if stacked_axes is not None and not callable(stacked_axes):
+        raise TypeError(f"lbw_guard: stacked_axes must be a function (key_path, leaf) -> int, "
+                        f"got {stacked_axes!r}.")
     inner = optax.with_extra_args_support(inner)
+    per_tensor = stacked_axes is not None and getattr(policy, "reads_tensors", False)
 
     def init_fn(params):
         return GuardState(
@@ -100,8 +111,9 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
         # A law may read the inner optimizer's state (the governor reads Adam's first moment).
         inner_view = ({"inner_state": state.inner_state}
                       if getattr(policy, "reads_inner_state", False) else {})
+        sensed = tensor_view(updates, stacked_axes) if per_tensor else updates
         decision, policy_state = policy.decide(
-            updates, state.policy_state, step=step, scale=state.scale,
+            sensed, state.policy_state, step=step, scale=state.scale,
             regime=state.regime, value=value, **inner_view)
         intervened = decision.decided & (decision.regime != regimes.CALM)
 

@@ -37,6 +37,21 @@ def grad_stats(grads, *, use_max: bool = True) -> GradStats:
     return GradStats(grad_ms=grad_ms, signed_mean=total / jnp.float32(count))
 
 
+def tensor_view(tree, stacked_axes):
+    """``tree`` with every stacked leaf split into the tensors it stacks, for laws that
+    read per-tensor statistics: ``stacked_axes(key_path, leaf)`` says how many leading
+    axes of a leaf index separate tensors (0 or 1; 1 for the weights of scanned layers).
+    A model whose layers are scanned then yields the same statistics as the same model
+    with one tensor per layer, as the reference laws define them."""
+    def split(path, leaf):
+        k = stacked_axes(path, leaf)
+        if k not in (0, 1):
+            raise ValueError(f"lbw_guard: stacked_axes gave {k!r} for {jax.tree_util.keystr(path)}; "
+                             f"0 or 1 is supported")
+        return tuple(leaf[i] for i in range(leaf.shape[0])) if k and leaf.ndim > 0 else leaf
+    return jax.tree_util.tree_map_with_path(split, tree)
+
+
 def all_finite(tree) -> jax.Array:
     """True when every entry of every leaf is finite (a scalar bool)."""
     leaves = jax.tree.leaves(tree)

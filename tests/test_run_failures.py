@@ -229,18 +229,27 @@ def test_a_resume_that_changes_the_run_is_refused_and_leaves_the_folder_alone(tm
 
 
 def test_a_run_from_before_scan_layers_resumes_only_in_its_own_layout(tmp_path):
-    older = small_config(tmp_path, steps=4)
-    older.model.scan_layers = False
-    train(older)
+    train(small_config(tmp_path, steps=4))
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["model"]["scan_layers"]     # as written by the code before the option existed
     (tmp_path / "config.json").write_text(json.dumps(saved))
+    scanned = small_config(tmp_path, steps=8)
+    scanned.model.scan_layers = True
     with pytest.raises(ConfigError, match=r"model.scan_layers: False -> True"):
-        train(small_config(tmp_path, steps=8))   # today's default layout: refused, named
+        train(scanned)                    # the other layout: refused, named
     same = small_config(tmp_path, steps=8)
-    same.model.scan_layers = False
     same.model.remat, same.model.loss_chunk_tokens = "full", 64   # how it computes may change
     assert train(same)["resumed_from"] == 4
+
+
+def test_a_scanned_run_checkpoints_and_resumes(tmp_path):
+    cfg = small_config(tmp_path, steps=4)
+    cfg.model.scan_layers, cfg.model.remat = True, "dots_saveable"
+    first = train(cfg)
+    cfg.train.steps = 8
+    resumed = train(cfg)
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 8
+    assert math.isfinite(resumed["val_loss"]) and resumed["val_loss"] < first["val_loss"] + 1.0
 
 
 def test_resume_truncates_metrics_so_no_step_is_recorded_twice(tmp_path):

@@ -87,3 +87,43 @@ def test_remat_policy_names():
     assert remat_policy_name(True) == "full" and remat_policy_name(False) == "none"
     with pytest.raises(ValueError, match="model.remat='some'; choose from"):
         remat_policy_name("some")
+
+
+@pytest.mark.parametrize("policy", ["reflex", "reflex_pro", "governor"])
+def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
+    """The reference laws take the largest per-tensor mean square: with scanned layers the
+    guard splits each stacked leaf into its layers, so the scale and regime sequences are
+    those of the per-layer model, step for step, spikes included."""
+    import lbw_jax
+    from configs.base import base_config
+    from train.optim import build_optimizer
+
+    cfg = base_config()
+    cfg.optimizer.guard = policy
+    if policy != "governor":
+        cfg.optimizer.policy_kwargs.stats_every = 1
+    per_layer = nnx.state(init_model(TINY, seed=5), nnx.Param)
+    flat = {p: v[...] for p, v in nnx.to_flat_state(per_layer)}
+    scanned = nnx.state(init_model(TINY, seed=5, scan_layers=True), nnx.Param)
+    stacked = stacked_from_per_layer(flat, TINY.num_layers)
+    scanned = nnx.from_flat_state([(p, v.replace(stacked[p])) for p, v in nnx.to_flat_state(scanned)])
+    tx = build_optimizer(cfg)
+    states = [tx.init(per_layer), tx.init(scanned)]
+    step = jax.jit(lambda g, s, p, loss: tx.update(g, s, p, value=loss))
+    rng = np.random.default_rng(0)
+    for t in range(12):
+        # One layer's MLP gradient spikes now and then: only per-tensor statistics see it.
+        grads = {p: jnp.asarray(rng.normal(0, 1e-3, x.shape), jnp.float32) for p, x in flat.items()}
+        if t in (4, 9):
+            key = ("layers", 1, "mlp", "down_proj", "kernel")
+            grads[key] = grads[key] * 30.0
+        g_layer = nnx.from_flat_state([(p, v.replace(grads[p])) for p, v in nnx.to_flat_state(per_layer)])
+        g_stack_flat = stacked_from_per_layer(grads, TINY.num_layers)
+        g_stack = nnx.from_flat_state([(p, v.replace(g_stack_flat[p])) for p, v in nnx.to_flat_state(scanned)])
+        loss = jnp.float32(3.0 + 0.1 * (t % 3))
+        _, states[0] = step(g_layer, states[0], per_layer, loss)
+        _, states[1] = step(g_stack, states[1], scanned, loss)
+        a, b = lbw_jax.telemetry(states[0]), lbw_jax.telemetry(states[1])
+        np.testing.assert_allclose(b["scale"], a["scale"], rtol=1e-5, err_msg=f"step {t}")
+        assert int(b["regime"]) == int(a["regime"]), t
+    assert lbw_jax.telemetry(states[0])["interventions"] > 0 or policy == "governor"

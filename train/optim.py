@@ -11,6 +11,7 @@ import numbers
 import optax
 
 import lbw_jax
+from train.models.layout import stacked_layer_axes
 
 GUARDS = lbw_jax.POLICIES
 # What each baseline wraps around AdamW, with its knobs' defaults (their published ones).
@@ -107,7 +108,10 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         raise ValueError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose one "
                          f"(a guard, or a baseline with optimizer.guard='none')")
     policy = build_policy(guard, opt.policy_kwargs) if policy is None else policy
-    return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite)
+    # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
+    # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
+    return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,
+                             stacked_axes=stacked_layer_axes)
 
 
 def check_lr(lr) -> None:

@@ -69,6 +69,8 @@ class ReflexSensing:
     eps: float = 1e-12
 
     name = "reflex_sensing"
+    # Its statistics are per tensor: the guard splits stacked leaves for it (stacked_axes).
+    reads_tensors = True
 
     def __post_init__(self):
         owner = self.name

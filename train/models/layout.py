@@ -16,6 +16,13 @@ def is_stacked(path: tuple) -> bool:
     return len(path) > 1 and str(path[0]) == "layers" and not str(path[1]).isdigit()
 
 
+def stacked_layer_axes(key_path, leaf=None) -> int:
+    """For ``lbw_guard(stacked_axes=...)``: 1 for a leaf of scanned layers (a jax key path
+    ``layers/<module>/...``), 0 for any other (``layers/<i>/...``, embeddings, norms)."""
+    keys = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in key_path]
+    return int(is_stacked(tuple(str(k) for k in keys if k is not None)))
+
+
 def stacked_from_per_layer(flat: dict[tuple, object], num_layers: int) -> dict[tuple, object]:
     """Flat ``{path: array}`` of the per-layer layout as the stacked layout."""
     out, groups = {}, {}
