@@ -28,22 +28,14 @@ import time
 import jax
 
 from configs.base import base_config
-from train.models import named_config
+from train.models.config import named_config, with_overrides
 from train.trainer import Trainer, synthetic_data
 
 GIB = 1024 ** 3
 
 
-def _arch_overrides(text: str) -> dict:
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
-    return out
-
-
 def make_config(args, policy: str):
-    arch = dataclasses.replace(named_config(args.model), **_arch_overrides(args.arch))
+    arch = with_overrides(named_config(args.model), args.arch)
     c = base_config()
     c.model.arch.update(dataclasses.asdict(arch))
     c.model.dtype, c.model.param_dtype = args.dtype, "float32"

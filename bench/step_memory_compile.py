@@ -74,7 +74,7 @@ def main():
             chunk, f"loss_chunk_tokens={chunk}")
         print(f"| {label} | {temp:.2f} | {base / temp:.1f}x smaller |")
 
-    print(f"\n| layers | compile, unrolled (s) | compile, scanned (s) |")
+    print("\n| layers | compile, unrolled (s) | compile, scanned (s) |")
     print("|---|---|---|")
     times = {}
     for layers in (2, args.deep):

@@ -23,7 +23,6 @@ with ``bench/gpu_step.py``'s.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ import time
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from train.models import named_config  # noqa: E402
+from train.models.config import named_config, with_overrides  # noqa: E402
 from train.speed import flops_per_token, peak_flops  # noqa: E402
 
 
@@ -113,11 +112,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    overrides = {}
-    for item in filter(None, args.arch.split(",")):
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = int(value)
-    arch = dataclasses.replace(named_config(args.model), **overrides)
+    arch = with_overrides(named_config(args.model), args.arch)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.bfloat16 if device.type == "cuda" else None   # CPU: float32 throughout
     torch.manual_seed(0)

@@ -19,8 +19,8 @@ from train import speed
 from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
-from train.optim import build_optimizer
 from train.loss import token_nll
+from train.optim import build_optimizer
 from train.step import make_loss, train_step
 from train.tokenizer import BPETokenizer, PretrainedTokenizer
 
@@ -131,8 +131,7 @@ class Trainer:
             model = nnx.eval_shape(lambda: build_model(cfg, abstract_vocab, self.mesh))
             graphdef, state = nnx.split(model)
             shardings = model_shardings(state, self.mesh)
-            state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                 state, shardings)
+            state = _placed_shapes(state, shardings)
             model = nnx.merge(graphdef, state)
         else:
             model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
@@ -148,9 +147,7 @@ class Trainer:
             jax.tree.map(lambda x: x.sharding, self.params),
             transform_non_params=lambda _: replicated)
         if abstract_vocab is not None:
-            self.opt_state = jax.tree.map(
-                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                jax.eval_shape(self.tx.init, self.params), opt_shardings)
+            self.opt_state = _placed_shapes(jax.eval_shape(self.tx.init, self.params), opt_shardings)
         else:
             self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
         if jax.process_count() > 1 and abstract_vocab is None:
@@ -296,6 +293,11 @@ class Trainer:
             total, count = total + float(nll), count + float(n)
         mean = total / count
         return {"val_loss": mean, "val_ppl": float(np.exp(mean)), "val_tokens": int(count)}
+
+
+def _placed_shapes(tree, shardings):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, shardings)
 
 
 @jax.jit

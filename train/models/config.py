@@ -118,6 +118,17 @@ NAMED_CONFIGS: dict[str, DecoderConfig] = {
 }
 
 
+def with_overrides(cfg: DecoderConfig, text: str) -> DecoderConfig:
+    """``cfg`` with fields from ``"name=value,..."`` (integers parsed), e.g. a named
+    architecture narrowed for a benchmark: ``"num_layers=2,hidden_size=64"``."""
+    fields = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        value = value.strip()
+        fields[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return dataclasses.replace(cfg, **fields)
+
+
 def named_config(name: str) -> DecoderConfig:
     try:
         return NAMED_CONFIGS[name.lower()]
