@@ -20,36 +20,64 @@ class GradStats(NamedTuple):
     signed_mean: jax.Array
 
 
-def grad_stats(grads, *, use_max: bool = True) -> GradStats:
-    """Reduces a gradient pytree to its telemetry scalars, in float32.
+@jax.tree_util.register_pytree_node_class
+class StackedTensors:
+    """A gradient leaf whose first axis stacks separate tensors (one per scanned layer).
+    A pytree node around the array, so it passes through jax unchanged (no slice or
+    copy is made); ``grad_stats`` takes its per-tensor statistics along the first axis."""
 
-    The reductions are global: on sharded gradients XLA inserts the collectives,
-    so the result equals the unsharded one up to summation order.
-    """
-    leaves = [g for g in jax.tree.leaves(grads) if g.size > 0]
-    if not leaves:
-        raise ValueError("lbw_guard: the gradient pytree has no non-empty leaves to sense.")
-    # Upcast inside the reductions: bf16 squares would lose the spike we look for.
-    per_leaf_ms = jnp.stack([jnp.mean(jnp.square(g.astype(jnp.float32))) for g in leaves])
-    grad_ms = jnp.max(per_leaf_ms) if use_max else jnp.mean(per_leaf_ms)
-    total = sum(jnp.sum(g.astype(jnp.float32)) for g in leaves)
-    count = sum(g.size for g in leaves)
-    return GradStats(grad_ms=grad_ms, signed_mean=total / jnp.float32(count))
+    def __init__(self, array):
+        self.array = array
+
+    def tree_flatten(self):
+        return (self.array,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        del aux
+        return cls(*children)
 
 
 def tensor_view(tree, stacked_axes):
-    """``tree`` with every stacked leaf split into the tensors it stacks, for laws that
-    read per-tensor statistics: ``stacked_axes(key_path, leaf)`` says how many leading
-    axes of a leaf index separate tensors (0 or 1; 1 for the weights of scanned layers).
-    A model whose layers are scanned then yields the same statistics as the same model
-    with one tensor per layer, as the reference laws define them."""
-    def split(path, leaf):
+    """``tree`` with each stacked leaf marked as ``StackedTensors``, for laws that read
+    per-tensor statistics: ``stacked_axes(key_path, leaf)`` says how many leading axes of
+    a leaf index separate tensors (0 or 1; 1 for the weights of scanned layers). A model
+    whose layers are scanned then yields the statistics of the same model with one
+    tensor per layer, as the reference laws define them."""
+    def mark(path, leaf):
         k = stacked_axes(path, leaf)
         if k not in (0, 1):
             raise ValueError(f"lbw_guard: stacked_axes gave {k!r} for {jax.tree_util.keystr(path)}; "
                              f"0 or 1 is supported")
-        return tuple(leaf[i] for i in range(leaf.shape[0])) if k and leaf.ndim > 0 else leaf
-    return jax.tree_util.tree_map_with_path(split, tree)
+        return StackedTensors(leaf) if k and leaf.ndim > 0 else leaf
+    return jax.tree_util.tree_map_with_path(mark, tree)
+
+
+def grad_stats(grads, *, use_max: bool = True) -> GradStats:
+    """Reduces a gradient pytree to its telemetry scalars, in float32. A leaf marked
+    ``StackedTensors`` counts as the tensors it stacks.
+
+    The reductions are global: on sharded gradients XLA inserts the collectives,
+    so the result equals the unsharded one up to summation order.
+    """
+    nodes = [g for g in jax.tree.leaves(grads, is_leaf=lambda x: isinstance(x, StackedTensors))
+             if (g.array if isinstance(g, StackedTensors) else g).size > 0]
+    if not nodes:
+        raise ValueError("lbw_guard: the gradient pytree has no non-empty leaves to sense.")
+
+    def tensor_ms(node):
+        # Upcast inside the reductions: bf16 squares would lose the spike we look for.
+        if isinstance(node, StackedTensors):
+            g = node.array
+            return jnp.mean(jnp.square(g.astype(jnp.float32)), axis=tuple(range(1, g.ndim)))
+        return jnp.mean(jnp.square(node.astype(jnp.float32)))[None]
+
+    per_tensor_ms = jnp.concatenate([tensor_ms(n) for n in nodes])
+    grad_ms = jnp.max(per_tensor_ms) if use_max else jnp.mean(per_tensor_ms)
+    leaves = jax.tree.leaves(grads)
+    total = sum(jnp.sum(g.astype(jnp.float32)) for g in leaves)
+    count = sum(g.size for g in leaves)
+    return GradStats(grad_ms=grad_ms, signed_mean=total / jnp.float32(count))
 
 
 def all_finite(tree) -> jax.Array:
