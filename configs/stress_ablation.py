@@ -12,8 +12,7 @@ from configs.stress_cpu import get_config as stress_cpu
 REMOVED = {
     "governor_no_skip": {"use_skip": False},
     "governor_no_trust": {"use_trust": False},
-    "governor_no_trend": {"use_trend": False},
-    "governor_no_agreement": {"use_agreement": False},
+    "governor_no_harm": {"use_harm": False},
 }
 
 

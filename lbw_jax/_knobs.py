@@ -7,6 +7,8 @@ rather than surfacing later as a NaN or a silently inert guard.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import numbers
 
@@ -60,10 +62,56 @@ def ordered(owner: str, low_name: str, low_value: float, high_name: str, high_va
 
 def construct(cls, knobs: dict):
     """Builds a policy dataclass, rejecting unknown knobs by name."""
-    import dataclasses
-
     known = sorted(f.name for f in dataclasses.fields(cls))
     unknown = sorted(set(knobs) - set(known))
     if unknown:
         raise ValueError(f"{cls.name}: unknown knob(s) {unknown}; known knobs: {known}.")
     return cls(**knobs)
+
+
+# Declaring a knob: a dataclass field that carries its own check, so each knob is
+# declared once and ``lbw_jax.policies.base.Policy`` validates them all in one place.
+
+def _field(default, check):
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
+def real_knob(default: float, *, low: float, high: float = math.inf, low_open: bool = False,
+              high_open: bool = False):
+    """A real-valued knob in an interval (see ``real``)."""
+    return _field(default, functools.partial(real, low=low, high=high, low_open=low_open,
+                                             high_open=high_open))
+
+
+def fraction_knob(default: float):
+    """A factor in (0, 1]: a cut, a floor."""
+    return real_knob(default, low=0.0, high=1.0, low_open=True)
+
+
+def decay_knob(default: float):
+    """An EMA decay in [0, 1)."""
+    return real_knob(default, low=0.0, high=1.0, high_open=True)
+
+
+def integer_knob(default: int, *, low: int, high: int | None = None):
+    return _field(default, functools.partial(integer, low=low, high=high))
+
+
+def boolean_knob(default: bool):
+    return _field(default, boolean)
+
+
+def value_knob(default, check):
+    """A knob of any other kind; ``check(owner, name, value)`` returns the value or raises."""
+    return _field(default, check)
+
+
+def check_all(policy) -> None:
+    """Validates every field of a frozen policy dataclass by its declared check (and
+    stores the normalised value). A field declared without a check is a bug."""
+    for f in dataclasses.fields(policy):
+        check = f.metadata.get("check")
+        if check is None:
+            raise TypeError(f"{type(policy).__name__}.{f.name} is declared without a check; "
+                            f"declare knobs with lbw_jax._knobs (real_knob, integer_knob, ...)")
+        object.__setattr__(policy, f.name, check(policy.name, f.name, getattr(policy, f.name)))

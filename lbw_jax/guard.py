@@ -27,12 +27,14 @@ from lbw_jax.sensing import all_finite, tensor_view
 
 
 class GuardState(NamedTuple):
-    """State of ``lbw_guard``: control, counters, the policy's and inner's state.
+    """State of ``lbw_guard``: counters, the policy's and inner's state.
+
+    The policy owns the scale and the regime (``policy_state.scale``, ``.regime``).
 
     Attributes:
       step: number of updates applied (finite steps); the t of the control laws.
-      scale: the step multiplier of the last applied update, float32.
-      regime: the regime code of the policy's most recent decision (``REGIMES``).
+      multiplier: what the last applied update was multiplied by, float32: the
+        policy's scale times its one-step ``limit`` factor.
       interventions: decisions that were not calm, i.e. that cut or pinned the scale.
       skipped: updates skipped: the gradients or the ``value=`` loss were not
         finite (such updates leave every other field untouched), or the policy
@@ -42,15 +44,20 @@ class GuardState(NamedTuple):
     """
 
     step: jax.Array
-    scale: jax.Array
-    regime: jax.Array
+    multiplier: jax.Array
     interventions: jax.Array
     skipped: jax.Array
     policy_state: Any
     inner_state: Any
 
 
-def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = None,
+_CHAIN_FORM = (
+    "lbw_guard wraps the optimizer it governs: write lbw_guard(optax.adamw(lr), policy=...), "
+    "not optax.chain(lbw_guard(...), optax.adamw(lr)). A scale applied ahead of Adam is divided "
+    "out by Adam's normalisation (its second moment adapts to it), so it would not change the step.")
+
+
+def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Policy | None = None,
               skip_non_finite: bool = True,
               stacked_axes: Callable | None = None) -> optax.GradientTransformationExtraArgs:
     """Wraps an optimizer with the Learn-by-Wire guard.
@@ -78,6 +85,11 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
     the step: the update is zero and the inner state, the policy's statistics and
     the scale stay as they were; ``skipped`` counts such steps.
     """
+    if inner is None:
+        raise TypeError(f"lbw_guard() was called without the optimizer to govern. {_CHAIN_FORM}")
+    if isinstance(inner, Policy):
+        raise TypeError(f"lbw_guard: the first argument is the optimizer to govern, got the policy "
+                        f"{inner.name!r}; pass it as policy=. {_CHAIN_FORM}")
     if policy is None:
         from lbw_jax.policies.reflex import reflex
         policy = reflex()
@@ -85,21 +97,19 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
         raise TypeError(f"lbw_guard: inner must be an optax.GradientTransformation, got {inner!r}.")
     if not isinstance(policy, Policy):
         raise TypeError(
-            f"lbw_guard: policy must provide name, init(params) and decide(...) "
-            f"(e.g. lbw_jax.reflex()), got {policy!r}.")
+            f"lbw_guard: policy must be a lbw_jax.Policy (e.g. lbw_jax.reflex()), got {policy!r}.")
     if not isinstance(skip_non_finite, bool):
         raise TypeError(f"lbw_guard: skip_non_finite must be True or False, got {skip_non_finite!r}.")
     if stacked_axes is not None and not callable(stacked_axes):
         raise TypeError(f"lbw_guard: stacked_axes must be a function (key_path, leaf) -> int, "
                         f"got {stacked_axes!r}.")
     inner = optax.with_extra_args_support(inner)
-    per_tensor = stacked_axes is not None and getattr(policy, "reads_tensors", False)
+    per_tensor = stacked_axes is not None and policy.reads_tensors
 
     def init_fn(params):
         return GuardState(
             step=jnp.zeros([], jnp.int32),
-            scale=jnp.ones([], jnp.float32),
-            regime=jnp.asarray(regimes.CALM, jnp.int32),
+            multiplier=jnp.ones([], jnp.float32),
             interventions=jnp.zeros([], jnp.int32),
             skipped=jnp.zeros([], jnp.int32),
             policy_state=policy.init(params),
@@ -108,28 +118,22 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
     def update_fn(updates, state, params=None, **extra_args):
         value = extra_args.get("value")
         step = optax.safe_increment(state.step)
-        # A law may read the inner optimizer's state (the governor reads Adam's first moment).
-        inner_view = ({"inner_state": state.inner_state}
-                      if getattr(policy, "reads_inner_state", False) else {})
         sensed = tensor_view(updates, stacked_axes) if per_tensor else updates
-        decision, policy_state = policy.decide(
-            sensed, state.policy_state, step=step, scale=state.scale,
-            regime=state.regime, value=value, **inner_view)
-        intervened = decision.decided & (decision.regime != regimes.CALM)
+        decision, policy_state = policy.decide(sensed, state.policy_state, step=step, value=value,
+                                               inner_state=state.inner_state)
+        intervened = decision.decided & (policy_state.regime != regimes.CALM)
 
         def governed(_):
             inner_updates, inner_state = inner.update(
                 updates, state.inner_state, params, **extra_args)
-            scale, regime, new_policy_state = decision.scale, decision.regime, policy_state
-            counted = intervened
-            if hasattr(policy, "limit"):  # a law that also bounds the step it sees
-                scale, regime, new_policy_state = policy.limit(inner_updates, policy_state,
-                                                               scale=scale, regime=regime)
-                counted = counted | (scale < decision.scale)
+            # A one-step bound on what the inner optimizer proposes (identity for most laws).
+            factor, new_policy_state = policy.limit(inner_updates, policy_state)
+            multiplier = (policy_state.scale * factor).astype(jnp.float32)
+            counted = intervened | (factor < 1.0)
             # Multiply in float32 and cast back, so bf16 updates see the exact scale.
-            scaled = jax.tree.map(lambda u: (u * scale).astype(u.dtype), inner_updates)
+            scaled = jax.tree.map(lambda u: (u * multiplier).astype(u.dtype), inner_updates)
             return scaled, GuardState(
-                step=step, scale=scale, regime=regime,
+                step=step, multiplier=multiplier,
                 interventions=state.interventions + counted.astype(jnp.int32),
                 skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
 
@@ -138,16 +142,15 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
             finite = all_finite(updates)
             if value is not None:
                 finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
-        elif decision.skip is None:
+        elif not policy.may_skip:
             return governed(None)
-        policy_skip = jnp.array(False) if decision.skip is None else jnp.asarray(decision.skip)
+        policy_skip = jnp.asarray(decision.skip) if policy.may_skip else jnp.array(False)
 
         def skip(_):
             # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
-            # the policy's new state (its statistics saw a finite step) and its scale.
+            # the policy's new state (its statistics saw a finite step, its scale may move).
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
             return zero_updates(inner, updates, state.inner_state, params, extra_args), state._replace(
-                scale=keep(decision.scale, state.scale), regime=keep(decision.regime, state.regime),
                 policy_state=keep(policy_state, state.policy_state),
                 interventions=keep(state.interventions + intervened.astype(jnp.int32),
                                    state.interventions),

@@ -22,14 +22,17 @@ def find_guard_state(state) -> GuardState:
 
 
 def telemetry(state) -> dict[str, jax.Array]:
-    """Scalars describing the guard: ``step``, ``scale``, ``regime`` (a code into
+    """Scalars describing the guard: ``step``, ``scale`` (what the last applied update
+    was multiplied by), ``policy_scale`` (the policy's own scale; it differs from
+    ``scale`` only on a step the policy's ``limit`` bounded), ``regime`` (a code into
     ``REGIMES``), ``interventions``, ``skipped`` and the policy's signals
     (for the reference laws ``grad_ms``, ``signed_mean``, ``ema``, ``ratio``,
     ``sign_flip``, ``collections``; reflex_pro adds its window statistics).
 
     Works under jit and vmap (values then carry the batch dimensions)."""
     guard = find_guard_state(state)
-    out = {"step": guard.step, "scale": guard.scale, "regime": guard.regime,
-           "interventions": guard.interventions, "skipped": guard.skipped}
-    out.update(guard.policy_state.telemetry())
+    policy = guard.policy_state
+    out = dict(policy.telemetry())
+    out.update(step=guard.step, scale=guard.multiplier, policy_scale=policy.scale,
+               regime=policy.regime, interventions=guard.interventions, skipped=guard.skipped)
     return out

@@ -90,3 +90,20 @@ def test_ablation_rows_show_the_change_against_the_full_policy():
     lines = goals.ablation(r, r, "governor")
     row = next(line for line in lines if line.startswith("| no skip"))
     assert "22.50 (+2.50)" in row and "+0.30" in row
+
+
+def test_an_ablation_in_the_same_run_is_not_a_rival():
+    """A variant of the policy (stress.variants) with a lower cost or sensitivity does not
+    count against it, and the ablation table holds AdamW, the policy and its variants."""
+    r = _results(governor=(20.1, 20.5, 20.9))
+    r["grid"]["governor_no_skip"] = dict(r["grid"]["governor"], **{"0.001": _row([19.0, 19.0])})
+    r["kinds"]["governor_no_skip"] = "guard"
+    r["labels"]["governor_no_skip"] = "no skip"
+    r["scenarios"]["governor_no_skip"] = {"nan_grad": {"summary": {"ppl_loss": -5.0, "survived": 1, "seeds": 1}}}
+    assert "governor_no_skip" in goals.rivals(r, "governor")          # without the config: a rival
+    r["config"] = {"stress": {"variants": {"governor_no_skip": {"policy": "governor",
+                                                                 "kwargs": {"use_skip": False}}}}}
+    assert goals.rivals(r, "governor") == ["adamw", "clip"]
+    assert all(ok for _, ok, _ in goals.check(r, "governor"))
+    lines = goals.ablation(r, r, "governor")
+    assert [line.split(" |")[0] for line in lines[2:]] == ["| adamw", "| governor", "| no skip"]

@@ -1,6 +1,7 @@
 """The governor: replayed step by step against the plain-Python statement of its
-rules, plus the behaviour it promises (no harm when calm, cuts when the loss
-regresses, a pathological step skipped exactly) and its knob checks."""
+rules, plus the behaviour it promises (no harm when calm, a schedule's warmup passes
+the trust region, cuts that scale with the loss's excess over its recent best, a
+pathological step skipped exactly) and its knob checks."""
 
 import chex
 import jax
@@ -16,20 +17,21 @@ from reference_governor import REASONS, GovernorModel
 DIM = 16
 
 
-def _script(n=340, seed=0):
+def _script(n=420, seed=0):
     """Losses, gradient magnitudes and an LR multiplier exercising every mechanism:
-    warmup, a gradient spike, a loss spike, a cluster of bad batches, an LR spike
-    (the step grows while the gradient does not), a regression, and recovery."""
+    a warmup ramp (passes the trust region), calibration, a gradient spike, a loss
+    spike, a run of bad batches longer than max_skips (accepted), an LR spike (the step
+    grows while the gradient does not), a loss that loses ground, and recovery."""
     rng = np.random.default_rng(seed)
     loss = 3.0 - 0.002 * np.arange(n) + 0.03 * rng.standard_normal(n)
     grad = np.exp(0.05 * rng.standard_normal(n))
-    lr_mult = np.ones(n)
+    lr_mult = np.minimum(1.0, (np.arange(n) + 2) / 20)   # a schedule's warmup
     grad[40] *= 100.0                    # one pathological gradient
     loss[60] += 3.0                      # one pathological batch
-    loss[80:84] += 4.0                   # a cluster of bad batches
+    loss[80:86] += 0.5                   # a shift: three skipped, then accepted (and cut)
     lr_mult[100:105] = 30.0              # an LR spike
-    loss[140:200] += np.linspace(0.0, 0.6, 60)   # training goes backwards ...
-    loss[200:] += 0.6 - np.linspace(0.0, 1.2, n - 200).clip(0, 0.9)  # ... then improves
+    loss[140:200] += np.linspace(0.0, 0.8, 60)   # training loses ground ...
+    loss[200:] += 0.8 - np.linspace(0.0, 1.6, n - 200).clip(0, 1.2)  # ... then improves
     return loss.astype(np.float32), grad.astype(np.float32), lr_mult.astype(np.float32)
 
 
@@ -47,18 +49,20 @@ class GovernorReplayTest(chex.TestCase):
         losses, grads, lr_mult = _script()
         direction = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
         direction /= np.linalg.norm(direction)
-        # SGD has no momentum to agree with: this replay covers the other four mechanisms.
-        tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(use_agreement=False))
+        knobs = dict(max_skips=3)
+        tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(**knobs))
         params = {"w": jnp.zeros(DIM)}
         state, update = tx.init(params), self.variant(
             lambda g, s, p, v: tx.update(g, s, p, value=v))
-        model, applied = GovernorModel(use_agreement=False), 0
-        n = len(losses) if self.variant.type == chex.ChexVariantType.WITH_JIT else 120
-        seen = set()
+        model, applied = GovernorModel(**knobs), 0
+        n = len(losses) if self.variant.type == chex.ChexVariantType.WITH_JIT else 110
+        seen, reasons, scales = set(), set(), []
+        # float32 against float64: the scale compounds hundreds of multiplicative steps.
+        rtol = 5e-4
         for t in range(n):
             g = {"w": jnp.asarray(direction * grads[t])}
             step_norm = 0.1 * float(grads[t]) * float(lr_mult[min(applied, len(lr_mult) - 1)])
-            skipped, scale, regime = model.step(float(losses[t]), float(grads[t]), step_norm)
+            skipped, multiplier, regime = model.step(float(losses[t]), float(grads[t]), step_norm)
             out, state = update(g, state, params, losses[t])
             info = lbw_jax.telemetry(state)
             where = f"step {t}"
@@ -67,61 +71,67 @@ class GovernorReplayTest(chex.TestCase):
                 chex.assert_trees_all_equal(out, {"w": jnp.zeros(DIM)})
             else:
                 applied += 1
-                np.testing.assert_allclose(float(jnp.linalg.norm(out["w"])), step_norm * scale,
-                                           rtol=1e-4, err_msg=where)
-            np.testing.assert_allclose(float(info["scale"]), scale, rtol=1e-4, err_msg=where)
+                np.testing.assert_allclose(float(jnp.linalg.norm(out["w"])), step_norm * multiplier,
+                                           rtol=rtol, err_msg=where)
+                np.testing.assert_allclose(float(info["scale"]), multiplier, rtol=rtol, err_msg=where)
+            np.testing.assert_allclose(float(info["policy_scale"]), model.scale, rtol=rtol, err_msg=where)
             assert regimes.regime_name(info["regime"]) == regime, where
             assert REASONS[int(info["reason"])] == model.reason, where
             seen.add(regime)
+            reasons.add(model.reason)
+            scales.append(model.scale)
         if self.variant.type == chex.ChexVariantType.WITH_JIT:
-            assert seen == {"calm", "skip", "spike_cluster", "step_limit", "regression"}, seen
-            # Recovered once the loss improved: back to the ceiling, and probing above it.
-            assert float(info["scale"]) >= float(info["ceiling"]) > 0.3
+            assert seen == {"calm", "skip", "step_limit", "regression"}, seen
+            assert reasons >= set(REASONS) - {"none"}, reasons
+            assert min(scales[:83]) == 1.0               # skipped faults cost no scale
+            assert min(scales[83:90]) < 0.5              # an accepted shift is harm: cut
+            assert min(scales[140:200]) < 0.1            # cut while the loss lost ground
+            assert scales[-1] == 1.0                     # and recovered once it improved
+            assert int(info["skipped"]) == 5 and int(info["limits"]) >= 5
 
 
-class AgreementReplayTest(chex.TestCase):
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_the_momentum_cosine_rule_step_by_step(self):
-        """Adam inner: gradients that agree, then flip sign every step (overshooting),
-        then agree again. The cosine with Adam's mu is computed here in numpy."""
-        rng = np.random.default_rng(4)
-        n = 140 if self.variant.type == chex.ChexVariantType.WITH_JIT else 60
-        base = rng.standard_normal(DIM)
-        b1 = 0.9
-        tx = lbw_jax.lbw_guard(optax.adam(1e-2, b1=b1),
-                               policy=lbw_jax.governor(use_trust=False, warmup_steps=10))
-        params = {"w": jnp.zeros(DIM)}
-        state, update = tx.init(params), self.variant(lambda g, s, p, v: tx.update(g, s, p, value=v))
-        model, mu, seen = GovernorModel(use_trust=False, warmup_steps=10), np.zeros(DIM), set()
-        for t in range(n):
-            sign = -1.0 if 40 <= t < 90 and t % 2 else 1.0
-            g = (sign * base + 0.3 * rng.standard_normal(DIM)).astype(np.float32)
-            norm_mu = np.linalg.norm(mu)
-            cosine = float(g @ mu / (np.linalg.norm(g) * norm_mu)) if norm_mu > 0 else 0.0
-            _, scale, regime = model.step(2.0, float(np.linalg.norm(g)), 1.0, cosine)
-            _, state = update({"w": jnp.asarray(g)}, state, params, 2.0)
-            mu = b1 * mu + (1 - b1) * g.astype(np.float64)
-            info = lbw_jax.telemetry(state)
-            np.testing.assert_allclose(float(info["agreement"]), cosine, atol=1e-5, err_msg=f"step {t}")
-            np.testing.assert_allclose(float(info["scale"]), scale, rtol=1e-4, err_msg=f"step {t}")
-            assert regimes.regime_name(info["regime"]) == regime, t
-            seen.add(regime)
-        if self.variant.type == chex.ChexVariantType.WITH_JIT:
-            assert seen == {"calm", "oscillation"}
-            assert REASONS[int(info["reason"])] == "disagreement"
+def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
+    """AdamW on a linear warmup from 0 over 20 steps: no step is clamped. The same run
+    with the LR x30 at step 60: that step is clamped."""
+    def run(spike):
+        lr = lambda count: 1e-2 * jnp.minimum(1.0, count / 20) * jnp.where(count == 60, spike, 1.0)
+        tx = lbw_jax.lbw_guard(optax.adamw(lr), policy=lbw_jax.governor(use_harm=False, use_skip=False))
+        params = {"w": jnp.zeros((8, 8))}
+        state, rng, limits = tx.init(params), np.random.default_rng(0), []
+        update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=1.0))
+        descent = rng.standard_normal((8, 8))
+        for _ in range(80):
+            g = {"w": jnp.asarray(0.5 * descent + rng.standard_normal((8, 8)), jnp.float32)}
+            _, state = update(g, state, params)
+            limits.append(int(lbw_jax.telemetry(state)["limits"]))
+        return limits
+    assert run(1.0)[-1] == 0
+    limits = run(30.0)
+    assert limits[59] == 0 and limits[60] == 1
 
 
-def test_agreement_needs_a_momentum():
-    tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor())
-    with pytest.raises(ValueError, match="use_agreement=False"):
-        tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}), value=1.0)
+def test_a_cut_scales_with_the_excess():
+    """One step of a loss ``jump`` above a flat 2.0: the fast EMA moves by 0.2 jump and
+    its best forgets upward by 0.1 of that, so excess = 0.18 jump / (2 + 0.02 jump),
+    and the scale is cut to tolerance / excess: a cut proportional to the excess."""
+    def cut_after(jump):
+        tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(use_skip=False, max_cut=0.01))
+        params = {"w": jnp.zeros(4)}
+        state = tx.init(params)
+        for loss in [2.0] * 12 + [2.0 + jump]:
+            _, state = tx.update({"w": jnp.full(4, 0.1)}, state, params, value=loss)
+        info = lbw_jax.telemetry(state)
+        return float(info["policy_scale"]), float(info["excess"])
+    for jump in (0.6, 1.2):
+        scale, excess = cut_after(jump)
+        np.testing.assert_allclose(excess, 0.18 * jump / (2 + 0.02 * jump), rtol=1e-5)
+        np.testing.assert_allclose(scale, 0.03 / excess, rtol=1e-5)
 
 
-def _train_like(losses, noise_seed=0):
+def _train_like(losses, noise_seed=0, **knobs):
     """Runs the governed AdamW with the given losses on noisy gradients around a steady
-    descent direction (what a healthy step sees); returns the scales."""
-    tx = lbw_jax.lbw_guard(optax.adamw(1e-3), policy=lbw_jax.governor())
+    descent direction (what a healthy step sees); returns the applied multipliers."""
+    tx = lbw_jax.lbw_guard(optax.adamw(1e-3), policy=lbw_jax.governor(**knobs))
     params = {"w": jnp.zeros((8, 8))}
     state = tx.init(params)
     update = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
@@ -134,21 +144,37 @@ def _train_like(losses, noise_seed=0):
     return np.array(scales), lbw_jax.telemetry(state)
 
 
-def test_a_healthy_run_is_left_at_full_speed():
-    rng = np.random.default_rng(2)
-    losses = 4.0 * np.exp(-np.arange(400) / 300) + 0.08 * rng.standard_normal(400)
-    scales, info = _train_like(losses)
+def _descent(seed, relative_noise, n=400):
+    rng = np.random.default_rng(seed)
+    return 4.0 * np.exp(-np.arange(n) / 300) * (1 + relative_noise * rng.standard_normal(n))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_healthy_run_is_left_at_full_speed(seed):
+    # Per-step loss noise of 2% of the level (the stress model's batches: about 0.1 at 4.9).
+    scales, info = _train_like(_descent(seed, 0.02))
     assert scales.min() == 1.0 and int(info["skipped"]) == 0 and int(info["interventions"]) == 0
 
 
-def test_a_regressing_loss_drives_the_scale_down_and_it_recovers():
+def test_noise_near_the_tolerance_makes_false_cuts_and_a_larger_tolerance_removes_them():
+    """The documented limit: the tolerance is relative to the loss, so loss noise of 5% of
+    the level (a fast-EMA noise near the 3% tolerance) cuts a healthy run now and then;
+    tolerance=0.08 leaves it alone."""
+    cuts = [int(_train_like(_descent(seed, 0.05))[1]["cuts"]) for seed in range(3)]
+    assert sum(cuts) > 0
+    for seed in range(3):
+        scales, info = _train_like(_descent(seed, 0.05), tolerance=0.08)
+        assert scales.min() == 1.0 and int(info["interventions"]) == 0
+
+
+def test_a_loss_losing_ground_drives_the_scale_down_and_it_recovers():
     rng = np.random.default_rng(3)
-    losses = np.concatenate([np.full(60, 3.0), np.linspace(3.0, 4.0, 60), np.linspace(4.0, 2.5, 200)])
+    losses = np.concatenate([np.full(60, 3.0), np.linspace(3.0, 4.0, 30), np.linspace(4.0, 2.5, 300)])
     scales, info = _train_like(losses + 0.02 * rng.standard_normal(len(losses)))
     assert scales[:60].min() == 1.0
-    assert scales[119] < 0.1                # cut while the loss climbed
-    assert scales[-1] > 0.5                 # and recovered once it improved
-    assert int(info["cuts"]) > 20
+    assert scales[89] < 0.05                # cut while the loss climbed
+    assert scales[-1] == 1.0                # and recovered (x1.02 a step) once it improved
+    assert int(info["cuts"]) > 5
 
 
 def test_a_nan_step_is_skipped_and_leaves_the_governor_untouched():
@@ -164,7 +190,7 @@ def test_a_nan_step_is_skipped_and_leaves_the_governor_untouched():
 
 
 def test_vmapped_governors_are_independent():
-    tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(warmup_steps=5, use_agreement=False))
+    tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(warmup_steps=5))
     params = {"w": jnp.zeros((2, 4))}
     state = jax.vmap(tx.init)(params)
     update = jax.jit(jax.vmap(lambda g, s, p, v: tx.update(g, s, p, value=v)))
@@ -183,9 +209,10 @@ def test_the_governor_needs_the_loss():
 
 @pytest.mark.parametrize("knobs, name", [
     ({"min_scale": 0.0}, "min_scale"), ({"skip_z": -1}, "skip_z"), ({"max_skips": 0}, "max_skips"),
-    ({"trust_ratio": 0.5}, "trust_ratio"), ({"regress_cut": 1.5}, "regress_cut"),
-    ({"recover": 0.9}, "recover"), ({"use_trend": 1}, "use_trend"), ({"warmup_steps": 1}, "warmup_steps"),
-    ({"fast_decay": 0.99}, "fast_decay"), ({"speed": 2}, "unknown knob"),
+    ({"trust_ratio": 0.5}, "trust_ratio"), ({"max_cut": 1.5}, "max_cut"),
+    ({"recover": 0.9}, "recover"), ({"use_harm": 1}, "use_harm"), ({"warmup_steps": 1}, "warmup_steps"),
+    ({"fast_decay": 1.0}, "fast_decay"), ({"tolerance": 0.0}, "tolerance"),
+    ({"recover_band": 2.0}, "recover_band"), ({"speed": 2}, "unknown knob"),
 ])
 def test_bad_knobs_are_named(knobs, name):
     with pytest.raises(ValueError, match=name):

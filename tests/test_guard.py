@@ -53,7 +53,7 @@ def test_scale_before_adam_is_undone_but_the_wrapper_scale_is_exact():
     # while the wrapper's cut holds exactly.
     cut = lambda count: jnp.where(count < 100, 1.0, 0.3)
     pre_cut, _ = _run(optax.chain(optax.scale_by_schedule(cut), adam()), grads_seq, params)
-    wrapped, state = _run(lbw_jax.lbw_guard(adam(), policy=ScheduledScale(lambda t: cut(t - 1))),
+    wrapped, state = _run(lbw_jax.lbw_guard(adam(), policy=ScheduledScale(schedule=lambda t: cut(t - 1))),
                           grads_seq, params)
     assert _size_ratio(pre_cut, plain, range(115, 135)) < 0.5     # the cut bites at first
     assert _size_ratio(pre_cut, plain, range(560, 600)) > 0.95    # and is gone 500 steps later
@@ -176,7 +176,7 @@ def test_bf16_params_keep_their_dtype():
     rng = np.random.default_rng(0)
     updates, state = jax.jit(opt.update)(_grads(rng, params), opt.init(params), params)
     chex.assert_trees_all_equal_dtypes(updates, params)
-    assert state.scale.dtype == jnp.float32
+    assert state.multiplier.dtype == jnp.float32 and state.policy_state.scale.dtype == jnp.float32
     updates, state = jax.jit(opt.update)(_nan_like(params), state, params)
     chex.assert_trees_all_equal_dtypes(updates, params)
     assert int(state.skipped) == 1
@@ -203,13 +203,25 @@ def test_default_policy_is_reflex():
 def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="inner must be an optax.GradientTransformation"):
         lbw_jax.lbw_guard(1e-3)
-    with pytest.raises(TypeError, match="policy must provide"):
+    with pytest.raises(TypeError, match="policy must be a lbw_jax.Policy"):
         lbw_jax.lbw_guard(optax.adamw(1e-3), policy="reflex")
+
+
+def test_the_chain_form_fails_at_once_and_shows_the_wrapper_form():
+    # The reference card writes optax.chain(lbw_guard(...), optax.adamw(lr)): a scale
+    # ahead of Adam is divided out, so the guard refuses to be built without its inner.
+    for call in (lambda: lbw_jax.lbw_guard(policy=lbw_jax.governor()), lambda: lbw_jax.lbw_guard(),
+                 lambda: lbw_jax.lbw_guard(lbw_jax.reflex())):
+        with pytest.raises(TypeError) as error:
+            call()
+        message = str(error.value)
+        assert "lbw_guard(optax.adamw(lr), policy=...)" in message
+        assert "divided out" in message
     with pytest.raises(ValueError, match="unknown regime code 9"):
         lbw_jax.regime_name(9)
 
 
-@pytest.mark.parametrize("make_policy", [lbw_jax.reflex, lbw_jax.reflex_pro])
+@pytest.mark.parametrize("make_policy", [lbw_jax.reflex, lbw_jax.reflex_pro, lbw_jax.governor])
 def test_state_can_be_donated(make_policy):
     # Training steps donate the optimizer state; no two state leaves may share a buffer.
     params = _params()
@@ -217,7 +229,7 @@ def test_state_can_be_donated(make_policy):
 
     @jax.jit
     def step(params, state, grads):
-        updates, state = opt.update(grads, state, params)
+        updates, state = opt.update(grads, state, params, value=jnp.sum(grads["b"]))
         return optax.apply_updates(params, updates), state
 
     step = jax.jit(step, donate_argnums=(0, 1))

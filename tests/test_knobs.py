@@ -59,3 +59,20 @@ def test_defaults_are_the_published_ones():
         50, 0.65, 0.80, 0.3, 0.5)
     # Valid ints for real knobs are accepted and normalised.
     assert lbw_jax.reflex(min_scale=1).min_scale == 1.0
+
+
+def test_every_knob_is_declared_with_its_check():
+    import dataclasses
+
+    for make in lbw_jax.POLICIES.values():
+        policy = make()
+        for f in dataclasses.fields(policy):
+            assert callable(f.metadata.get("check")), (policy.name, f.name)
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Unchecked(lbw_jax.Policy):
+        gain: float = 1.0
+        name = "unchecked"
+
+    with pytest.raises(TypeError, match="Unchecked.gain is declared without a check"):
+        Unchecked()

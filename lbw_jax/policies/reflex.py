@@ -21,11 +21,11 @@ import optax
 
 from lbw_jax import _knobs
 from lbw_jax import regimes
-from lbw_jax.policies.base import Decision
+from lbw_jax.policies.base import Decision, Policy
 from lbw_jax.sensing import grad_stats
 
 
-class ReflexState(NamedTuple):
+class ReflexSignals(NamedTuple):
     """Sensed and analysed telemetry of the reference laws (as of the last collection).
 
     Attributes:
@@ -48,51 +48,59 @@ class ReflexState(NamedTuple):
         return self._asdict()
 
 
-def init_reflex_state() -> ReflexState:
+def init_signals() -> ReflexSignals:
     # One array per field: a buffer shared between fields cannot be donated to jit.
     zero = lambda: jnp.zeros([], jnp.float32)
-    return ReflexState(grad_ms=zero(), signed_mean=zero(), ema=zero(), ratio=jnp.ones([], jnp.float32),
-                       sign_flip=jnp.array(False), collections=jnp.zeros([], jnp.int32))
+    return ReflexSignals(grad_ms=zero(), signed_mean=zero(), ema=zero(), ratio=jnp.ones([], jnp.float32),
+                         sign_flip=jnp.array(False), collections=jnp.zeros([], jnp.int32))
+
+
+def initial_scale_and_regime() -> tuple[jax.Array, jax.Array]:
+    return jnp.ones([], jnp.float32), jnp.asarray(regimes.CALM, jnp.int32)
+
+
+class ReflexState(NamedTuple):
+    """State of the reference eval law.
+
+    Attributes:
+      scale: the step multiplier in force, float32.
+      regime: the regime code of the last decision (``REGIMES``).
+      signals: the sensed telemetry.
+    """
+
+    scale: jax.Array
+    regime: jax.Array
+    signals: ReflexSignals
+
+    def telemetry(self) -> dict[str, jax.Array]:
+        return self.signals.telemetry()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ReflexSensing:
+class ReflexSensing(Policy):
     """Knobs and sensing shared by both reference laws."""
 
-    stress_threshold: float = 1.1
-    spike_threshold: float = 1.5
-    min_scale: float = 0.1
-    recovery: float = 0.01
-    use_max: bool = True
-    stats_every: int = 10
-    ema_decay: float = 0.85
-    eps: float = 1e-12
+    stress_threshold: float = _knobs.real_knob(1.1, low=0.0, low_open=True)
+    spike_threshold: float = _knobs.real_knob(1.5, low=0.0, low_open=True)
+    min_scale: float = _knobs.fraction_knob(0.1)
+    recovery: float = _knobs.real_knob(0.01, low=0.0, high=1.0)
+    use_max: bool = _knobs.boolean_knob(True)
+    stats_every: int = _knobs.integer_knob(10, low=1)
+    ema_decay: float = _knobs.decay_knob(0.85)
+    eps: float = _knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "reflex_sensing"
     # Its statistics are per tensor: the guard splits stacked leaves for it (stacked_axes).
     reads_tensors = True
 
-    def __post_init__(self):
-        owner = self.name
-        check = {
-            "stress_threshold": _knobs.real(owner, "stress_threshold", self.stress_threshold, low=0.0, low_open=True),
-            "spike_threshold": _knobs.real(owner, "spike_threshold", self.spike_threshold, low=0.0, low_open=True),
-            "min_scale": _knobs.real(owner, "min_scale", self.min_scale, low=0.0, high=1.0, low_open=True),
-            "recovery": _knobs.real(owner, "recovery", self.recovery, low=0.0, high=1.0),
-            "use_max": _knobs.boolean(owner, "use_max", self.use_max),
-            "stats_every": _knobs.integer(owner, "stats_every", self.stats_every, low=1),
-            "ema_decay": _knobs.real(owner, "ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True),
-            "eps": _knobs.real(owner, "eps", self.eps, low=0.0, low_open=True),
-        }
-        _knobs.ordered(owner, "stress_threshold", check["stress_threshold"],
-                       "spike_threshold", check["spike_threshold"])
-        for key, value in check.items():  # normalise ints given for floats etc.
-            object.__setattr__(self, key, value)
+    def check_knobs(self):
+        _knobs.ordered(self.name, "stress_threshold", self.stress_threshold,
+                       "spike_threshold", self.spike_threshold)
 
     def is_collection_step(self, step) -> jax.Array:
         return (step == 1) | (step % self.stats_every == 0)
 
-    def sense(self, grads, signals: ReflexState) -> ReflexState:
+    def sense(self, grads, signals: ReflexSignals) -> ReflexSignals:
         stats = grad_stats(grads, use_max=self.use_max)
         first = signals.collections == 0
         ema = jnp.where(first, stats.grad_ms,
@@ -101,9 +109,9 @@ class ReflexSensing:
         previous = signals.signed_mean
         flip = ((previous > 0) & (stats.signed_mean < 0)) | ((previous < 0) & (stats.signed_mean > 0))
         flip = flip & ~first
-        return ReflexState(grad_ms=stats.grad_ms, signed_mean=stats.signed_mean, ema=ema,
-                           ratio=ratio, sign_flip=flip,
-                           collections=optax.safe_increment(signals.collections))
+        return ReflexSignals(grad_ms=stats.grad_ms, signed_mean=stats.signed_mean, ema=ema,
+                             ratio=ratio, sign_flip=flip,
+                             collections=optax.safe_increment(signals.collections))
 
     def on_schedule(self, step, collect, hold):
         """Runs ``collect`` on collection steps and ``hold`` otherwise (a lax.cond,
@@ -117,26 +125,21 @@ class Reflex(ReflexSensing):
     on stress or a sign flip (never below ``min_scale``), else recover by
     ``recovery`` (never above 1)."""
 
-    spike_cut: float = 0.7
-    stress_cut: float = 0.85
+    spike_cut: float = _knobs.fraction_knob(0.7)
+    stress_cut: float = _knobs.fraction_knob(0.85)
 
     name = "reflex"
 
-    def __post_init__(self):
-        super().__post_init__()
-        for key in ("spike_cut", "stress_cut"):
-            value = _knobs.real(self.name, key, getattr(self, key), low=0.0, high=1.0, low_open=True)
-            object.__setattr__(self, key, value)
-
     def init(self, params) -> ReflexState:
         del params
-        return init_reflex_state()
+        return ReflexState(*initial_scale_and_regime(), init_signals())
 
-    def decide(self, grads, state: ReflexState, *, step, scale, regime, value):
-        del value  # the reference law does not read the loss
+    def decide(self, grads, state: ReflexState, *, step, value, inner_state):
+        del value, inner_state  # the reference law reads the gradients alone
+        scale = state.scale
 
         def collect():
-            signals = self.sense(grads, state)
+            signals = self.sense(grads, state.signals)
             spike = signals.ratio > self.spike_threshold
             stress = (signals.ratio > self.stress_threshold) | signals.sign_flip
             new_scale = jnp.where(
@@ -145,11 +148,11 @@ class Reflex(ReflexSensing):
                           jnp.minimum(1.0, scale + self.recovery)))
             new_regime = jnp.where(spike, regimes.SPIKE,
                                    jnp.where(stress, regimes.OSCILLATION, regimes.CALM))
-            return Decision(new_scale.astype(jnp.float32), new_regime.astype(jnp.int32),
-                            jnp.array(True)), signals
+            return Decision(jnp.array(True)), ReflexState(
+                new_scale.astype(jnp.float32), new_regime.astype(jnp.int32), signals)
 
         def hold():
-            return Decision(scale, regime, jnp.array(False)), state
+            return Decision(jnp.array(False)), state
 
         return self.on_schedule(step, collect, hold)
 
@@ -161,4 +164,4 @@ def reflex(**knobs) -> Reflex:
     recovery 0.01, use_max True, stats_every 10, ema_decay 0.85, eps 1e-12,
     spike_cut 0.7, stress_cut 0.85. A bad value raises ``ValueError``.
     """
-    return _knobs.construct(Reflex, knobs)
+    return Reflex.create(**knobs)

@@ -14,13 +14,16 @@ import jax.numpy as jnp
 from lbw_jax import _knobs
 from lbw_jax import regimes
 from lbw_jax.policies.base import Decision
-from lbw_jax.policies.reflex import ReflexSensing, ReflexState, init_reflex_state
+from lbw_jax.policies.reflex import (ReflexSensing, ReflexSignals, init_signals,
+                                     initial_scale_and_regime)
 
 
 class ReflexProState(NamedTuple):
     """State of the pro law.
 
     Attributes:
+      scale: the step multiplier in force, float32.
+      regime: the regime code of the last decision (``REGIMES``).
       signals: the sensed telemetry, as for ``reflex``.
       spikes: ring buffer of is_spike over the last ``window`` decisions.
       ratios: ring buffer of the ratio over the last ``window`` decisions.
@@ -32,7 +35,9 @@ class ReflexProState(NamedTuple):
       ratio_var: variance of the ratio over the filled window at the last decision.
     """
 
-    signals: ReflexState
+    scale: jax.Array
+    regime: jax.Array
+    signals: ReflexSignals
     spikes: jax.Array
     ratios: jax.Array
     head: jax.Array
@@ -52,53 +57,42 @@ class ReflexProState(NamedTuple):
 class ReflexPro(ReflexSensing):
     """The reference pro law; every number of it is a knob (defaults as published)."""
 
-    window: int = 50
-    spike_cut: float = 0.65
-    stress_cut: float = 0.80
-    cluster_spikes: int = 2          # spikes in the window that pin the scale at the floor
-    cluster_factor: float = 0.8      # ... at max(min_scale, min_scale * cluster_factor)
-    oscillation_spikes: int = 3      # spikes in the window that mean "oscillating"
-    variance_threshold: float = 0.5  # ratio variance that means "unstable" ...
-    variance_min_filled: int = 20    # ... once this many decisions are in the window
-    spike_streak_limit: int = 2      # consecutive spikes that mean "unstable"
-    nuclear_factor: float = 0.5      # nuclear scale and final floor: min_scale * nuclear_factor
-    calm_streak_fast: int = 10       # calm streak for recovery * fast_recovery
-    fast_recovery: float = 4.0
-    calm_streak_mid: int = 5         # calm streak for recovery * mid_recovery
-    mid_recovery: float = 2.0
-    max_change: float = 0.3          # largest change per decision, except nuclear
+    window: int = _knobs.integer_knob(50, low=1)
+    spike_cut: float = _knobs.fraction_knob(0.65)
+    stress_cut: float = _knobs.fraction_knob(0.80)
+    # spikes in the window that pin the scale at the floor ...
+    cluster_spikes: int = _knobs.integer_knob(2, low=1)
+    # ... at max(min_scale, min_scale * cluster_factor)
+    cluster_factor: float = _knobs.fraction_knob(0.8)
+    # spikes in the window that mean "oscillating"
+    oscillation_spikes: int = _knobs.integer_knob(3, low=1)
+    # ratio variance that means "unstable" ... once this many decisions are in the window
+    variance_threshold: float = _knobs.real_knob(0.5, low=0.0)
+    variance_min_filled: int = _knobs.integer_knob(20, low=1)
+    # consecutive spikes that mean "unstable"
+    spike_streak_limit: int = _knobs.integer_knob(2, low=1)
+    # nuclear scale and final floor: min_scale * nuclear_factor
+    nuclear_factor: float = _knobs.fraction_knob(0.5)
+    # calm streaks for recovery * fast_recovery and recovery * mid_recovery
+    calm_streak_fast: int = _knobs.integer_knob(10, low=1)
+    fast_recovery: float = _knobs.real_knob(4.0, low=0.0)
+    calm_streak_mid: int = _knobs.integer_knob(5, low=1)
+    mid_recovery: float = _knobs.real_knob(2.0, low=0.0)
+    # largest change per decision, except nuclear
+    max_change: float = _knobs.fraction_knob(0.3)
 
     name = "reflex_pro"
 
-    def __post_init__(self):
-        super().__post_init__()
-        owner = self.name
-        checked = {
-            "window": _knobs.integer(owner, "window", self.window, low=1),
-            "spike_cut": _knobs.real(owner, "spike_cut", self.spike_cut, low=0.0, high=1.0, low_open=True),
-            "stress_cut": _knobs.real(owner, "stress_cut", self.stress_cut, low=0.0, high=1.0, low_open=True),
-            "cluster_spikes": _knobs.integer(owner, "cluster_spikes", self.cluster_spikes, low=1),
-            "cluster_factor": _knobs.real(owner, "cluster_factor", self.cluster_factor, low=0.0, high=1.0, low_open=True),
-            "oscillation_spikes": _knobs.integer(owner, "oscillation_spikes", self.oscillation_spikes, low=1),
-            "variance_threshold": _knobs.real(owner, "variance_threshold", self.variance_threshold, low=0.0),
-            "variance_min_filled": _knobs.integer(owner, "variance_min_filled", self.variance_min_filled, low=1),
-            "spike_streak_limit": _knobs.integer(owner, "spike_streak_limit", self.spike_streak_limit, low=1),
-            "nuclear_factor": _knobs.real(owner, "nuclear_factor", self.nuclear_factor, low=0.0, high=1.0, low_open=True),
-            "calm_streak_fast": _knobs.integer(owner, "calm_streak_fast", self.calm_streak_fast, low=1),
-            "fast_recovery": _knobs.real(owner, "fast_recovery", self.fast_recovery, low=0.0),
-            "calm_streak_mid": _knobs.integer(owner, "calm_streak_mid", self.calm_streak_mid, low=1),
-            "mid_recovery": _knobs.real(owner, "mid_recovery", self.mid_recovery, low=0.0),
-            "max_change": _knobs.real(owner, "max_change", self.max_change, low=0.0, high=1.0, low_open=True),
-        }
-        _knobs.ordered(owner, "calm_streak_mid", checked["calm_streak_mid"],
-                       "calm_streak_fast", checked["calm_streak_fast"])
-        for key, value in checked.items():
-            object.__setattr__(self, key, value)
+    def check_knobs(self):
+        super().check_knobs()
+        _knobs.ordered(self.name, "calm_streak_mid", self.calm_streak_mid,
+                       "calm_streak_fast", self.calm_streak_fast)
 
     def init(self, params) -> ReflexProState:
         del params
+        scale, regime = initial_scale_and_regime()
         return ReflexProState(
-            signals=init_reflex_state(),
+            scale=scale, regime=regime, signals=init_signals(),
             spikes=jnp.zeros([self.window], jnp.bool_),
             ratios=jnp.zeros([self.window], jnp.float32),
             head=jnp.zeros([], jnp.int32),
@@ -108,8 +102,9 @@ class ReflexPro(ReflexSensing):
             spike_count=jnp.zeros([], jnp.int32),
             ratio_var=jnp.zeros([], jnp.float32))
 
-    def decide(self, grads, state: ReflexProState, *, step, scale, regime, value):
-        del value  # the reference law does not read the loss
+    def decide(self, grads, state: ReflexProState, *, step, value, inner_state):
+        del value, inner_state  # the reference law reads the gradients alone
+        scale = state.scale
 
         def collect():
             signals = self.sense(grads, state.signals)
@@ -156,14 +151,14 @@ class ReflexPro(ReflexSensing):
                 [regimes.NUCLEAR, regimes.SPIKE_CLUSTER, regimes.SPIKE, regimes.OSCILLATION],
                 default=regimes.CALM)
             new_state = ReflexProState(
+                scale=new_scale.astype(jnp.float32), regime=new_regime.astype(jnp.int32),
                 signals=signals, spikes=spikes, ratios=ratios, head=head, filled=filled,
                 spike_streak=spike_streak, calm_streak=calm_streak, spike_count=spike_count,
                 ratio_var=ratio_var.astype(jnp.float32))
-            return Decision(new_scale.astype(jnp.float32), new_regime.astype(jnp.int32),
-                            jnp.array(True)), new_state
+            return Decision(jnp.array(True)), new_state
 
         def hold():
-            return Decision(scale, regime, jnp.array(False)), state
+            return Decision(jnp.array(False)), state
 
         return self.on_schedule(step, collect, hold)
 
@@ -179,4 +174,4 @@ def reflex_pro(**knobs) -> ReflexPro:
     calm_streak_fast 10 / fast_recovery 4, calm_streak_mid 5 / mid_recovery 2,
     max_change 0.3. A bad value raises ``ValueError``.
     """
-    return _knobs.construct(ReflexPro, knobs)
+    return ReflexPro.create(**knobs)

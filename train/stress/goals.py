@@ -11,7 +11,8 @@ The goals (the governor-v2 issue), over every seed of the suite:
    every stressed LR (a control that diverged counts as beaten).
 4. Faults: every scenario survived, with the smallest cost among the arms.
 The rivals are the arms the report's headline table ranks: every baseline and guard
-of the results file (controls and replays are the policy's own yardsticks).
+of the results file (controls and replays are the policy's own yardsticks, and its
+``stress.variants`` are its ablation).
 """
 
 from __future__ import annotations
@@ -35,9 +36,19 @@ def _cost(results, arm, scenario):
     return math.nan if summary["ppl_loss"] is None else summary["ppl_loss"], summary
 
 
+def variants_of(results, policy: str) -> list[str]:
+    """The arms that are ``policy`` with some knobs changed (``stress.variants``: an
+    ablation), read from the config stored in the results."""
+    variants = results.get("config", {}).get("stress", {}).get("variants", {}) or {}
+    return [a for a, v in variants.items() if a in results["grid"] and v.get("policy") == policy]
+
+
 def rivals(results, policy: str) -> list[str]:
-    """The arms the policy is ranked against: baselines and other guards."""
-    return [a for a, kind in results["kinds"].items() if kind in ("baseline", "guard") and a != policy]
+    """The arms the policy is ranked against: baselines and other guards (its own
+    ablation variants are not rivals)."""
+    own = set(variants_of(results, policy))
+    return [a for a, kind in results["kinds"].items()
+            if kind in ("baseline", "guard") and a != policy and a not in own]
 
 
 def _pct(a, b):
@@ -110,7 +121,11 @@ def ablation(results, ablated, policy: str) -> list[str]:
             + " | ".join(f"{s} cost" for s in scenarios) + " |")
     lines = [head, "|---" * (1 + len(lrs) + len(scenarios)) + "|"]
     base = {lr: _mean(ablated, policy, lr) for lr in lrs}
-    for arm in ablated["grid"]:
+    # The policy and its variants; a file that holds other arms too (one suite run with
+    # the ablation inside) shows AdamW as well, for reference.
+    own = variants_of(ablated, policy)
+    arms = [a for a in ablated["grid"] if a in ("adamw", policy, *own)] if own else list(ablated["grid"])
+    for arm in arms:
         cells = []
         for lr in lrs:
             value = _mean(ablated, arm, lr)

@@ -1,0 +1,28 @@
+"""Governor v2's measurement (issue 11): the stress suite's CPU default
+(configs/stress_cpu.py) with 3 seeds, the arms the goals rank the governor against
+(AdamW, clipping, update clipping, reflex, reflex_pro), the governor's own replay and
+effective-LR control at the stressed LRs, and its ablation: the governor with each
+mechanism removed in turn, as arms of their own (an ablation is not a rival).
+
+    python -m train.stress --config configs/stress_governor.py
+    python -m train.stress.goals docs/stress/governor/results.json docs/stress/governor/results.json
+"""
+
+import ml_collections
+
+from configs.stress_ablation import REMOVED
+from configs.stress_cpu import get_config as stress_cpu
+
+
+def get_config():
+    c = stress_cpu()
+    c.output_dir = "docs/stress/governor"
+    s = c.stress
+    s.seeds = 3
+    s.arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor",
+              "replay_governor", "effective_lr_governor", *REMOVED)
+    s.fault_arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor", *REMOVED)
+    for name, knobs in REMOVED.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    s.sequential_cells = 0
+    return c
