@@ -62,8 +62,8 @@ class GovernorState(NamedTuple):
         calibration, then EMAs with ``stat_decay``).
       grad_mean, grad_var: the same for the log of the global gradient norm.
       fast: the fast EMA of the loss.
-      best: its recent best (forgetting upward at rate ``forget``).
-      excess: (fast - best) / |best| at the last applied step.
+      best: its recent best (forgetting upward at rate ``forget``); the telemetry's
+        ``excess`` is (fast - best) / |best|, derived from the two.
       step_ref: the reference step norm of the trust region (at scale 1).
       run: consecutive skipped steps.
       loss_z, grad_z: z-scores of the last step's loss and log gradient norm.
@@ -82,7 +82,6 @@ class GovernorState(NamedTuple):
     grad_var: jax.Array
     fast: jax.Array
     best: jax.Array
-    excess: jax.Array
     step_ref: jax.Array
     run: jax.Array
     loss_z: jax.Array
@@ -94,8 +93,16 @@ class GovernorState(NamedTuple):
     limits: jax.Array
 
     def telemetry(self) -> dict[str, jax.Array]:
-        """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those)."""
-        return {k: v for k, v in self._asdict().items() if k not in ("scale", "regime")}
+        """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those),
+        and ``excess``, the harm control's signal."""
+        out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime")}
+        out["excess"] = _excess(self.fast, self.best)
+        return out
+
+
+def _excess(fast, best, eps=1e-12):
+    """How far the fast loss EMA lies above its recent best, relative to the best."""
+    return (fast - best) / (jnp.abs(best) + eps)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -135,7 +142,7 @@ class Governor(Policy):
         n = lambda v=0: jnp.full([], v, jnp.int32)
         return GovernorState(
             scale=f(1.0), regime=n(regimes.CALM), count=n(), loss_mean=f(), loss_var=f(),
-            grad_mean=f(), grad_var=f(), fast=f(), best=f(), excess=f(), step_ref=f(), run=n(),
+            grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
             loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n())
 
     def decide(self, grads, state: GovernorState, *, step, value, inner_state):
@@ -170,7 +177,7 @@ class Governor(Policy):
         fd = self.fast_decay
         fast = jnp.where(first, loss, fd * state.fast + (1 - fd) * loss)
         best = jnp.where(first, loss, jnp.minimum(fast, state.best + self.forget * (fast - state.best)))
-        excess = (fast - best) / (jnp.abs(best) + self.eps)
+        excess = _excess(fast, best, self.eps)
         harm = self.use_harm & ~first & (excess > self.tolerance)
         cut = jnp.maximum(self.max_cut, (excess / self.tolerance) ** (-self.cut_power))
         near_best = excess <= self.recover_band * self.tolerance
@@ -182,7 +189,7 @@ class Governor(Policy):
         applied = state._replace(
             scale=scale, regime=jnp.where(harm, regimes.REGRESSION, regimes.CALM).astype(jnp.int32),
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
-            grad_var=grad_var, fast=fast, best=best, excess=excess, run=jnp.zeros([], jnp.int32),
+            grad_var=grad_var, fast=fast, best=best, run=jnp.zeros([], jnp.int32),
             loss_z=loss_z, grad_z=grad_z, reason=reason.astype(jnp.int32),
             cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32))
         skipped = state._replace(
