@@ -1,7 +1,10 @@
 """Memory plan for Qwen2.5-7B and 14B, computed on the CPU without a GPU.
 
 Setups (the repository's configs, with ``model.name`` in place of the hub download):
-* ``lora-1gpu``: configs/qwen7b.py / qwen14b.py (the paper's LoRA run) on one device;
+* ``lora-1gpu``: configs/qwen7b.py / qwen14b.py (the paper's LoRA run) on one device,
+  bf16 base with float32 adapters and moments (``lora.param_dtype``, the default);
+* ``lora-1gpu-bf16``: the same with bf16 adapters and moments (the layout before
+  ``lora.param_dtype`` existed), to show what float32 adapters cost;
 * ``full-fsdp8``: full-parameter training (fp32 master weights, AdamW) over 8 devices
   with FSDP (``mesh.fsdp=8``), batch 16 x 1024 in 2 micro-batches of 8.
 
@@ -51,8 +54,9 @@ def setup_config(model: str, setup: str, layers: int):
     cfg.model.pretrained, cfg.model.name = "", ""
     arch = named_config(model)
     cfg.model.arch.update({**arch.__dict__, "num_layers": layers})
-    if setup == "lora-1gpu":
+    if setup.startswith("lora-1gpu"):
         cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = 1, 1, 1
+        cfg.lora.param_dtype = "bfloat16" if setup == "lora-1gpu-bf16" else "float32"
         devices = jax.devices()[:1]
     else:
         cfg.lora.enabled = False
@@ -80,14 +84,16 @@ def plan(model: str, setup: str) -> dict:
             "per_layer": (sizes[3][1] - sizes[2][1]) / GIB,
             "gpu_temporaries": (grow(1) - 4 * bf16_weights) / GIB,
             "batch": f"{cfg.train.batch_size} x {cfg.data.seq_len} ({cfg.train.grad_accum} micro-batches of {micro})",
-            "remat": cfg.model.remat, "param_dtype": cfg.model.param_dtype,
+            "remat": cfg.model.remat,
+            "param_dtype": cfg.model.param_dtype + (f", adapters {cfg.lora.param_dtype}"
+                                                    if cfg.lora.enabled else ""),
             "chunk": cfg.model.loss_chunk_tokens}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="qwen2.5-7b,qwen2.5-14b")
-    parser.add_argument("--setups", default="lora-1gpu,full-fsdp8")
+    parser.add_argument("--setups", default="lora-1gpu,lora-1gpu-bf16,full-fsdp8")
     args = parser.parse_args()
     print(f"jax {jax.__version__}, XLA:CPU compile of the train step (guard reflex, scan_layers, "
           f"chunked loss); per device; GiB = 2^30 bytes")

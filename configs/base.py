@@ -28,6 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
     # at a time (train/loss.py), never materialising all the logits. 0: auto (chunks of
     # at most 256 MiB of float32 logits; a 4k vocabulary never chunks); -1: all at once.
     c.model.loss_chunk_tokens = 0
+    # The attention kernel: auto (cuDNN's fused attention on a GPU in bf16/fp16, XLA's
+    # elsewhere) | cudnn (insist: an error where it cannot run) | xla (everywhere; the
+    # fallback if cuDNN fails on a device). A resume may change it (the same function).
+    c.model.attention = "auto"
 
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = False
@@ -35,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.lora.alpha = 32.0
     c.lora.dropout = 0.05
     c.lora.targets = ("q", "k", "v", "o", "gate", "up", "down")
+    # The adapters and their Adam moments, whatever model.param_dtype (a bf16 base): float32,
+    # as PEFT keeps them. Runs made before this field existed kept them in model.param_dtype.
+    c.lora.param_dtype = "float32"
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "austen"    # austen | files | hf

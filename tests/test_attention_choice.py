@@ -1,4 +1,5 @@
-"""Which attention implementation each configuration gets (docs/gpu.md, Attention).
+"""Which attention implementation each configuration gets (docs/gpu.md, Attention), and
+the ``model.attention`` switch (auto | cudnn | xla).
 
 On a GPU in bf16 the train step must reach cuDNN's fused (flash) attention with the
 causal mask type and no mask tensor: training batches are packed windows of documents
@@ -55,3 +56,38 @@ def test_float32_and_masked_calls(calls):
     bf16(tokens, segment_ids=jnp.asarray([[0] * 4 + [1] * 4]))  # packed with segment ids
     assert calls[-1] == {"implementation": "cudnn", "mask": True, "is_causal": False,
                          "dtype": jnp.bfloat16}
+
+
+def test_model_attention_xla_is_xla_even_where_auto_would_pick_cudnn(calls):
+    model = init_model(TINY, dtype=jnp.bfloat16, scan_layers=True, attention="xla")
+    model(jnp.ones((1, 8), jnp.int32))
+    assert calls and {c["implementation"] for c in calls} == {"xla"}
+    cudnn = init_model(TINY, dtype=jnp.bfloat16, attention="cudnn")
+    cudnn(jnp.ones((1, 8), jnp.int32))
+    assert calls[-1]["implementation"] == "cudnn"
+
+
+def test_model_attention_cudnn_fails_at_construction_where_it_cannot_run():
+    # The real backend of the test run (a CPU): no silent fallback, one clear error each.
+    with pytest.raises(ValueError, match="model.attention='cudnn' needs a GPU"):
+        init_model(TINY, dtype=jnp.bfloat16, attention="cudnn")
+    with pytest.raises(ValueError, match="needs bfloat16 or float16 compute"):
+        init_model(TINY, attention="cudnn")
+    with pytest.raises(ValueError, match="model.attention='flash'; choose from auto, cudnn, xla"):
+        init_model(TINY, attention="flash")
+
+
+def test_model_attention_is_checked_with_the_config():
+    from configs.base import base_config
+    from train.errors import ConfigError
+    from train.validate import check_config
+
+    cfg = base_config()
+    cfg.model.attention = "flash"
+    with pytest.raises(ConfigError, match=r"model.attention='flash' is invalid; allowed: auto \| cudnn \| xla"):
+        check_config(cfg)
+    cfg.model.attention = "cudnn"                        # float32 compute: cuDNN has no kernel
+    with pytest.raises(ConfigError, match="needs model.dtype=bfloat16 or float16"):
+        check_config(cfg)
+    cfg.model.attention = "xla"
+    check_config(cfg)

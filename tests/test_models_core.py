@@ -102,11 +102,42 @@ def test_lora_trains_adapters_only_and_keeps_base_out_of_optimizer_state():
     chex.assert_trees_all_equal(nnx.state(model, nnx.Not(nnx.LoRAParam)), base_before)
 
 
+@pytest.mark.parametrize("adapter_dtype", ["float32", "bfloat16"])
+def test_lora_adapters_and_their_moments_keep_their_own_dtype_on_a_bf16_base(adapter_dtype):
+    model = init_model(TINY, seed=8, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    apply_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=("q", "down"),
+                                 param_dtype=adapter_dtype))
+    adapters = nnx.state(model, nnx.LoRAParam)
+    assert {x.dtype for x in jax.tree.leaves(adapters)} == {jnp.dtype(adapter_dtype)}
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Not(nnx.LoRAParam)))} == {
+        jnp.dtype(jnp.bfloat16)}
+    optimizer = nnx.Optimizer(model, optax.adam(1e-5), wrt=nnx.LoRAParam)
+    moments = [x for x in jax.tree.leaves(optimizer.opt_state) if x.ndim > 0]
+    assert moments and {x.dtype for x in moments} == {jnp.dtype(adapter_dtype)}
+    assert model(_tokens(1, 8)).dtype == jnp.float32      # the branch computes in bf16, as the base
+
+    # One Adam step of ~1e-5 on A (|A| up to 1/sqrt(64)): below bf16's resolution (2^-8
+    # relative), so a bf16 adapter drops most of it; a float32 one keeps all of it.
+    before = nnx.clone(adapters)
+    grads = jax.tree.map(jnp.ones_like, adapters)
+    optimizer.update(model, grads)
+    a_paths = [p for p, _ in nnx.to_flat_state(before) if p[-1] == "lora_a"]
+    after = dict(nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)))
+    old = dict(nnx.to_flat_state(before))
+    changed = np.mean([np.mean(np.asarray(after[p][...] != old[p][...])) for p in a_paths])
+    if adapter_dtype == "float32":
+        assert changed > 0.99
+    else:
+        assert changed < 0.5
+
+
 def test_bad_lora_config():
     with pytest.raises(ValueError, match=r"unknown \['attn'\]"):
         LoRAConfig(targets=("q", "attn"))
     with pytest.raises(ValueError, match="rank=0"):
         LoRAConfig(rank=0)
+    with pytest.raises(ValueError, match="param_dtype='float64'"):
+        LoRAConfig(param_dtype="float64")
 
 
 def test_lora_dropout_only_with_a_key():

@@ -18,13 +18,23 @@ MAY_CHANGE = (
     "output_dir", "resume", "train.steps", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.keep_checkpoints", "train.on_divergence",
     "train.watchdog", "train.grad_accum", "optimizer.lr", "optimizer.schedule",
-    "optimizer.warmup_steps", "model.remat", "model.loss_chunk_tokens", "mesh", "distributed", "fault",
+    "optimizer.warmup_steps", "model.remat", "model.loss_chunk_tokens", "model.attention",
+    "mesh", "distributed", "fault",
 )
 
 
+def _older_lora_dtype(saved: dict, current: dict):
+    # Before lora.param_dtype existed, the adapters took the base's parameter dtype; a run
+    # without LoRA has no adapters, so the field cannot differ there.
+    if not saved.get("lora.enabled"):
+        return current.get("lora.param_dtype")
+    return saved.get("model.param_dtype", "float32")
+
+
 # Fields that define a run, added after runs were made without them: what those runs
-# used. (Before model.scan_layers existed, every checkpoint held one module per layer.)
-OLDER_RUNS_USED = {"model.scan_layers": False}
+# used, as a value or as a function of (saved, current) fields. (Before model.scan_layers
+# existed, every checkpoint held one module per layer.)
+OLDER_RUNS_USED = {"model.scan_layers": False, "lora.param_dtype": _older_lora_dtype}
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -51,7 +61,9 @@ def differences(saved: dict, current: dict) -> list[str]:
     """The fields defining the run that differ. Fields only one side knows (a newer
     or older version of the code) are not compared, except knobs set on one side."""
     out = []
-    saved = {**{k: v for k, v in OLDER_RUNS_USED.items() if k in current}, **saved}
+    older = {k: v(saved, current) if callable(v) else v
+             for k, v in OLDER_RUNS_USED.items() if k in current}
+    saved = {**older, **saved}
     for name in sorted(set(saved) | set(current)):
         if _may_change(name):
             continue

@@ -88,7 +88,8 @@ def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
     dtype, param_dtype = jnp.dtype(m.dtype), jnp.dtype(m.param_dtype)
     if m.pretrained:
         model = load_pretrained(m.pretrained, dtype=dtype, param_dtype=param_dtype,
-                                remat=m.remat, scan_layers=m.scan_layers, mesh=mesh)
+                                remat=m.remat, scan_layers=m.scan_layers,
+                                attention=m.attention, mesh=mesh)
     else:
         if m.name:
             arch = named_config(m.name)
@@ -100,10 +101,11 @@ def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
             raise ValueError(f"model vocab_size={arch.vocab_size} is smaller than the "
                              f"tokenizer's {vocab_size}")
         model = CausalLM(arch, dtype=dtype, param_dtype=param_dtype, remat=m.remat,
-                         scan_layers=m.scan_layers, rngs=nnx.Rngs(cfg.seed))
+                         scan_layers=m.scan_layers, attention=m.attention, rngs=nnx.Rngs(cfg.seed))
     if cfg.lora.enabled:
         apply_lora(model, LoRAConfig(rank=cfg.lora.rank, alpha=cfg.lora.alpha,
-                                     dropout=cfg.lora.dropout, targets=tuple(cfg.lora.targets)),
+                                     dropout=cfg.lora.dropout, targets=tuple(cfg.lora.targets),
+                                     param_dtype=cfg.lora.param_dtype),
                    seed=cfg.seed)
     # One placement of everything (a pretrained base is already on the mesh: a no-op there).
     graphdef, state = nnx.split(model)

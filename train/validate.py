@@ -13,6 +13,7 @@ import pathlib
 
 from train.errors import ConfigError
 from train.models.decoder import REMAT_POLICIES
+from train.models.layers import ATTENTION_CHOICES
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -95,10 +96,14 @@ def check_config(cfg) -> None:
     if not isinstance(cfg.model.scan_layers, bool):
         _fail("model.scan_layers", cfg.model.scan_layers, "True or False")
     integer(cfg, "model.loss_chunk_tokens", -1)
+    if choice(cfg, "model.attention", ATTENTION_CHOICES) == "cudnn" and cfg.model.dtype == "float32":
+        raise ConfigError("model.attention='cudnn' needs model.dtype=bfloat16 or float16 "
+                          "(cuDNN's fused attention has no float32 kernel); use auto or xla")
     if cfg.lora.enabled:
         integer(cfg, "lora.rank", 1)
         real(cfg, "lora.alpha", 0.0, low_open=True)
         real(cfg, "lora.dropout", 0.0, 1.0, high_open=True)
+        choice(cfg, "lora.param_dtype", DTYPES)
     for axis in ("data", "fsdp", "tensor"):
         value = cfg.mesh[axis]
         if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):

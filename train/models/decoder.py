@@ -39,10 +39,11 @@ def remat_policy_name(remat) -> str:
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: DecoderConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: DecoderConfig, *, dtype, param_dtype, attention: str = "auto",
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
-        self.self_attn = Attention(cfg, **kw)
+        self.self_attn = Attention(cfg, attention=attention, **kw)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, **kw)
         self.mlp = MLP(cfg, **kw)
 
@@ -84,19 +85,22 @@ class CausalLM(nnx.Module):
     """Qwen2 / Llama decoder. ``dtype`` is the compute dtype, ``param_dtype`` the
     parameters'. ``remat`` picks what the backward pass recomputes of each block
     (``REMAT_POLICIES``; ``True``/``False`` mean ``full``/``none``); ``scan_layers``
-    stacks the blocks and runs them under a scan (see the module docstring)."""
+    stacks the blocks and runs them under a scan (see the module docstring);
+    ``attention`` picks the attention kernel (``layers.ATTENTION_CHOICES``)."""
 
     def __init__(self, cfg: DecoderConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat="none", scan_layers: bool = False, rngs: nnx.Rngs):
+                 remat="none", scan_layers: bool = False, attention: str = "auto",
+                 rngs: nnx.Rngs):
         self.config, self.dtype = cfg, dtype
         self.remat, self.scan_layers = remat_policy_name(remat), bool(scan_layers)
         kw = dict(dtype=dtype, param_dtype=param_dtype)
+        block_kw = dict(kw, attention=attention)
         self.embed_tokens = nnx.Param(partitioned(_init, ("vocab", "embed"))(
             rngs.params(), (cfg.vocab_size, cfg.hidden_size), param_dtype))
         if self.scan_layers:
-            self.layers = _stacked_blocks(cfg, kw, rngs)
+            self.layers = _stacked_blocks(cfg, block_kw, rngs)
         else:
-            self.layers = nnx.List([Block(cfg, rngs=rngs, **kw) for _ in range(cfg.num_layers)])
+            self.layers = nnx.List([Block(cfg, rngs=rngs, **block_kw) for _ in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, rngs=rngs, **kw)
         self.lm_head = (None if cfg.tie_word_embeddings else nnx.Param(
             partitioned(_init, ("embed", "vocab"))(

@@ -88,8 +88,8 @@ def read_config(folder) -> DecoderConfig:
 
 
 def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="none",
-                    scan_layers: bool = False, mesh: jax.sharding.Mesh | None = None,
-                    rules=LOGICAL_AXIS_RULES) -> CausalLM:
+                    scan_layers: bool = False, attention: str = "auto",
+                    mesh: jax.sharding.Mesh | None = None, rules=LOGICAL_AXIS_RULES) -> CausalLM:
     """Loads a Hugging Face Qwen2 / Llama model folder (or hub id) into a ``CausalLM``.
 
     Tensors are read one at a time, cast to ``param_dtype`` and, with ``mesh``, placed
@@ -100,7 +100,7 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="
     cfg = read_config(folder)
     abstract = nnx.eval_shape(lambda: CausalLM(cfg, dtype=dtype, param_dtype=param_dtype,
                                                remat=remat, scan_layers=scan_layers,
-                                               rngs=nnx.Rngs(0)))
+                                               attention=attention, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     shardings = {}
     if mesh is not None:

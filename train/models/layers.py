@@ -37,9 +37,12 @@ class Dense(nnx.Module):
         self.lora_dropout = nnx.data(None)
         self.lora_scale = 0.0
 
-    def add_lora(self, rank: int, alpha: float, dropout: float, rngs: nnx.Rngs):
-        """Adds a LoRA branch: A ~ kaiming-uniform as in PEFT, B = 0, so outputs are unchanged."""
-        param_dtype = self.kernel[...].dtype
+    def add_lora(self, rank: int, alpha: float, dropout: float, rngs: nnx.Rngs,
+                 param_dtype=jnp.float32):
+        """Adds a LoRA branch: A ~ kaiming-uniform as in PEFT, B = 0, so outputs are unchanged.
+        The adapters are kept in ``param_dtype`` whatever the kernel's (float32 by default, as
+        PEFT keeps them: a bf16 base with bf16 adapters would also hold Adam's moments in
+        bf16, whose 8-bit mantissa loses small updates); they compute in ``self.dtype``."""
         # A scanned model's kernel is [layers, in, out]: each layer gets its own branch.
         lead = tuple(self.kernel[...].shape[:-2])
         lead_axes = ("layers",) * len(lead)
@@ -97,17 +100,41 @@ def _split(key, n):
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-def attention_implementation(dtype) -> str | None:
-    """cuDNN's fused attention on GPUs in half precision, XLA's elsewhere
-    (``None`` lets jax pick XLA; cuDNN supports only fp16/bf16)."""
-    if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+# model.attention: which kernel computes attention. "auto" is cuDNN's fused (flash)
+# attention on a GPU in half precision and XLA's elsewhere; "cudnn" insists on cuDNN
+# (an error where it cannot run, rather than a silent fallback); "xla" is XLA's on
+# every device (the fallback when cuDNN fails on a device, and the reference for
+# measuring cuDNN's gain). It changes the kernel, not the function computed.
+ATTENTION_CHOICES = ("auto", "cudnn", "xla")
+
+
+def attention_implementation(dtype, choice: str = "auto") -> str | None:
+    """The ``implementation`` argument of ``jax.nn.dot_product_attention`` for compute
+    ``dtype`` under ``choice`` (``ATTENTION_CHOICES``); ``None`` lets jax pick XLA.
+    Raises ``ValueError`` for a ``cudnn`` that cannot run here (cuDNN's fused attention
+    has fp16/bf16 kernels only, and needs a GPU)."""
+    half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+    if choice == "auto":
+        return "cudnn" if jax.default_backend() == "gpu" and half else None
+    if choice == "xla":
+        return "xla"
+    if choice == "cudnn":
+        if not half:
+            raise ValueError(f"model.attention='cudnn' needs bfloat16 or float16 compute "
+                             f"(model.dtype is {jnp.dtype(dtype).name}); use auto or xla")
+        if jax.default_backend() != "gpu":
+            raise ValueError(f"model.attention='cudnn' needs a GPU with cuDNN; this backend is "
+                             f"{jax.default_backend()}: use auto or xla")
         return "cudnn"
-    return None
+    raise ValueError(f"model.attention={choice!r}; choose from {', '.join(ATTENTION_CHOICES)}")
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: DecoderConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, cfg: DecoderConfig, *, dtype, param_dtype, attention: str = "auto",
+                 rngs: nnx.Rngs):
         self.cfg, self.dtype = cfg, dtype
+        # Resolved once, at construction: a cuDNN that cannot run fails here, not mid-trace.
+        self.implementation = attention_implementation(dtype, attention)
         d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.q_proj = Dense(d, n * h, axes=("embed", "heads"), use_bias=cfg.attention_bias, **kw)
@@ -126,7 +153,7 @@ class Attention(nnx.Module):
         q, k = rotary(q, positions, cfg.rope_theta), rotary(k, positions, cfg.rope_theta)
         q = constrain(q, ("batch", "length", "act_heads", None))
         out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=mask is None,
-                                           implementation=attention_implementation(q.dtype))
+                                           implementation=self.implementation)
         return self.o_proj(out.reshape(b, t, cfg.num_heads * cfg.head_dim), keys[3])
 
 

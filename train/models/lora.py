@@ -24,6 +24,8 @@ class LoRAConfig:
     alpha: float = 32.0
     dropout: float = 0.05
     targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+    # The adapters' (and so their optimizer state's) dtype, independent of the base's.
+    param_dtype: str = "float32"
 
     def __post_init__(self):
         if int(self.rank) < 1:
@@ -34,6 +36,9 @@ class LoRAConfig:
         if unknown or not self.targets:
             raise ValueError(f"lora targets {list(self.targets)}: unknown {unknown}; "
                              f"choose from {sorted(TARGETS)}")
+        if self.param_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"lora param_dtype={self.param_dtype!r}; choose float32, bfloat16 "
+                             f"or float16")
 
 
 def _dense_modules(model):
@@ -50,7 +55,8 @@ def apply_lora(model, config: LoRAConfig, *, seed: int = 0):
     wanted = {TARGETS[t] for t in config.targets}
     for path, module in _dense_modules(model):
         if path[-1] in wanted:
-            module.add_lora(config.rank, config.alpha, config.dropout, rngs)
+            module.add_lora(config.rank, config.alpha, config.dropout, rngs,
+                            param_dtype=jnp.dtype(config.param_dtype))
     model.lora_config = config
     return model
 
