@@ -36,6 +36,15 @@ ATTENTION=${ATTENTION:-auto}
 TOY=${TOY:-0}
 START=$SECONDS
 SUMMARY=$OUT/session.md
+KNOWN_PARTS=(step_b8 lora7b torch_eager stress_gpu step_b8_xla step_b16 old_path torch_compile)
+if [ "$PARTS" != all ]; then   # a misspelt part would otherwise run nothing, silently
+  for name in ${PARTS//,/ }; do
+    if [[ " ${KNOWN_PARTS[*]} " != *" $name "* ]]; then
+      echo "gpu_session.sh: PARTS names an unknown part '$name'; known: ${KNOWN_PARTS[*]}" >&2
+      exit 2
+    fi
+  done
+fi
 NOT_RUN=()
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

@@ -194,3 +194,12 @@ def test_the_session_appends_its_goals(full_session):
     assert "Not a GPU" in goals
     assert "| every policy ≤ 1.02× the plain step | m" in goals       # met or missed, on CPU figures
     assert "| the full-depth 7B LoRA step fits one device and runs | met: " in goals
+
+
+def test_an_unknown_part_name_is_refused_before_anything_runs(tmp_path):
+    env = dict(os.environ, TOY="1", OUT=str(tmp_path), PARTS="step_b8,step_b9")
+    result = subprocess.run(["bash", str(ROOT / "bench" / "gpu_session.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown part 'step_b9'" in result.stderr and "known: step_b8 lora7b" in result.stderr
+    assert not (tmp_path / "session.md").exists()
