@@ -125,14 +125,13 @@ def main():
         policies.insert(0, "none")
 
     device = jax.devices()[0]
-    first_cfg = make_config(args, policies[0])
+    configs = {policy: make_config(args, policy) for policy in policies}
     say(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}; "
         f"{args.rounds} rounds x {args.steps} steps per policy, after 2 warm-up steps")
     trainers, compile_s, plan = {}, {}, {}
-    data = synthetic_data(first_cfg, with_overrides(named_config(args.model), args.arch).vocab_size,
-                          batches=2)
-    for policy in policies:
-        cfg = make_config(args, policy)
+    first_cfg = configs[policies[0]]   # every policy's batch shape and vocabulary are the same
+    data = synthetic_data(first_cfg, first_cfg.model.arch.vocab_size, batches=2)
+    for policy, cfg in configs.items():
         start = time.perf_counter()
         trainer = Trainer(cfg, data, devices=[device])   # one device, whatever the machine has
         built = time.perf_counter() - start

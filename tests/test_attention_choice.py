@@ -87,7 +87,8 @@ def test_model_attention_is_checked_with_the_config():
     with pytest.raises(ConfigError, match=r"model.attention='flash' is invalid; allowed: auto \| cudnn \| xla"):
         check_config(cfg)
     cfg.model.attention = "cudnn"                        # float32 compute: cuDNN has no kernel
-    with pytest.raises(ConfigError, match="needs model.dtype=bfloat16 or float16"):
+    with pytest.raises(ConfigError, match=r"model.attention='cudnn' needs bfloat16 or float16 "
+                                          r"compute \(model.dtype is float32\)"):
         check_config(cfg)
     cfg.model.attention = "xla"
     check_config(cfg)

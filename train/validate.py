@@ -12,10 +12,9 @@ import numbers
 import pathlib
 
 from train.errors import ConfigError
+from train.models.config import DTYPES
 from train.models.decoder import REMAT_POLICIES
-from train.models.layers import ATTENTION_CHOICES
-
-DTYPES = ("float32", "bfloat16", "float16")
+from train.models.layers import ATTENTION_CHOICES, check_attention
 
 
 def _get(cfg, name: str):
@@ -96,9 +95,11 @@ def check_config(cfg) -> None:
     if not isinstance(cfg.model.scan_layers, bool):
         _fail("model.scan_layers", cfg.model.scan_layers, "True or False")
     integer(cfg, "model.loss_chunk_tokens", -1)
-    if choice(cfg, "model.attention", ATTENTION_CHOICES) == "cudnn" and cfg.model.dtype == "float32":
-        raise ConfigError("model.attention='cudnn' needs model.dtype=bfloat16 or float16 "
-                          "(cuDNN's fused attention has no float32 kernel); use auto or xla")
+    choice(cfg, "model.attention", ATTENTION_CHOICES)
+    try:  # cuDNN in float32; a missing GPU is found when the model is built, with jax started
+        check_attention(cfg.model.attention, cfg.model.dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if cfg.lora.enabled:
         integer(cfg, "lora.rank", 1)
         real(cfg, "lora.alpha", 0.0, low_open=True)

@@ -7,6 +7,8 @@ import dataclasses
 from typing import Any
 
 SUPPORTED_MODEL_TYPES = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
+# Compute and parameter dtypes the models take (by name, as configs give them).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,25 +108,36 @@ def _split(key, n):
 ATTENTION_CHOICES = ("auto", "cudnn", "xla")
 
 
+def _half(dtype) -> bool:
+    return jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+
+
+def check_attention(choice: str, dtype) -> None:
+    """Raises ``ValueError`` for a ``choice`` that no device could run with compute ``dtype``
+    (cuDNN's fused attention has fp16/bf16 kernels only). Needs no backend, so configs are
+    checked before jax starts (a multi-process run initialises it later)."""
+    if choice not in ATTENTION_CHOICES:
+        raise ValueError(f"model.attention={choice!r}; choose from {', '.join(ATTENTION_CHOICES)}")
+    if choice == "cudnn" and not _half(dtype):
+        raise ValueError(f"model.attention='cudnn' needs bfloat16 or float16 compute "
+                         f"(model.dtype is {jnp.dtype(dtype).name}); use auto or xla")
+
+
 def attention_implementation(dtype, choice: str = "auto") -> str | None:
     """The ``implementation`` argument of ``jax.nn.dot_product_attention`` for compute
     ``dtype`` under ``choice`` (``ATTENTION_CHOICES``); ``None`` lets jax pick XLA.
-    Raises ``ValueError`` for a ``cudnn`` that cannot run here (cuDNN's fused attention
-    has fp16/bf16 kernels only, and needs a GPU)."""
-    half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+    Raises ``ValueError`` for a ``cudnn`` that cannot run here (``check_attention``, and
+    cuDNN needs a GPU)."""
+    check_attention(choice, dtype)
     if choice == "auto":
-        return "cudnn" if jax.default_backend() == "gpu" and half else None
+        return "cudnn" if jax.default_backend() == "gpu" and _half(dtype) else None
     if choice == "xla":
         return "xla"
     if choice == "cudnn":
-        if not half:
-            raise ValueError(f"model.attention='cudnn' needs bfloat16 or float16 compute "
-                             f"(model.dtype is {jnp.dtype(dtype).name}); use auto or xla")
         if jax.default_backend() != "gpu":
             raise ValueError(f"model.attention='cudnn' needs a GPU with cuDNN; this backend is "
                              f"{jax.default_backend()}: use auto or xla")
         return "cudnn"
-    raise ValueError(f"model.attention={choice!r}; choose from {', '.join(ATTENTION_CHOICES)}")
 
 
 class Attention(nnx.Module):

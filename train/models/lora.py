@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from train.models.config import DTYPES
 from train.models.layers import Dense
 from train.models.layout import is_stacked
 
@@ -36,9 +37,8 @@ class LoRAConfig:
         if unknown or not self.targets:
             raise ValueError(f"lora targets {list(self.targets)}: unknown {unknown}; "
                              f"choose from {sorted(TARGETS)}")
-        if self.param_dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"lora param_dtype={self.param_dtype!r}; choose float32, bfloat16 "
-                             f"or float16")
+        if self.param_dtype not in DTYPES:
+            raise ValueError(f"lora param_dtype={self.param_dtype!r}; choose {', '.join(DTYPES)}")
 
 
 def _dense_modules(model):
