@@ -55,6 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.vocab_size = 4096    # bpe only
     c.data.seq_len = 128
     c.data.val_fraction = 0.05  # austen / files; hf datasets use their own validation split
+    # A resume refuses data that changed since the run began (train/data_fingerprint.py:
+    # the corpus files' sizes and hashes, the split); True accepts the change, listed.
+    c.data.accept_changes = False
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.lr = 3e-3
@@ -63,6 +66,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.weight_decay = 0.01
     c.optimizer.warmup_steps = 0
     c.optimizer.schedule = "constant"   # constant | cosine
+    # The cosine decay ends here (0: at train.steps); the LR stays at its floor after it.
+    # Set it to keep a decay's horizon when a resume raises train.steps.
+    c.optimizer.decay_steps = 0
+    # A resume refuses a schedule that gives another LR from the resume step on (a new
+    # train.steps on cosine, a new lr, warmup or schedule); True accepts it, with a notice.
+    c.optimizer.accept_schedule_change = False
     c.optimizer.guard = "reflex"        # none | reflex | reflex_pro | governor
     c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)

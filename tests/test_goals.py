@@ -107,3 +107,13 @@ def test_an_ablation_in_the_same_run_is_not_a_rival():
     assert all(ok for _, ok, _ in goals.check(r, "governor"))
     lines = goals.ablation(r, r, "governor")
     assert [line.split(" |")[0] for line in lines[2:]] == ["| adamw", "| governor", "| no skip"]
+
+
+def test_an_unknown_policy_or_file_is_one_line_with_exit_code_2(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"grid": {"adamw": {}}, "scenarios": {}}))
+    assert goals.main([str(results), "--policy", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: goals: the results have no arm 'nope'; arms: ['adamw']")
+    assert goals.main([str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err

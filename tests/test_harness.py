@@ -86,20 +86,45 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(tmp_path):
-    flags = [*SMALL_FLAGS, "--config.train.steps=4", "--config.train.eval_every=4"]
-    single = run_cli(["--config.output_dir=" + str(tmp_path / "one"), *flags], devices=2)
-    assert single.returncode == 0, single.stdout + single.stderr
+def _run_two_processes(out, flags) -> list[str]:
+    """``train.run`` as two processes of one run (gloo on localhost); their outputs."""
     port = _free_port()
-    procs = [run_cli(["--config.output_dir=" + str(tmp_path / "two"), *flags,
+    procs = [run_cli(["--config.output_dir=" + str(out), *flags,
                       f"--config.distributed.coordinator=127.0.0.1:{port}",
                       "--config.distributed.num_processes=2",
                       f"--config.distributed.process_id={i}"], devices=1, wait=False)
              for i in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
+    return outs
+
+
+def test_two_processes_match_one(tmp_path):
+    flags = [*SMALL_FLAGS, "--config.train.steps=4", "--config.train.eval_every=4"]
+    single = run_cli(["--config.output_dir=" + str(tmp_path / "one"), *flags], devices=2)
+    assert single.returncode == 0, single.stdout + single.stderr
+    outs = _run_two_processes(tmp_path / "two", flags)
     one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
     assert one.keys() == two.keys() == {1, 2, 3, 4}
+    np.testing.assert_allclose([two[k] for k in sorted(two)], [one[k] for k in sorted(one)],
+                               rtol=1e-5)
+
+
+def test_a_rollback_across_two_processes_matches_one_process(tmp_path):
+    """An injected x1e20 step on batches 5-6 makes the loss non-finite; both processes
+    roll back to step 4 together, skip the batches and finish like one process does."""
+    flags = [*SMALL_FLAGS, "--config.train.steps=12", "--config.train.log_every=1",
+             "--config.fault.lr_factor=1e20", "--config.fault.first_batch=5",
+             "--config.fault.last_batch=7"]
+    single = run_cli(["--config.output_dir=" + str(tmp_path / "one"), *flags], devices=2)
+    assert single.returncode == 0, single.stdout + single.stderr
+    outs = _run_two_processes(tmp_path / "two", flags)
+    assert "rolled back to step 4" in outs[0]
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two")]
+    assert [s["rollbacks"] for s in summaries] == [1, 1]
+    assert summaries[0]["events"][0]["to_step"] == summaries[1]["events"][0]["to_step"] == 4
+    one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert one.keys() == two.keys() == set(range(1, 13))
     np.testing.assert_allclose([two[k] for k in sorted(two)], [one[k] for k in sorted(one)],
                                rtol=1e-5)
 

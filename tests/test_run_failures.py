@@ -3,6 +3,7 @@ rules, one-line errors with exit codes, inputs, and records that are never damag
 
 import json
 import math
+import re
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -105,6 +106,79 @@ def test_a_latin1_file_is_decoded_with_a_warning_naming_it(tmp_path):
     assert docs[1] == "café crème"
 
 
+def test_a_binary_file_is_refused_by_name(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "book.txt").write_text("Emma Woodhouse, handsome, clever, and rich. " * 400)
+    (corpus / "blob.txt").write_bytes(np.random.default_rng(0).bytes(300_000))
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path = "files", str(corpus)
+    with pytest.raises(InputError, match=r"blob\.txt is not a text file: 1\d\.\d% of its characters "
+                       r"are control characters"):
+        train(cfg)
+
+
+def test_an_empty_corpus_names_its_files(tmp_path):
+    (tmp_path / "empty.txt").write_text("  \n\n ")
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path = "files", str(tmp_path / "empty.txt")
+    with pytest.raises(InputError, match=r"the corpus is empty: .*empty\.txt holds no text"):
+        train(cfg)
+    (tmp_path / "short.txt").write_text("One paragraph only.")
+    cfg.data.path = str(tmp_path / "short.txt")
+    with pytest.raises(InputError, match=r"data\.path=.*short\.txt' has 1 document"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("setting,value,named", [
+    ("data.seq_len", 2048, "data.seq_len=2048 is above the model's max_position_embeddings=1024"),
+    ("optimizer.baseline_kwargs", {"max_nrom": 0.5},
+     "optimizer.baseline_kwargs.max_nrom: the clip baseline has no such knob; its knobs: max_norm"),
+    ("optimizer.baseline_kwargs", {"max_norm": 0.0}, "max_norm=0.0 must be a finite positive"),
+    ("optimizer.baseline_kwargs", {"window": 8}, "the zclip baseline has no such knob; its knobs: "
+                                                 "alpha, z_threshold, warmup_steps, eps"),
+])
+def test_settings_that_would_be_ignored_are_refused(tmp_path, setting, value, named):
+    cfg = small_config(tmp_path)
+    cfg.model.arch.max_position_embeddings = 1024
+    cfg.optimizer.guard, cfg.optimizer.policy_kwargs = "none", {}
+    cfg.optimizer.baseline = "zclip" if "window" in str(value) else "clip"
+    section, key = setting.rsplit(".", 1)
+    cfg[section][key] = value
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("guard", ["none", "reflex"])
+def test_baseline_kwargs_without_a_baseline_are_refused(tmp_path, guard):
+    cfg = small_config(tmp_path)
+    cfg.optimizer.guard = guard
+    if guard == "none":
+        cfg.optimizer.policy_kwargs = {}
+    cfg.optimizer.baseline_kwargs = {"max_norm": 0.5}
+    with pytest.raises(ConfigError, match=r"baseline_kwargs=\{'max_norm': 0.5\} are set but "
+                                          r"optimizer.baseline='none'"):
+        train(cfg)
+
+
+def test_an_offline_hub_model_or_dataset_is_one_line_saying_how_to_fetch_it(tmp_path, monkeypatch):
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = run_cli(["--config", "configs/qwen05b.py", "--config.output_dir=" + str(tmp_path / "run")],
+                     env_extra=env, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert "'wikitext' is not in the local Hugging Face cache" in line
+    assert "datasets.load_dataset('wikitext', 'wikitext-103-raw-v1')" in line
+    from train.models import CheckpointError as PretrainedError, load_pretrained
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(PretrainedError, match=r"'Qwen/Qwen2.5-0.5B' is not in the local Hugging "
+                                              r"Face cache .*hf download Qwen/Qwen2.5-0.5B"):
+        load_pretrained("Qwen/Qwen2.5-0.5B")
+
+
 def test_missing_corpus_names_the_setting(tmp_path):
     cfg = small_config(tmp_path / "run")
     cfg.data.source, cfg.data.path = "files", str(tmp_path / "nope.txt")
@@ -127,6 +201,7 @@ def test_lr_1e20_rolls_back_then_stops_with_exit_code_3_saving_nothing_non_finit
     assert [e["lr_multiplier"] for e in events[:3]] == [0.5, 0.25, 0.125]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["last_good_checkpoint"] == 0
+    assert (run / "training.png").stat().st_size > 10_000  # the plot of a stopped run too
     assert _checkpoint_steps(run) == [0]  # nothing after the divergence was kept
     state = ocp.StandardCheckpointer().restore(run / "checkpoints" / "0" / "state")
     import jax
@@ -228,7 +303,8 @@ def test_a_resume_that_changes_the_run_is_refused_and_leaves_the_folder_alone(tm
         train(changed)
     assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
     allowed = small_config(tmp_path, steps=8, log_every=1)  # may change: steps, cadence
-    allowed.optimizer.lr = 1e-3
+    allowed.optimizer.lr = 1e-3   # and the LR, when asked for (tests/test_resume_changes.py)
+    allowed.optimizer.accept_schedule_change = True
     assert train(allowed)["resumed_from"] == 4
 
 
@@ -281,6 +357,16 @@ def test_resume_truncates_metrics_so_no_step_is_recorded_twice(tmp_path):
     assert summary["resumed_from"] == 4
     assert _steps(tmp_path) == list(range(1, 9))
     assert _steps(tmp_path, "eval") == [4, 8]
+    # TensorBoard, read back with its own reader: the steps after 4 that the first
+    # session logged are purged (purge_step), so each step is shown once.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    shown = [e.step for e in events.Scalars("train/loss")]
+    assert shown == list(range(1, 9)), shown
+    losses = {r["step"]: r["loss"] for r in read_metrics(tmp_path) if r["kind"] == "train"}
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([losses[k] for k in shown])
 
 
 def test_rerunning_a_finished_run_leaves_its_summary_intact(tmp_path):

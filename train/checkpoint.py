@@ -5,12 +5,18 @@ optimizer and guard state, and a JSON record of the step, data position, seed an
 watchdog state). On top of it:
 
 * the caller saves only finite state (``Trainer.state_is_finite``);
-* once a save has finished, the SHA-256 of each of its files is recorded in
-  ``<run>/checksums/<step>.json``, and only then are older steps rotated out, so the
-  newest verified checkpoints are never fewer than ``keep``;
+* the SHA-256 of each file of a step is recorded in ``<run>/checksums/<step>.json``
+  by orbax's post-finalization hook: after every file of the step is written and
+  before orbax commits the step (renames its temporary folder), so no committed step
+  lacks them, whatever kills the process when;
+* only then are older steps rotated out, so the newest verified checkpoints are never
+  fewer than ``keep``; the watchdog's rollback target and the checkpoints that may
+  become it (``protected``, ``train.watchdog.Watchdog.protected``) are kept besides them;
 * a restore checks those checksums and the restored values' finiteness. A corrupt or
   unusable step is reported and the next older one is tried; the unusable ones are
   moved to ``<run>/checkpoints_unusable/`` (never deleted) once an older one works.
+  A step with no checksums (written by code from before they were recorded at save
+  time) is restored with a notice saying it is unverified.
 """
 
 from __future__ import annotations
@@ -24,21 +30,23 @@ from typing import Callable
 import jax
 import orbax.checkpoint as ocp
 
-from train.errors import CheckpointError
+from train.errors import CheckpointError, first_line
+from train.library_log import LIBRARY_LOG
 
 
 class CheckpointRestoreError(CheckpointError):
     """No checkpoint of the run can be restored into it; nothing was moved or deleted."""
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+# orbax rewrites the step's own metadata (commit timestamps) when it commits the step,
+# after the post-finalization hook has run: it holds no state, so it is not hashed.
+_REWRITTEN_AT_COMMIT = ("_CHECKPOINT_METADATA",)
 
 
 def _file_digests(directory: pathlib.Path) -> dict[str, str]:
     digests = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()
+                       and str(p.relative_to(directory)) not in _REWRITTEN_AT_COMMIT):
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
@@ -53,11 +61,15 @@ class Checkpoints:
         self.directory = self.run_dir / "checkpoints"
         self.sums = self.run_dir / "checksums"
         self.keep, self.lead = keep, lead
+        self.protected: set[int] = set()  # never rotated out (the watchdog's rollback target)
         self._unverified: list[int] = []
+        self._writing: int | None = None  # the step whose files orbax is writing
         # Rotation is ours (max_to_keep=None): orbax would delete an older step as soon
         # as a newer one is written, before anyone knows the newer one is good.
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
+            self.directory, options=ocp.CheckpointManagerOptions(
+                max_to_keep=None, create=True,
+                async_options=ocp.AsyncOptions(post_finalization_callback=self._written)),
             item_names=("state", "meta"))
 
     def steps(self) -> list[int]:
@@ -66,18 +78,28 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def read_meta(self, step: int) -> dict:
+        """The JSON record saved with ``step`` (not its arrays)."""
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - orbax raises many types; all mean "unreadable"
+            raise CheckpointError(f"the record of checkpoint {step} in {self.directory} cannot "
+                                  f"be read: {first_line(e)}") from e
+
     # -- saving -------------------------------------------------------------------------
 
     def save(self, step: int, state, meta: dict) -> None:
         """Starts writing ``step`` (in the background); the previous save is verified first."""
         self.finish()
+        self._writing = step
         try:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many types
             raise CheckpointError(f"could not write checkpoint {step} to {self.directory}: "
-                                  f"{_first_line(e)} (is the disk full?); the earlier "
-                                  f"checkpoints are untouched") from e
+                                  f"{first_line(e)} (is the disk full?); the earlier "
+                                  f"checkpoints are untouched (details: "
+                                  f"{self.run_dir / LIBRARY_LOG})") from e
         self._unverified.append(step)
 
     def finish(self) -> None:
@@ -88,18 +110,27 @@ class Checkpoints:
             self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"could not write checkpoint {self._unverified[-1]} to "
-                                  f"{self.directory}: {_first_line(e)} (is the disk full?); "
-                                  f"the earlier checkpoints are untouched") from e
+                                  f"{self.directory}: {first_line(e)} (is the disk full?); "
+                                  f"the earlier checkpoints are untouched (details: "
+                                  f"{self.run_dir / LIBRARY_LOG})") from e
         for step in self._unverified:
-            if self.lead:
-                self._record_checksums(step)
+            step_dir = self.directory / str(step)
+            if not step_dir.is_dir():
+                raise CheckpointError(f"checkpoint {step} was not written to {step_dir}")
+            if self.lead and not (self.sums / f"{step}.json").exists():
+                raise CheckpointError(f"checkpoint {step} was written but its checksums were "
+                                      f"not recorded in {self.sums}")
         self._unverified.clear()
         self._rotate()
 
-    def _record_checksums(self, step: int) -> None:
-        step_dir = self.directory / str(step)
-        if not step_dir.is_dir():
-            raise CheckpointError(f"checkpoint {step} was not written to {step_dir}")
+    def _written(self) -> None:
+        """orbax's post-finalization hook (its background thread): every file of the step
+        is in its temporary folder, which orbax renames to the step's folder next."""
+        step = self._writing
+        if not self.lead or step is None:
+            return
+        tmp_dir = self.directory / f"{step}.orbax-checkpoint-tmp"
+        step_dir = tmp_dir if tmp_dir.is_dir() else self.directory / str(step)
         self.sums.mkdir(exist_ok=True)
         target = self.sums / f"{step}.json"
         tmp = target.with_suffix(".tmp")
@@ -107,18 +138,23 @@ class Checkpoints:
         tmp.replace(target)
 
     def _rotate(self) -> None:
-        for step in self.steps()[:-self.keep]:
+        old = self.steps()[:-self.keep]
+        for step in [s for s in old if s not in self.protected]:
             self.manager.delete(step)
             if self.lead:
                 (self.sums / f"{step}.json").unlink(missing_ok=True)
 
     # -- restoring ----------------------------------------------------------------------
 
-    def verify(self, step: int) -> str | None:
-        """None if ``step``'s files match their recorded checksums (or none were
-        recorded, e.g. a run killed between writing and hashing); else what differs."""
+    def verify(self, step: int, say: Callable[[str], None] = print) -> str | None:
+        """None if ``step``'s files match their recorded checksums; else what differs.
+        A step with none recorded (code from before checksums were taken at save time)
+        cannot be verified: that is said, and the finiteness check is all it gets."""
         record = self.sums / f"{step}.json"
         if not record.exists():
+            say(f"checkpoint {step} has no recorded checksums ({record} is missing: it was "
+                f"written by an older version of this code, or the file was deleted); "
+                f"restoring it UNVERIFIED")
             return None
         expected = json.loads(record.read_text())["files"]
         actual = _file_digests(self.directory / str(step))
@@ -144,13 +180,13 @@ class Checkpoints:
         discarded = [s for s in steps if before is not None and s >= before]
         failures = []
         for step in reversed([s for s in steps if s not in discarded]):
-            problem = self.verify(step)
+            problem = self.verify(step, say)
             if problem is None:
                 try:
                     restored = self.manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
                 except Exception as e:  # noqa: BLE001 - orbax raises many types; all mean "unusable"
-                    problem = f"cannot be restored into this run ({_first_line(e)})"
+                    problem = f"cannot be restored into this run ({first_line(e)})"
                 else:
                     if not is_finite(restored["state"]):
                         problem = "holds non-finite values"
@@ -161,6 +197,8 @@ class Checkpoints:
                 return step, restored["state"], restored["meta"]
             failures.append((step, problem))
             say(f"checkpoint {step} is unusable: {problem}")
+        failures += [(s, f"saved at or after step {before}, when the divergence began")
+                     for s in reversed(discarded)]
         reasons = "; ".join(f"step {s}: {p}" for s, p in failures) or "it holds no checkpoint"
         scope = "" if before is None else f" from before step {before}"
         raise CheckpointRestoreError(
@@ -196,4 +234,10 @@ class Checkpoints:
             if verify:
                 self.finish()
         finally:
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception as e:  # noqa: BLE001 - a pending write that failed
+                if verify:  # (else an error is already being reported: it stays the one)
+                    raise CheckpointError(f"could not finish writing checkpoints to "
+                                          f"{self.directory}: {first_line(e)} (details: "
+                                          f"{self.run_dir / LIBRARY_LOG})") from e

@@ -25,19 +25,38 @@ class NotUTF8Warning(UserWarning):
     """A corpus file that is not UTF-8 and was decoded as Latin-1."""
 
 
+# A text file has next to no control characters (those below 0x20 other than tab,
+# newline, vertical tab, form feed and carriage return, and DEL); a binary file
+# decoded as Latin-1 has about 12%.
+MAX_CONTROL_FRACTION = 0.01
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
 def _read_text(path: pathlib.Path) -> str:
     """The file's text: UTF-8, or (with a warning naming the file) Latin-1, which
-    decodes any byte; a file is never skipped or half-read silently."""
+    decodes any byte; a file is never skipped or half-read silently, and a file that
+    is mostly not text is refused by name."""
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as f:
         raw = f.read()
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
+        text = raw.decode("latin-1")
+        _check_text(path, text)  # before warning about the encoding of a binary file
         warnings.warn(f"{path} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
                       f"decoding it as Latin-1. Convert it to UTF-8 to silence this.",
                       NotUTF8Warning, stacklevel=2)
-        return raw.decode("latin-1")
+    _check_text(path, text)
+    return text
+
+
+def _check_text(path: pathlib.Path, text: str) -> None:
+    control = len(_CONTROL.findall(text))
+    if text and control > MAX_CONTROL_FRACTION * len(text):
+        raise InputError(f"{path} is not a text file: {100 * control / len(text):.1f}% of its "
+                         f"characters are control characters (at most "
+                         f"{100 * MAX_CONTROL_FRACTION:g}% are allowed); remove it from the corpus")
 
 
 def austen_documents() -> list[str]:
@@ -59,20 +78,30 @@ DOCUMENT_CHARS = 4000
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 
+def corpus_files(path) -> list[pathlib.Path]:
+    """The files of ``data.path``: the file itself, or a folder's ``.txt``/``.txt.gz``
+    files (recursively, sorted)."""
+    path = pathlib.Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")) and p.is_file())
+        if not files:
+            raise InputError(f"data.path={str(path)!r}: no .txt or .txt.gz files in this folder")
+        return files
+    raise InputError(f"data.path={str(path)!r}: corpus path {path} does not exist")
+
+
 def file_documents(path) -> list[str]:
     """A folder of ``.txt``/``.txt.gz`` files (one document each) or a single text
     file; a single file, or a folder holding one, is split into documents of about
     ``DOCUMENT_CHARS`` characters (``split_text``)."""
-    path = pathlib.Path(path).expanduser()
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")) and p.is_file())
-        if not files:
-            raise InputError(f"data.path={str(path)!r}: no .txt or .txt.gz files in this folder")
-    else:
-        raise InputError(f"data.path={str(path)!r}: corpus path {path} does not exist")
+    files = corpus_files(path)
     texts = [t for t in (_read_text(p) for p in files) if t.strip()]
+    if not texts:
+        names = ", ".join(str(p) for p in files[:5]) + (" ..." if len(files) > 5 else "")
+        raise InputError(f"data.path={str(path)!r}: the corpus is empty: {names} "
+                         f"hold{'s' if len(files) == 1 else ''} no text")
     if len(texts) == 1:
         return split_text(texts[0])
     return texts
@@ -104,21 +133,30 @@ def split_text(text: str, chars: int = DOCUMENT_CHARS) -> list[str]:
 
 
 def hf_documents(name: str, config_name: str | None, split: str,
-                 data_files: dict | None = None) -> list[str]:
+                 data_files: dict | None = None) -> tuple[list[str], dict]:
     """A Hugging Face dataset split's ``text`` column (e.g. WikiText-103 raw, or local
-    files through the ``text`` builder with ``data_files``)."""
+    files through the ``text`` builder with ``data_files``), and what identifies it
+    (``datasets``' fingerprint of the split and its row count)."""
     from datasets import load_dataset
 
-    dataset = load_dataset(name, config_name, split=split, data_files=data_files or None)
-    return [t for t in dataset["text"] if t.strip()]
+    from train.hub import offline_hint
+
+    try:
+        dataset = load_dataset(name, config_name, split=split, data_files=data_files or None)
+    except (OSError, ConnectionError, ValueError) as e:  # datasets' hub errors derive from these
+        raise InputError(f"data.hf_name={name!r} (config {config_name!r}, split {split!r}) could "
+                         f"not be loaded: {offline_hint(e, 'dataset', name, config_name)}") from e
+    ident = {"fingerprint": dataset._fingerprint, "rows": dataset.num_rows}
+    return [t for t in dataset["text"] if t.strip()], ident
 
 
-def split_documents(docs: list[str], val_fraction: float, seed: int):
-    """Deterministic split by a seeded permutation of the documents."""
+def split_documents(docs: list[str], val_fraction: float, seed: int, source: str = "the corpus"):
+    """Deterministic split by a seeded permutation of the documents; ``source`` names
+    the corpus in errors."""
     if not 0.0 < val_fraction < 1.0:
         raise InputError(f"data.val_fraction={val_fraction} must be in (0, 1)")
     if len(docs) < 2:
-        raise InputError(f"the corpus has {len(docs)} document(s) (under {DOCUMENT_CHARS} "
+        raise InputError(f"{source} has {len(docs)} document(s) (under {DOCUMENT_CHARS} "
                          f"characters of text); need at least 2 to hold one out for validation")
     order = np.random.default_rng(seed).permutation(len(docs))
     n_val = max(1, int(round(val_fraction * len(docs))))

@@ -2,7 +2,11 @@
 
 Exit codes (``python -m train.run``):
   0    finished, or already finished (its summary is left as it was);
-  2    a config or input error: the setting or file is named, nothing was trained;
+  1    a bug: an error this code does not expect, printed with its traceback (please
+       report it); every expected failure has one of the codes below and one line;
+  2    a config or input error: the setting or file is named, nothing was trained; also
+       a run folder that another run holds (its host and pid are named), that cannot be
+       written, or whose data or LR schedule a resume would change;
   3    the divergence watchdog stopped the run (``train.on_divergence=stop``, or the
        rollbacks were used up); nothing non-finite was saved;
   4    no usable checkpoint, or a checkpoint could not be written (e.g. a full disk);
@@ -19,9 +23,10 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class RunError(Exception):
-    """An error ``train.run`` reports as one line (no traceback unless ``--verbose``)."""
+    """An error ``train.run`` reports as one line (no traceback unless ``--verbose``);
+    each subclass has its documented exit code."""
 
-    exit_code = 1
+    exit_code = EXIT_CONFIG
 
 
 class ConfigError(RunError, ValueError):
@@ -46,3 +51,14 @@ class CheckpointError(RunError):
     """No usable checkpoint to continue from, or a checkpoint that could not be written."""
 
     exit_code = EXIT_CHECKPOINT
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: first line`` of an error from a library, for a one-line message; a long
+    line keeps its start and its end (tensorstore puts the paths first and the cause,
+    e.g. "No space left on device", last)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    if len(line) > 300:
+        line = f"{line[:140]} ... {line[-160:]}"
+    return f"{type(error).__name__}: {line}"

@@ -1,9 +1,18 @@
 """What defines a run, so that a resume cannot silently change it.
 
-A run folder's ``config.json`` is written once, when the run starts. A resume compares
-the new config with it: every field except those in ``MAY_CHANGE`` must be equal
-(model, data, tokenizer, seed, batch shape, optimizer and guard...), or the resume is
-refused with the list of differences. The tokenizer is always reused from the folder.
+A run folder's ``config.json`` is written once, when the run starts, and every
+checkpoint's record holds the config of the session that saved it (so a deleted
+``config.json`` does not open the door to a changed seed). A resume compares the new
+config with it: every field except those in ``MAY_CHANGE`` must be equal (model, data,
+tokenizer, seed, batch shape, optimizer and guard...), or the resume is refused with
+the list of differences. The tokenizer is always reused from the folder.
+
+Of the fields that may change, those of the LR schedule are checked by their effect
+(``schedule_change``): from the resume step on, the new config must give the LR the
+saved one gave, unless ``optimizer.accept_schedule_change=True``. So raising
+``train.steps`` is fine for a constant LR, and refused for a cosine decay unless its
+horizon is kept (``optimizer.decay_steps``). The data are checked by
+``train.data_fingerprint``.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ MAY_CHANGE = (
     "output_dir", "resume", "train.steps", "train.log_every", "train.eval_every",
     "train.checkpoint_every", "train.keep_checkpoints", "train.on_divergence",
     "train.watchdog", "train.grad_accum", "optimizer.lr", "optimizer.schedule",
-    "optimizer.warmup_steps", "model.remat", "model.loss_chunk_tokens", "model.attention",
+    "optimizer.warmup_steps", "optimizer.decay_steps", "optimizer.accept_schedule_change",
+    "data.accept_changes", "model.remat", "model.loss_chunk_tokens", "model.attention",
     "mesh", "distributed", "fault",
 )
 
@@ -85,3 +95,45 @@ def check_resume(saved_config_json: str, cfg) -> None:
             f"{cfg.output_dir} holds a run with a different config; resuming it would "
             f"corrupt it. Changed: {'; '.join(diff)}. Restore these settings, or choose a "
             f"new output_dir. (A resume may change: {', '.join(MAY_CHANGE)}.)")
+
+
+def _describe(c) -> str:
+    from train import optim
+
+    o = c.optimizer
+    shape = ("constant" if o.schedule == "constant"
+             else f"cosine decay to step {optim.horizon(c)}")
+    return f"{shape} at lr={o.lr:g}" + (f", warmup {o.warmup_steps}" if o.warmup_steps else "")
+
+
+def schedule_change(saved_config_json: str, cfg, step: int) -> str | None:
+    """None if ``cfg``'s LR schedule gives the LR of the saved run's at every step from
+    ``step`` (the resume point) to ``train.steps``; else what changes and what to do."""
+    import ml_collections
+    import numpy as np
+
+    from train import optim
+
+    saved = ml_collections.ConfigDict(json.loads(saved_config_json))
+    if step >= cfg.train.steps:
+        return None
+    steps = np.arange(step, cfg.train.steps)
+    try:
+        old = optim.schedule_values(saved, steps)
+    except (AttributeError, KeyError, ValueError):  # a record too old to rebuild: nothing to compare
+        return None
+    new = optim.schedule_values(cfg, steps)
+    differ = ~np.isclose(old, new, rtol=1e-5, atol=0.0)
+    if not differ.any():
+        return None
+    k = int(np.argmax(differ))
+    keep = ""
+    if saved.optimizer.schedule == "cosine" and cfg.optimizer.schedule == "cosine" and \
+            optim.horizon(saved) != optim.horizon(cfg):
+        keep = (f" To keep the decay's horizon, add --config.optimizer.decay_steps="
+                f"{optim.horizon(saved)} (the LR stays at its floor after it).")
+    return (f"resuming at step {step} would change the LR schedule: the run was trained with "
+            f"{_describe(saved)}, this config gives {_describe(cfg)}, so the LR at step "
+            f"{int(steps[k])} would be {new[k]:.3g} instead of {old[k]:.3g}.{keep} To train on "
+            f"under the new schedule from step {step}, add "
+            f"--config.optimizer.accept_schedule_change=True")

@@ -10,6 +10,8 @@ import os
 import pathlib
 import time
 
+import numpy as np
+
 from train.errors import ConfigError, DivergenceError, InputError, RunError
 from train.watchdog import Event, Watchdog
 
@@ -35,10 +37,13 @@ class Position:
         progress = min(1.0, (self.step - self.rollback_step) / recovery_steps)
         return self.lr_multiplier + (1.0 - self.lr_multiplier) * progress
 
-    def meta(self, seed: int, watchdog: Watchdog) -> dict:
+    def meta(self, seed: int, watchdog: Watchdog, **records) -> dict:
+        """The checkpoint's record; ``records``: what else defines the run (the config
+        of the session saving it, the data's digest)."""
         return {"step": self.step, "batches_consumed": self.batches, "seed": seed,
                 "lr_multiplier": self.lr_multiplier, "rollback_step": self.rollback_step,
-                "rollbacks": self.rollbacks, "events": self.events, "watchdog": watchdog.state()}
+                "rollbacks": self.rollbacks, "events": self.events, "watchdog": watchdog.state(),
+                **records}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Position":
@@ -58,6 +63,12 @@ def _finite_json(value):
     if isinstance(value, list):
         return [_finite_json(v) for v in value]
     return value
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
 
 
 def _saved_tokenizer(out: pathlib.Path, cfg) -> pathlib.Path | None:
@@ -87,26 +98,59 @@ def run(cfg, stop) -> dict:
     initialize_distributed(cfg)
     import jax
 
-    from train.checkpoint import Checkpoints
-    from train.fingerprint import check_resume
+    from train.run_lock import lock_run_folder
     from train.trainer import run_dir
 
     out = run_dir(cfg)
     lead = jax.process_index() == 0
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoints = Checkpoints(out, cfg.train.keep_checkpoints, lead=lead)
+    if cfg.resume and not (out / "checkpoints").is_dir():
+        raise InputError(f"resume=True but {out} holds no run to resume (no checkpoints/ "
+                         f"folder); drop --config.resume to start a new run there")
+    lock = lock_run_folder(out, lead)  # also: a read-only folder fails here, in one line
+    try:
+        return _run_locked(cfg, stop, out, lead)
+    finally:
+        lock.release()
+
+
+def _saved_config(out, checkpoints) -> str | None:
+    """The config the run began with: its ``config.json``, else (deleted) the one the
+    newest checkpoint recorded; raises if neither exists."""
+    if (out / "config.json").exists():
+        return (out / "config.json").read_text()
+    step = checkpoints.latest_step()
+    saved = checkpoints.read_meta(step).get("config")
+    if saved is None:
+        raise InputError(f"{out} holds checkpoints but no config.json, and checkpoint {step} "
+                         f"predates recorded configs: a resume cannot be checked. Restore "
+                         f"config.json, or choose a new output_dir")
+    print(f"{out}/config.json is missing; checking the resume against the config checkpoint "
+          f"{step} recorded", flush=True)
+    return saved
+
+
+def _run_locked(cfg, stop, out, lead) -> dict:
+    from train.checkpoint import Checkpoints
+    from train.fingerprint import check_resume
+
+    try:
+        checkpoints = Checkpoints(out, cfg.train.keep_checkpoints, lead=lead)
+    except OSError as e:  # (the lock was written, so this is rare: a folder made read-only since)
+        raise InputError(f"output_dir={str(out)!r} is not writable ({e.strerror or e})") from e
     ok = False
     try:
         resuming = checkpoints.latest_step() is not None
-        if resuming and (out / "config.json").exists():
-            check_resume((out / "config.json").read_text(), cfg)
+        if cfg.resume and not resuming:
+            raise InputError(f"resume=True but {out} holds no checkpoint to resume; drop "
+                             f"--config.resume to start a new run there")
+        saved_config = _saved_config(out, checkpoints) if resuming else None
+        if saved_config is not None:
+            check_resume(saved_config, cfg)
         finished = _finished_summary(out, cfg, checkpoints)
         if finished is not None:
             ok = True
             return finished
-        if cfg.resume and not resuming:
-            print(f"resume requested but {out} holds no checkpoint: starting fresh", flush=True)
-        result = _Run(cfg, out, lead, checkpoints, resuming).train(stop)
+        result = _Run(cfg, out, lead, checkpoints, saved_config).train(stop)
         ok = True
         return result
     finally:
@@ -127,10 +171,13 @@ def _finished_summary(out, cfg, checkpoints) -> dict | None:
 
 
 class _Run:
-    def __init__(self, cfg, out, lead, checkpoints, resuming):
+    def __init__(self, cfg, out, lead, checkpoints, saved_config: str | None):
+        from train import data_fingerprint, optim
+        from train.fingerprint import schedule_change
         from train.metrics import MetricsWriter
         from train.trainer import Trainer, build_data
 
+        resuming = saved_config is not None
         self.cfg, self.out, self.lead, self.checkpoints = cfg, out, lead, checkpoints
         try:
             data = build_data(cfg, _saved_tokenizer(out, cfg) if resuming else None)
@@ -139,19 +186,34 @@ class _Run:
             raise
         except (ValueError, FileNotFoundError) as e:  # the builders' own checks, one line each
             raise (InputError if isinstance(e, FileNotFoundError) else ConfigError)(str(e)) from e
+        self.data_digest = data_fingerprint.digest(data.fingerprint)
         self.watchdog = Watchdog.from_config(cfg.train.watchdog)
         self.pos = Position()
+        # The LR the schedule gives each step (the watchdog and the fault multiply it).
+        self.lr_table = optim.schedule_values(cfg, np.arange(cfg.train.steps + 1))
         if resuming:
             step, state, meta = checkpoints.restore(self.trainer.checkpoint_state(),
                                                     is_finite=self.trainer.state_is_finite)
+            rewrite = data_fingerprint.check_data(out, data.fingerprint, meta.get("data_digest"),
+                                                  cfg.data.accept_changes)
+            change = schedule_change(meta.get("config") or saved_config, cfg, step)
+            if change and not cfg.optimizer.accept_schedule_change:
+                raise ConfigError(change)
+            if change:
+                print(f"optimizer.accept_schedule_change=True: {change.split(' To ')[0]}", flush=True)
             self.trainer.load_checkpoint_state(state)
             self.pos = Position.from_meta(meta)
             self.watchdog.load_state(meta.get("watchdog"))
             print(f"resumed {out} at step {step}", flush=True)
+        else:
+            rewrite = True
+        if lead and rewrite:
+            _write_json(out / data_fingerprint.FINGERPRINT_FILE, data.fingerprint)
         if lead and not (resuming and (out / "config.json").exists()):
             (out / "config.json").write_text(cfg.to_json_best_effort(indent=2))
         if lead and (not resuming or _saved_tokenizer(out, cfg) is None):
             data.tokenizer.save(out / "tokenizer.json")  # (a pretrained one: out/tokenizer/)
+        self.checkpoints.protected = self.watchdog.protected()
         self.resumed_from = self.pos.step
         self.writer = MetricsWriter(out, enabled=lead,
                                     resume_step=self.pos.step if resuming else None)
@@ -180,8 +242,12 @@ class _Run:
         if not self.trainer.state_is_finite():
             return Event(self.pos.step, self.pos.step, "non-finite",
                          "non-finite parameters or optimizer state; not saved")
+        self.watchdog.saved(self.pos.step)
+        self.checkpoints.protected = self.watchdog.protected()
         self.checkpoints.save(self.pos.step, self.trainer.checkpoint_state(),
-                              self.pos.meta(self.cfg.seed, self.watchdog))
+                              self.pos.meta(self.cfg.seed, self.watchdog,
+                                            config=self.cfg.to_json_best_effort(),
+                                            data_digest=self.data_digest))
         return None
 
     def _diverged(self, event: Event, bar) -> None:
@@ -198,6 +264,9 @@ class _Run:
                                  "stopped_at": event.step, "rollbacks": self.pos.rollbacks,
                                  "events": self.pos.events, "last_good_checkpoint": last_good})
             bar.close()
+            if self.lead:
+                from train.metrics import plot_run
+                plot_run(self.out)
             raise DivergenceError(
                 f"{event.describe()}; stopped ({why}). Nothing was saved after it; the last "
                 f"good checkpoint is step {last_good} in {self.checkpoints.directory}.")
@@ -209,6 +278,7 @@ class _Run:
         window = [consumed - (trained_to - step), consumed]
         self.trainer.load_checkpoint_state(state)
         self.watchdog.load_state(meta.get("watchdog"))
+        self.checkpoints.protected = self.watchdog.protected()
         # Lower the multiplier that was in effect when the divergence began.
         at_onset = dataclasses.replace(self.pos, step=event.onset - 1)
         lr = at_onset.multiplier(w.lr_recovery_steps) * w.lr_factor
@@ -237,8 +307,11 @@ class _Run:
         event, record = None, None
         fetched = jax.device_get(pending)
         speed = self.meter.interval(len(fetched))
-        for s, m in fetched:
+        for s, m, lr in fetched:
             record = {k: float(v) for k, v in m.items()}
+            record["lr"] = lr  # as applied: the schedule's, times the watchdog's (and a fault's)
+            if "scale" in record:
+                record["effective_lr"] = lr * record["scale"]
             record.update(speed)
             record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
             if "regime" in record:
@@ -247,6 +320,7 @@ class _Run:
             if event is None:
                 event = self.watchdog.observe(s, record)
         pending.clear()
+        self.checkpoints.protected = self.watchdog.protected()  # the target may have moved on
         if record is not None:
             postfix = {"loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
             if "scale" in record:
@@ -265,10 +339,10 @@ class _Run:
 
         cfg, t = self.cfg, self.cfg.train
         fault = cfg.fault
-        t0, tokens_per_step = time.time(), t.batch_size * cfg.data.seq_len
+        t0 = time.time()
         self.meter = self.trainer.speed_meter()
         self.meter.restart()
-        pending, last_eval, steps_run = [], None, 0
+        pending, last_eval = [], None
         bar = tqdm(total=t.steps, initial=self.pos.step, disable=not self.lead,
                    dynamic_ncols=True, desc="train")
         try:
@@ -277,9 +351,9 @@ class _Run:
                 multiplier = self.pos.multiplier(t.watchdog.lr_recovery_steps) * (
                     fault.lr_factor if fault.first_batch <= batch < fault.last_batch else 1.0)
                 pending.append((self.pos.step + 1,
-                                self.trainer.train_step(self.pos.step, batch, multiplier)))
+                                self.trainer.train_step(self.pos.step, batch, multiplier),
+                                float(self.lr_table[self.pos.step] * multiplier)))
                 self.pos.step, self.pos.batches = self.pos.step + 1, batch + 1
-                steps_run += 1
                 bar.update(1)
                 done = self.pos.step
                 evaluate = done % t.eval_every == 0 or done == t.steps
@@ -319,22 +393,25 @@ class _Run:
             return {"stopped_at": self.pos.step, "signal": stop.signal}
         if last_eval is None:  # e.g. the last steps were already done before a restart
             last_eval = self.trainer.evaluate()
-        return self._finish(last_eval, steps_run, time.time() - t0, tokens_per_step)
+        return self._finish(last_eval, time.time() - t0)
 
-    def _finish(self, last_eval, steps_run, wall, tokens_per_step) -> dict:
+    def _finish(self, last_eval, wall) -> dict:
         import jax
 
         import lbw_jax
+        from train import machine
         from train.metrics import plot_run
 
         self.writer.close()
+        # Throughput is the speed meter's median tokens/s per device over training steps
+        # (compilation, evaluation and checkpoints excluded); wall_s is the whole session.
         summary = {"status": "finished", "steps": self.cfg.train.steps,
                    "resumed_from": self.resumed_from, "wall_s": round(wall, 1),
-                   "tokens_per_s": round(steps_run * tokens_per_step / max(wall, 1e-9)),
                    **last_eval, **self.meter.summary(), "rollbacks": self.pos.rollbacks,
                    "lr_multiplier": self.pos.multiplier(self.cfg.train.watchdog.lr_recovery_steps)}
         if self.pos.events:
             summary["events"] = self.pos.events
+        summary["machine"] = machine.describe()  # what the figures depend on besides the code
         if self.trainer.guarded:
             info = jax.device_get(lbw_jax.telemetry(self.trainer.opt_state))
             summary.update(guard_scale=float(info["scale"]), guard_interventions=int(info["interventions"]),

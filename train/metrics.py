@@ -70,7 +70,8 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def plot_run(run_dir) -> pathlib.Path:
-    """loss, validation perplexity and guard scale against step, as run_dir/training.png."""
+    """loss, validation perplexity, guard scale and the LR applied against step, as
+    run_dir/training.png."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +81,7 @@ def plot_run(run_dir) -> pathlib.Path:
     train = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
     events = [r for r in records if r["kind"] == "watchdog"]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
     axes[0].plot([r["step"] for r in train], [r["loss"] for r in train])
     axes[0].set_ylabel("training loss")
     axes[1].plot([r["step"] for r in evals], [r["val_ppl"] for r in evals], marker="o")
@@ -90,7 +91,16 @@ def plot_run(run_dir) -> pathlib.Path:
         axes[2].plot([r["step"] for r in train], [r["scale"] for r in train])
     axes[2].set_ylabel("guard scale")
     axes[2].set_ylim(0, 1.05)
-    axes[2].set_xlabel("step")
+    lr = [r for r in train if "lr" in r]  # (records from before the LR was logged lack it)
+    if lr:
+        axes[3].plot([r["step"] for r in lr], [r["lr"] for r in lr], label="LR (schedule x watchdog)")
+        if "effective_lr" in lr[0]:
+            axes[3].plot([r["step"] for r in lr], [r["effective_lr"] for r in lr],
+                         label="x guard scale")
+        axes[3].set_yscale("log")
+        axes[3].legend(loc="lower right", fontsize="small")
+    axes[3].set_ylabel("learning rate")
+    axes[3].set_xlabel("step")
     for event in events:  # where the watchdog rolled back (or stopped) the run
         for ax in axes:
             ax.axvline(event["step"], color="tab:red", alpha=0.4, linestyle="--")

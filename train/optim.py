@@ -42,6 +42,22 @@ def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
     return optax.join_schedules([warmup, main], [opt.warmup_steps])
 
 
+def horizon(cfg) -> int:
+    """The step at which the config's schedule ends its decay: ``optimizer.decay_steps``,
+    or ``train.steps`` when that is 0."""
+    return cfg.optimizer.get("decay_steps", 0) or cfg.train.steps
+
+
+def schedule_values(cfg, steps) -> "np.ndarray":
+    """The LR the config's schedule (over ``horizon(cfg)``) gives at each of ``steps``,
+    as float64 on the host (for the run's records and the resume check)."""
+    import numpy as np
+
+    steps = np.asarray(steps)
+    values = np.asarray(schedule(cfg, horizon(cfg))(steps), np.float64)
+    return np.broadcast_to(values, steps.shape).copy()  # a constant schedule gives a scalar
+
+
 def adamw(cfg, learning_rate) -> optax.GradientTransformation:
     opt = cfg.optimizer
     return optax.adamw(learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
@@ -58,21 +74,55 @@ def build_policy(name: str, kwargs=None):
     return GUARDS[name](**_knob_dict(kwargs))
 
 
+def _clip(inner, *, max_norm: float = 1.0):
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not (
+            math.isfinite(max_norm) and max_norm > 0):
+        raise ValueError(f"optimizer.baseline_kwargs.max_norm={max_norm!r} must be a finite "
+                         f"positive number")
+    return optax.with_extra_args_support(optax.chain(optax.clip_by_global_norm(max_norm), inner))
+
+
+def _zclip(inner, **kw):
+    return optax.with_extra_args_support(optax.chain(lbw_jax.zclip(**kw), inner))
+
+
+def _plateau(inner, **kw):
+    return optax.chain(inner, optax.contrib.reduce_on_plateau(**kw))
+
+
+# name -> (builder of (inner, **knobs), the function whose keyword parameters are its
+# knobs). update_clip's b2 is not a knob: it is AdamW's own (optimizer.b2).
+_BASELINE_BUILDERS = {
+    "clip": (_clip, _clip),
+    "zclip": (_zclip, lbw_jax.zclip),
+    "spike_skip": (lbw_jax.skip_spikes, lbw_jax.skip_spikes),
+    "update_clip": (lbw_jax.update_clip, lbw_jax.update_clip),
+    "plateau": (_plateau, optax.contrib.reduce_on_plateau),
+}
+
+
+def baseline_knobs(name: str) -> tuple[str, ...]:
+    """The knob names ``optimizer.baseline_kwargs`` may set for baseline ``name``."""
+    import inspect
+
+    params = inspect.signature(_BASELINE_BUILDERS[name][1]).parameters.values()
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                 and p.default is not p.empty and not (name == "update_clip" and p.name == "b2"))
+
+
 def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransformationExtraArgs:
-    """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now."""
+    """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now (a
+    name the baseline does not have is an error, never ignored)."""
+    if name not in _BASELINE_BUILDERS:
+        raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
     kw = _knob_dict(kwargs)
-    if name == "clip":
-        return optax.with_extra_args_support(
-            optax.chain(optax.clip_by_global_norm(kw.get("max_norm", 1.0)), inner))
-    if name == "zclip":
-        return optax.with_extra_args_support(optax.chain(lbw_jax.zclip(**kw), inner))
-    if name == "spike_skip":
-        return lbw_jax.skip_spikes(inner, **kw)
+    unknown = sorted(set(kw) - set(baseline_knobs(name)))
+    if unknown:
+        raise ValueError(f"optimizer.baseline_kwargs.{unknown[0]}: the {name} baseline has no such "
+                         f"knob; its knobs: {', '.join(baseline_knobs(name))}")
     if name == "update_clip":
-        return lbw_jax.update_clip(inner, b2=cfg.optimizer.b2, **kw)
-    if name == "plateau":
-        return optax.chain(inner, optax.contrib.reduce_on_plateau(**kw))
-    raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
+        kw["b2"] = cfg.optimizer.b2
+    return _BASELINE_BUILDERS[name][0](inner, **kw)
 
 
 def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,
@@ -82,7 +132,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
 
     Args:
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
-        schedule; default: the config's schedule over ``train.steps``.
+        schedule; default: the config's schedule over ``horizon(cfg)``.
       guard: a policy name for ``lbw_guard`` ("none": no guard); default
         ``optimizer.guard``, with knobs ``optimizer.policy_kwargs``.
       policy: an already built policy, used instead of building ``guard``'s.
@@ -92,7 +142,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
     opt = cfg.optimizer
     if learning_rate is None:
         check_lr(opt.lr)
-        learning_rate = schedule(cfg, cfg.train.steps)
+        learning_rate = schedule(cfg, horizon(cfg))
     elif isinstance(learning_rate, numbers.Real):
         check_lr(learning_rate)
     guard = opt.guard if guard is None else guard

@@ -128,6 +128,9 @@ def main(argv, config, verbose, knobs=None):
     except OSError as e:
         _fail(f"--config: {_one_line(e).split(' Attempted')[0]} ({str(e).strip().splitlines()[-1].strip()})",
               EXIT_CONFIG)
+    from train.library_log import route_library_output
+
+    route_library_output(cfg.output_dir)
     try:
         apply_knobs(cfg, knobs or {})
         summary = train(cfg)

@@ -69,7 +69,14 @@ class PretrainedTokenizer:
     def __init__(self, name_or_path: str):
         from transformers import AutoTokenizer
 
-        self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        from train.errors import InputError
+        from train.hub import offline_hint
+
+        try:
+            self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as e:  # transformers' hub errors are OSErrors
+            raise InputError(f"the tokenizer of model.pretrained={name_or_path!r} could not be "
+                             f"loaded: {offline_hint(e, 'model', name_or_path)}") from e
         self.eos_id = self._tok.eos_token_id
         self.vocab_size = len(self._tok)
 

@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import lbw_jax
 from train import data as data_lib
+from train import data_fingerprint
 from train import speed
 from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
                           model_shardings, named_config)
@@ -32,27 +33,38 @@ class Data:
     tokenizer: object
     train: data_lib.BatchOrder
     val_windows: np.ndarray
+    fingerprint: dict = dataclasses.field(default_factory=dict)  # train.data_fingerprint
 
 
 def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
-    """The corpus split, tokenizer and batch order of ``cfg``. ``saved_tokenizer``: the
-    tokenizer a run saved in its folder, reused on resume (never retrained: a retrained
-    BPE, e.g. under another ``tokenizers`` version, would remap the token ids)."""
+    """The corpus split, tokenizer and batch order of ``cfg``, with the data's
+    fingerprint. ``saved_tokenizer``: the tokenizer a run saved in its folder, reused on
+    resume (never retrained: a retrained BPE, e.g. under another ``tokenizers``
+    version, would remap the token ids)."""
     d = cfg.data
     if d.tokenizer not in ("bpe", "pretrained"):
         raise ValueError(f"data.tokenizer={d.tokenizer!r}; choose bpe or pretrained")
     if d.tokenizer == "pretrained" and not cfg.model.pretrained:  # before reading any corpus
         raise ValueError("data.tokenizer='pretrained' needs model.pretrained")
     if d.source == "austen":
+        files = sorted(data_lib.AUSTEN_DIR.glob("*.txt.gz"))
+        corpus = {"source": "austen", "files": data_fingerprint.files_entry(files)}
         train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
     elif d.source == "files":
         if not d.path:
             raise ValueError("data.source='files' needs data.path (a text file or a folder)")
-        train_docs, val_docs = data_lib.split_documents(data_lib.file_documents(d.path), d.val_fraction, cfg.seed)
+        files = data_lib.corpus_files(d.path)
+        root = pathlib.Path(d.path).expanduser()
+        corpus = {"source": "files", "path": str(d.path),
+                  "files": data_fingerprint.files_entry(files, root if root.is_dir() else None)}
+        train_docs, val_docs = data_lib.split_documents(
+            data_lib.file_documents(d.path), d.val_fraction, cfg.seed, source=f"data.path={d.path!r}")
     elif d.source == "hf":
         files = d.hf_data_files.to_dict() or None
-        train_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train", files)
-        val_docs = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation", files)
+        train_docs, train_id = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train", files)
+        val_docs, val_id = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation", files)
+        corpus = {"source": "hf", "name": d.hf_name, "config": d.hf_config,
+                  "train": train_id, "validation": val_id}
     else:
         raise ValueError(f"data.source={d.source!r}; choose austen, files or hf")
 
@@ -69,7 +81,10 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
     if len(val_windows) == 0:
         raise ValueError(f"the validation split is shorter than one window of {d.seq_len + 1} "
                          f"tokens; raise data.val_fraction or shorten data.seq_len")
-    return Data(tokenizer, data_lib.BatchOrder(train_windows, cfg.train.batch_size, cfg.seed), val_windows)
+    fingerprint = {"corpus": corpus, "split": data_fingerprint.split_entry(
+        len(train_docs), len(val_docs), train_windows, val_windows)}
+    return Data(tokenizer, data_lib.BatchOrder(train_windows, cfg.train.batch_size, cfg.seed),
+                val_windows, fingerprint)
 
 
 def synthetic_data(cfg, vocab_size: int, batches: int = 4) -> Data:
@@ -102,6 +117,8 @@ def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
                              f"tokenizer's {vocab_size}")
         model = CausalLM(arch, dtype=dtype, param_dtype=param_dtype, remat=m.remat,
                          scan_layers=m.scan_layers, attention=m.attention, rngs=nnx.Rngs(cfg.seed))
+    from train.validate import check_seq_len
+    check_seq_len(cfg.data.seq_len, model.config.max_position_embeddings)  # (a hub id's limit)
     if cfg.lora.enabled:
         apply_lora(model, LoRAConfig(rank=cfg.lora.rank, alpha=cfg.lora.alpha,
                                      dropout=cfg.lora.dropout, targets=tuple(cfg.lora.targets),

@@ -7,6 +7,7 @@ NaN, or a silent no-op.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import pathlib
@@ -87,6 +88,7 @@ def check_config(cfg) -> None:
         integer(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
     integer(cfg, "data.seq_len", 1)
     real(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
+    _check_seq_len(cfg)
 
     choice(cfg, "model.dtype", DTYPES)
     choice(cfg, "model.param_dtype", DTYPES)
@@ -116,17 +118,58 @@ def check_config(cfg) -> None:
     integer(cfg, "fault.last_batch", 0)
 
 
+def position_limit(cfg) -> int | None:
+    """The model's ``max_position_embeddings`` where it is known without loading it (an
+    architecture, a named model or a local Hugging Face folder); None for a hub id."""
+    m = cfg.model
+    if m.pretrained:
+        config_file = pathlib.Path(m.pretrained).expanduser() / "config.json"
+        if not config_file.is_file():
+            return None
+        try:
+            return json.loads(config_file.read_text()).get("max_position_embeddings")
+        except ValueError as e:
+            raise ConfigError(f"model.pretrained={m.pretrained!r}: {config_file} is not valid "
+                              f"JSON ({e})") from e
+    if m.name:
+        from train.models.config import named_config
+        try:
+            return named_config(m.name).max_position_embeddings
+        except ValueError as e:
+            raise ConfigError(f"model.name={m.name!r}: {e}") from e
+    return m.arch.get("max_position_embeddings")
+
+
+def check_seq_len(seq_len: int, limit: int | None) -> None:
+    if limit is not None and seq_len > limit:
+        raise ConfigError(f"data.seq_len={seq_len} is above the model's max_position_embeddings="
+                          f"{limit}; it was not trained on positions that far. Use a data.seq_len "
+                          f"of at most {limit}")
+
+
+def _check_seq_len(cfg) -> None:
+    check_seq_len(cfg.data.seq_len, position_limit(cfg))
+
+
 def _check_optimizer(cfg, optim, steps: int) -> None:
     real(cfg, "optimizer.b1", 0.0, 1.0, high_open=True)
     real(cfg, "optimizer.b2", 0.0, 1.0, high_open=True)
     real(cfg, "optimizer.weight_decay", 0.0)
     warmup = integer(cfg, "optimizer.warmup_steps", 0)
-    if warmup >= steps and cfg.optimizer.schedule == "cosine":
+    decay = integer(cfg, "optimizer.decay_steps", 0)
+    if warmup >= (decay or steps) and cfg.optimizer.schedule == "cosine":
         raise ConfigError(f"optimizer.warmup_steps={warmup} leaves no cosine decay within "
-                          f"train.steps={steps}")
+                          + (f"optimizer.decay_steps={decay}" if decay else f"train.steps={steps}"))
+    for flag in ("optimizer.accept_schedule_change", "data.accept_changes"):
+        if not isinstance(_get(cfg, flag), bool):
+            _fail(flag, _get(cfg, flag), "True or False")
     if cfg.optimizer.guard == "none" and cfg.optimizer.policy_kwargs.to_dict():
         raise ConfigError(f"optimizer.policy_kwargs={cfg.optimizer.policy_kwargs.to_dict()} are set "
                           f"but optimizer.guard='none'")
+    if cfg.optimizer.baseline == "none" and cfg.optimizer.baseline_kwargs.to_dict():
+        raise ConfigError(f"optimizer.baseline_kwargs={cfg.optimizer.baseline_kwargs.to_dict()} are "
+                          f"set but optimizer.baseline='none' (they configure a baseline, with "
+                          f"optimizer.guard='none')")
     try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:

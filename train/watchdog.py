@@ -10,6 +10,14 @@ It runs on the host over the metrics ``train.run`` already fetches every
     is above the bar, so a slow blow-up cannot drag the bar up with it;
   * more than ``max_skips`` consecutive steps skipped by the guard (``"skips"``).
 
+It also names the rollback target that no rotation may delete (``pinned``): the newest
+checkpoint that was saved while the run was calm (no step above the bar, no skipped
+step) and was followed by a healthy window of ``patience`` calm steps. Any divergence
+found later began after it, so a rollback can always go there. Step 0, the initial
+state, is the target until a later one is verified; ``candidates`` are the
+checkpoints saved while calm that are still waiting for their window (they are kept
+too, since one of them becomes the target). A suspicious step drops the candidates.
+
 Its state is a few numbers, saved with each checkpoint so that a resumed run sees
 exactly what an uninterrupted one would.
 """
@@ -46,6 +54,29 @@ class Watchdog:
     skip_streak: int = 0
     skip_onset: int = 0
     skipped_total: int = 0  # the guard's cumulative count at the last step seen
+    calm_since: int | None = None   # first step of the current calm streak (None: not calm)
+    candidates: list = dataclasses.field(default_factory=list)
+    pinned: int = 0
+
+    def saved(self, step: int) -> None:
+        """A checkpoint of ``step`` was saved; it is a candidate if the run is calm."""
+        if self.calm_since is not None and self.calm_since <= step and step > self.pinned:
+            self.candidates = [*self.candidates, step]
+
+    def protected(self) -> set[int]:
+        """The checkpoints a rotation must keep: the target and its candidates."""
+        return {self.pinned, *self.candidates}
+
+    def _suspicious(self) -> None:
+        self.calm_since, self.candidates = None, []
+
+    def _calm(self, step: int) -> None:
+        if self.calm_since is None:
+            self.calm_since = step
+        verified = [c for c in self.candidates if step - c >= self.patience]
+        if verified:  # calm_since <= every candidate: the streak has held since its save
+            self.pinned = max(verified)
+            self.candidates = [c for c in self.candidates if c > self.pinned]
 
     @classmethod
     def from_config(cls, w) -> "Watchdog":
@@ -65,6 +96,7 @@ class Watchdog:
             skipped = total > self.skipped_total
             self.skipped_total = total
             if skipped:
+                self._suspicious()
                 self.skip_onset = step if self.skip_streak == 0 else self.skip_onset
                 self.skip_streak += 1
                 if self.skip_streak > self.max_skips:
@@ -73,6 +105,7 @@ class Watchdog:
                 return None  # a skipped step's loss is the loss of unchanged parameters
             self.skip_streak = 0
         if self.level is not None and loss > self.loss_factor * self.level:
+            self._suspicious()
             self.over_onset = step if self.over == 0 else self.over_onset
             self.over += 1
             if self.over >= self.patience:
@@ -81,6 +114,7 @@ class Watchdog:
                              f"{self.level:.4g} for {self.over} steps")
             return None
         self.over = 0
+        self._calm(step)
         self.level = loss if self.level is None else (
             self.level_decay * self.level + (1 - self.level_decay) * loss)
         return None
@@ -88,7 +122,8 @@ class Watchdog:
     def state(self) -> dict:
         return {"level": self.level, "over": self.over, "over_onset": self.over_onset,
                 "skip_streak": self.skip_streak, "skip_onset": self.skip_onset,
-                "skipped_total": self.skipped_total}
+                "skipped_total": self.skipped_total, "calm_since": self.calm_since,
+                "candidates": list(self.candidates), "pinned": self.pinned}
 
     def load_state(self, state: dict | None) -> None:
         fresh = Watchdog(self.loss_factor, self.patience, self.level_decay, self.max_skips)

@@ -62,8 +62,10 @@ def _resolve_folder(path) -> pathlib.Path:
         from huggingface_hub import snapshot_download
         return pathlib.Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # noqa: BLE001 - any failure means: not a usable local path or hub id
+        from train.hub import offline_hint
+
         raise CheckpointError(f"{path!r} is not a local model folder, and fetching it from the "
-                              f"Hugging Face hub failed: {e}") from e
+                              f"Hugging Face hub failed: {offline_hint(e, 'model', str(path))}") from e
 
 
 def _tensor_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:

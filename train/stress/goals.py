@@ -1,5 +1,6 @@
 """Checks a policy's goals against stress-suite results, prints them as markdown and
-exits 1 when any goal is missed (so it can gate a change):
+exits 1 when any goal is missed (so it can gate a change), 2 (one line) when a file is
+missing or malformed or the results hold no such policy:
 ``python -m train.stress.goals RESULTS.json [ABLATION.json] [--policy governor]``.
 
 The goals (the governor-v2 issue), over every seed of the suite:
@@ -145,17 +146,25 @@ def main(argv=None) -> int:
     parser.add_argument("--stressed-above", type=float, default=0.05,
                         help="AdamW this much worse than tuned makes an LR stressed (default 0.05)")
     args = parser.parse_args(argv)
-    with open(args.results) as f:
-        results = json.load(f)
-    rows = check(results, args.policy, args.stressed_above)
+    try:
+        with open(args.results) as f:
+            results = json.load(f)
+        rows = check(results, args.policy, args.stressed_above)
+        ablated = None
+        if args.ablation:
+            with open(args.ablation) as f:
+                ablated = json.load(f)
+    except (OSError, ValueError, KeyError) as e:  # a missing or malformed file, an unknown arm
+        print(f"error: {e if not isinstance(e, KeyError) else f'the results lack {e}'}",
+              file=sys.stderr)
+        return 2
     print(f"| goal ({args.policy}) | met | figures |\n|---|---|---|")
     for goal, ok, figures in rows:
         print(f"| {goal} | {'yes' if ok else '**no**'} | {figures} |")
     met = sum(ok for _, ok, _ in rows)
     print(f"\n{met} of {len(rows)} goals met. Rivals: {', '.join(rivals(results, args.policy))}.")
-    if args.ablation:
-        with open(args.ablation) as f:
-            print("\n" + "\n".join(ablation(results, json.load(f), args.policy)))
+    if ablated is not None:
+        print("\n" + "\n".join(ablation(results, ablated, args.policy)))
     return 0 if met == len(rows) else 1
 
 

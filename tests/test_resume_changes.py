@@ -1,0 +1,77 @@
+"""A resume notices what changed outside the config fields: the data (its fingerprint)
+and the LR schedule from the resume step on."""
+
+import json
+
+import pytest
+
+from data_fixtures import austen_sample
+from harness_helpers import small_config
+from train.errors import ConfigError, InputError
+from train.metrics import read_metrics
+from train.run import train
+
+
+def _files_config(out, corpus, **overrides):
+    cfg = small_config(out, **overrides)
+    cfg.data.source, cfg.data.path, cfg.data.vocab_size = "files", str(corpus), 300
+    return cfg
+
+
+def test_a_corpus_that_changed_is_refused_on_resume_unless_accepted(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(austen_sample(6))
+    (corpus / "b.txt").write_text(austen_sample(3))
+    run = tmp_path / "run"
+    train(_files_config(run, corpus, steps=4))
+    record = json.loads((run / "data.json").read_text())
+    assert [f["name"] for f in record["corpus"]["files"]] == ["a.txt", "b.txt"]
+    assert record["split"]["val_tokens"] > 0
+    with open(corpus / "b.txt", "a") as f:  # the corpus grows between two runs
+        f.write("\n\n" + austen_sample(8)[-5000:])
+    (corpus / "c.txt").write_text(austen_sample(2))
+    with pytest.raises(InputError, match=r"the data of the run in .* changed since it began.*"
+                       r"corpus\.files\.b\.txt\.bytes: \d+ -> \d+.*corpus\.files\.c\.txt\.bytes: "
+                       r"\(absent\) -> \d+.*accept_changes=True"):
+        train(_files_config(run, corpus, steps=8))
+    assert json.loads((run / "data.json").read_text()) == record   # left as it was
+    accepted = _files_config(run, corpus, steps=8)
+    accepted.data.accept_changes = True
+    assert train(accepted)["resumed_from"] == 4
+    assert "resuming on changed data" in capsys.readouterr().out
+    assert json.loads((run / "data.json").read_text()) != record
+
+
+def test_a_deleted_data_record_is_checked_against_the_checkpoints_digest(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(austen_sample(6))
+    run = tmp_path / "run"
+    train(_files_config(run, corpus, steps=4))
+    (run / "data.json").unlink()
+    corpus.write_text(austen_sample(7))
+    with pytest.raises(InputError, match=r"the data's digest: .*data\.json is missing"):
+        train(_files_config(run, corpus, steps=8))
+
+
+def test_raising_train_steps_on_a_cosine_schedule_is_refused_unless_the_horizon_is_kept(tmp_path):
+    def cosine(steps, **optimizer):
+        cfg = small_config(tmp_path, steps=steps)
+        cfg.optimizer.schedule = "cosine"
+        cfg.optimizer.update(optimizer)
+        return cfg
+
+    train(cosine(8))
+    with pytest.raises(ConfigError, match=r"resuming at step 8 would change the LR schedule: .*"
+                       r"cosine decay to step 8 .* cosine decay to step 16.* LR at step 8 would be "
+                       r"0\.00\d+ instead of 0\.0003.*decay_steps=8"):
+        train(cosine(16))
+    kept = train(cosine(16, decay_steps=8))
+    assert kept["resumed_from"] == 8
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path) if r["kind"] == "train"}
+    assert lrs[9] == lrs[16] == pytest.approx(3e-4)   # the decay's floor, 10% of the peak
+    assert lrs[1] == pytest.approx(3e-3)
+    # A new LR is a new schedule too: refused unless asked for.
+    with pytest.raises(ConfigError, match="accept_schedule_change=True"):
+        train(cosine(24, decay_steps=8, lr=1e-3))
+    assert train(cosine(24, decay_steps=8, lr=1e-3, accept_schedule_change=True))["resumed_from"] == 16
