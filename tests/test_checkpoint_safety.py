@@ -126,3 +126,16 @@ def test_a_full_disk_is_one_line_with_exit_code_4(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("train:")]
     assert lines[-1].startswith("error: could not write checkpoint") and "No space left" in lines[-1]
     assert len(lines) <= 3, lines  # the progress bar's last line and the error line
+
+
+def test_an_orbax_without_the_hook_still_records_every_checksum(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    def no_hook(**kwargs):  # as an orbax from before AsyncOptions.post_finalization_callback
+        raise TypeError("__init__() got an unexpected keyword argument 'post_finalization_callback'")
+
+    monkeypatch.setattr(ocp, "AsyncOptions", no_hook)
+    train(small_config(tmp_path))
+    sums = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "checksums").iterdir()}
+    assert sorted(sums) == _steps_on_disk(tmp_path) == [0, 4, 8]
+    assert all(record["files"] for record in sums.values())

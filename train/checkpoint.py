@@ -8,7 +8,8 @@ watchdog state). On top of it:
 * the SHA-256 of each file of a step is recorded in ``<run>/checksums/<step>.json``
   by orbax's post-finalization hook: after every file of the step is written and
   before orbax commits the step (renames its temporary folder), so no committed step
-  lacks them, whatever kills the process when;
+  lacks them, whatever kills the process when (with an orbax that lacks the hook, they
+  are written when the save is waited for, as before);
 * only then are older steps rotated out, so the newest verified checkpoints are never
   fewer than ``keep``; the watchdog's rollback target and the checkpoints that may
   become it (``protected``, ``train.watchdog.Watchdog.protected``) are kept besides them;
@@ -66,10 +67,14 @@ class Checkpoints:
         self._writing: int | None = None  # the step whose files orbax is writing
         # Rotation is ours (max_to_keep=None): orbax would delete an older step as soon
         # as a newer one is written, before anyone knows the newer one is good.
+        try:
+            hook = ocp.AsyncOptions(post_finalization_callback=self._written)
+        except TypeError:  # an orbax without the hook: hashed once the save is waited for
+            hook = None
+        self._hashed_at_commit = hook is not None
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(
-                max_to_keep=None, create=True,
-                async_options=ocp.AsyncOptions(post_finalization_callback=self._written)),
+                max_to_keep=None, create=True, async_options=hook),
             item_names=("state", "meta"))
 
     def steps(self) -> list[int]:
@@ -117,6 +122,8 @@ class Checkpoints:
             step_dir = self.directory / str(step)
             if not step_dir.is_dir():
                 raise CheckpointError(f"checkpoint {step} was not written to {step_dir}")
+            if self.lead and not self._hashed_at_commit:
+                self._record_checksums(step)
             if self.lead and not (self.sums / f"{step}.json").exists():
                 raise CheckpointError(f"checkpoint {step} was written but its checksums were "
                                       f"not recorded in {self.sums}")
@@ -126,9 +133,10 @@ class Checkpoints:
     def _written(self) -> None:
         """orbax's post-finalization hook (its background thread): every file of the step
         is in its temporary folder, which orbax renames to the step's folder next."""
-        step = self._writing
-        if not self.lead or step is None:
-            return
+        if self.lead and self._writing is not None:
+            self._record_checksums(self._writing)
+
+    def _record_checksums(self, step: int) -> None:
         tmp_dir = self.directory / f"{step}.orbax-checkpoint-tmp"
         step_dir = tmp_dir if tmp_dir.is_dir() else self.directory / str(step)
         self.sums.mkdir(exist_ok=True)
