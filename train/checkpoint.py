@@ -62,7 +62,9 @@ class Checkpoints:
         self.directory = self.run_dir / "checkpoints"
         self.sums = self.run_dir / "checksums"
         self.keep, self.lead = keep, lead
-        self.protected: set[int] = set()  # never rotated out (the watchdog's rollback target)
+        # The steps no rotation may delete, asked for when rotating: the watchdog's
+        # rollback target and its candidates (the loop passes Watchdog.protected).
+        self.protected: Callable[[], set[int]] = set
         self._unverified: list[int] = []
         self._writing: int | None = None  # the step whose files orbax is writing
         # Rotation is ours (max_to_keep=None): orbax would delete an older step as soon
@@ -147,7 +149,8 @@ class Checkpoints:
 
     def _rotate(self) -> None:
         old = self.steps()[:-self.keep]
-        for step in [s for s in old if s not in self.protected]:
+        keep = self.protected()
+        for step in [s for s in old if s not in keep]:
             self.manager.delete(step)
             if self.lead:
                 (self.sums / f"{step}.json").unlink(missing_ok=True)

@@ -40,14 +40,14 @@ def _read_text(path: pathlib.Path) -> str:
     with opener(path, "rb") as f:
         raw = f.read()
     try:
-        text = raw.decode("utf-8")
+        text, bad = raw.decode("utf-8"), None
     except UnicodeDecodeError as e:
-        text = raw.decode("latin-1")
-        _check_text(path, text)  # before warning about the encoding of a binary file
-        warnings.warn(f"{path} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+        text, bad = raw.decode("latin-1"), e.start
+    _check_text(path, text)  # before warning about the encoding of a binary file
+    if bad is not None:
+        warnings.warn(f"{path} is not UTF-8 (byte 0x{raw[bad]:02x} at offset {bad}); "
                       f"decoding it as Latin-1. Convert it to UTF-8 to silence this.",
                       NotUTF8Warning, stacklevel=2)
-    _check_text(path, text)
     return text
 
 

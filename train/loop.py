@@ -103,9 +103,9 @@ def run(cfg, stop) -> dict:
 
     out = run_dir(cfg)
     lead = jax.process_index() == 0
-    if cfg.resume and not (out / "checkpoints").is_dir():
-        raise InputError(f"resume=True but {out} holds no run to resume (no checkpoints/ "
-                         f"folder); drop --config.resume to start a new run there")
+    if cfg.resume and not any(p.name.isdigit() for p in (out / "checkpoints").glob("*")):
+        raise InputError(f"resume=True but {out} holds no run to resume (no checkpoint in "
+                         f"{out / 'checkpoints'}); drop --config.resume to start a new run there")
     lock = lock_run_folder(out, lead)  # also: a read-only folder fails here, in one line
     try:
         return _run_locked(cfg, stop, out, lead)
@@ -140,9 +140,6 @@ def _run_locked(cfg, stop, out, lead) -> dict:
     ok = False
     try:
         resuming = checkpoints.latest_step() is not None
-        if cfg.resume and not resuming:
-            raise InputError(f"resume=True but {out} holds no checkpoint to resume; drop "
-                             f"--config.resume to start a new run there")
         saved_config = _saved_config(out, checkpoints) if resuming else None
         if saved_config is not None:
             check_resume(saved_config, cfg)
@@ -213,7 +210,7 @@ class _Run:
             (out / "config.json").write_text(cfg.to_json_best_effort(indent=2))
         if lead and (not resuming or _saved_tokenizer(out, cfg) is None):
             data.tokenizer.save(out / "tokenizer.json")  # (a pretrained one: out/tokenizer/)
-        self.checkpoints.protected = self.watchdog.protected()
+        self.checkpoints.protected = self.watchdog.protected  # read at each rotation
         self.resumed_from = self.pos.step
         self.writer = MetricsWriter(out, enabled=lead,
                                     resume_step=self.pos.step if resuming else None)
@@ -243,7 +240,6 @@ class _Run:
             return Event(self.pos.step, self.pos.step, "non-finite",
                          "non-finite parameters or optimizer state; not saved")
         self.watchdog.saved(self.pos.step)
-        self.checkpoints.protected = self.watchdog.protected()
         self.checkpoints.save(self.pos.step, self.trainer.checkpoint_state(),
                               self.pos.meta(self.cfg.seed, self.watchdog,
                                             config=self.cfg.to_json_best_effort(),
@@ -278,7 +274,6 @@ class _Run:
         window = [consumed - (trained_to - step), consumed]
         self.trainer.load_checkpoint_state(state)
         self.watchdog.load_state(meta.get("watchdog"))
-        self.checkpoints.protected = self.watchdog.protected()
         # Lower the multiplier that was in effect when the divergence began.
         at_onset = dataclasses.replace(self.pos, step=event.onset - 1)
         lr = at_onset.multiplier(w.lr_recovery_steps) * w.lr_factor
@@ -320,7 +315,6 @@ class _Run:
             if event is None:
                 event = self.watchdog.observe(s, record)
         pending.clear()
-        self.checkpoints.protected = self.watchdog.protected()  # the target may have moved on
         if record is not None:
             postfix = {"loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
             if "scale" in record:

@@ -15,35 +15,25 @@ import os
 import platform
 
 
-def _cpu_model() -> str:
+def _cpu() -> tuple[str, str]:
+    """The CPU's model and the widest x86 vector extension it has (the one XLA:CPU may
+    emit), from one read of /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_features() -> str:
-    """The widest x86 vector extension the CPU has (the one XLA:CPU may emit)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return "unknown"
-    for name in ("amx_tile", "avx512f", "avx2", "avx"):
-        if name in flags:
-            return name
-    return platform.machine()
+        return platform.processor() or platform.machine(), "unknown"
+    flags = info.get("flags", "").split()
+    widest = next((name for name in ("amx_tile", "avx512f", "avx2", "avx") if name in flags),
+                  platform.machine())
+    return info.get("model name", platform.machine()), widest
 
 
 def describe() -> dict:
     import jax
 
-    devices = jax.devices()
+    devices, (model, widest) = jax.devices(), _cpu()
     return {"devices": f"{len(devices)} x {devices[0].device_kind}",
-            "cpu": f"{_cpu_model()} ({_cpu_features()}, {os.cpu_count()} cores)",
+            "cpu": f"{model} ({widest}, {os.cpu_count()} cores)",
             "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
             "flax": importlib.metadata.version("flax"), "optax": importlib.metadata.version("optax")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable, NamedTuple
 
 import optax
 
@@ -14,16 +15,6 @@ import lbw_jax
 from train.models.layout import stacked_layer_axes
 
 GUARDS = lbw_jax.POLICIES
-# What each baseline wraps around AdamW, with its knobs' defaults (their published ones).
-BASELINES = {
-    "clip": "optax.clip_by_global_norm(max_norm) ahead of AdamW",
-    "zclip": "lbw_jax.zclip(alpha, z_threshold, warmup_steps) ahead of AdamW",
-    "spike_skip": "lbw_jax.skip_spikes(AdamW, window, threshold, warmup)",
-    "update_clip": "lbw_jax.update_clip(AdamW): StableAdamW's per-tensor update clipping",
-    "plateau": "optax.contrib.reduce_on_plateau(...) after AdamW",
-}
-
-
 def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
     """The config's schedule over ``steps`` peaking at ``peak`` (``optimizer.lr`` when
     omitted): linear warmup over ``optimizer.warmup_steps``, then constant or a cosine
@@ -90,14 +81,32 @@ def _plateau(inner, **kw):
     return optax.chain(inner, optax.contrib.reduce_on_plateau(**kw))
 
 
-# name -> (builder of (inner, **knobs), the function whose keyword parameters are its
-# knobs). update_clip's b2 is not a knob: it is AdamW's own (optimizer.b2).
-_BASELINE_BUILDERS = {
-    "clip": (_clip, _clip),
-    "zclip": (_zclip, lbw_jax.zclip),
-    "spike_skip": (lbw_jax.skip_spikes, lbw_jax.skip_spikes),
-    "update_clip": (lbw_jax.update_clip, lbw_jax.update_clip),
-    "plateau": (_plateau, optax.contrib.reduce_on_plateau),
+class Baseline(NamedTuple):
+    """A baseline of the stress suite around AdamW.
+
+    Attributes:
+      what: what it wraps around AdamW.
+      build: ``build(inner, **knobs)``, the optimizer with AdamW as ``inner``.
+      knobs_of: the function whose keyword parameters (and their published defaults) are
+        its knobs.
+    """
+
+    what: str
+    build: Callable
+    knobs_of: Callable
+
+
+# update_clip's b2 is not a knob: it is AdamW's own (optimizer.b2).
+BASELINES = {
+    "clip": Baseline("optax.clip_by_global_norm(max_norm) ahead of AdamW", _clip, _clip),
+    "zclip": Baseline("lbw_jax.zclip(alpha, z_threshold, warmup_steps) ahead of AdamW",
+                      _zclip, lbw_jax.zclip),
+    "spike_skip": Baseline("lbw_jax.skip_spikes(AdamW, window, threshold, warmup)",
+                           lbw_jax.skip_spikes, lbw_jax.skip_spikes),
+    "update_clip": Baseline("lbw_jax.update_clip(AdamW): StableAdamW's per-tensor update clipping",
+                            lbw_jax.update_clip, lbw_jax.update_clip),
+    "plateau": Baseline("optax.contrib.reduce_on_plateau(...) after AdamW", _plateau,
+                        optax.contrib.reduce_on_plateau),
 }
 
 
@@ -105,7 +114,7 @@ def baseline_knobs(name: str) -> tuple[str, ...]:
     """The knob names ``optimizer.baseline_kwargs`` may set for baseline ``name``."""
     import inspect
 
-    params = inspect.signature(_BASELINE_BUILDERS[name][1]).parameters.values()
+    params = inspect.signature(BASELINES[name].knobs_of).parameters.values()
     return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                  and p.default is not p.empty and not (name == "update_clip" and p.name == "b2"))
 
@@ -113,7 +122,7 @@ def baseline_knobs(name: str) -> tuple[str, ...]:
 def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransformationExtraArgs:
     """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now (a
     name the baseline does not have is an error, never ignored)."""
-    if name not in _BASELINE_BUILDERS:
+    if name not in BASELINES:
         raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
     kw = _knob_dict(kwargs)
     unknown = sorted(set(kw) - set(baseline_knobs(name)))
@@ -122,7 +131,7 @@ def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransform
                          f"knob; its knobs: {', '.join(baseline_knobs(name))}")
     if name == "update_clip":
         kw["b2"] = cfg.optimizer.b2
-    return _BASELINE_BUILDERS[name][0](inner, **kw)
+    return BASELINES[name].build(inner, **kw)
 
 
 def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,

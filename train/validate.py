@@ -88,7 +88,7 @@ def check_config(cfg) -> None:
         integer(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
     integer(cfg, "data.seq_len", 1)
     real(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
-    _check_seq_len(cfg)
+    check_seq_len(cfg.data.seq_len, position_limit(cfg))
 
     choice(cfg, "model.dtype", DTYPES)
     choice(cfg, "model.param_dtype", DTYPES)
@@ -145,10 +145,6 @@ def check_seq_len(seq_len: int, limit: int | None) -> None:
         raise ConfigError(f"data.seq_len={seq_len} is above the model's max_position_embeddings="
                           f"{limit}; it was not trained on positions that far. Use a data.seq_len "
                           f"of at most {limit}")
-
-
-def _check_seq_len(cfg) -> None:
-    check_seq_len(cfg.data.seq_len, position_limit(cfg))
 
 
 def _check_optimizer(cfg, optim, steps: int) -> None:
