@@ -124,7 +124,7 @@ def test_a_full_disk_is_one_line_with_exit_code_4(tmp_path):
     out = result.stdout + result.stderr
     assert "Traceback" not in out and "Event loop is closed" not in out, out
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("train:")]
-    assert lines[-1].startswith("error: could not write checkpoint") and "No space left" in lines[-1]
+    assert lines[-1].startswith("error: could not write") and "No space left" in lines[-1]
     assert len(lines) <= 3, lines  # the progress bar's last line and the error line
 
 

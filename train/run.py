@@ -10,6 +10,7 @@ traceback); the other exit codes are listed in ``train/errors.py`` and the READM
 from __future__ import annotations
 
 import ast
+import errno
 import os
 import pathlib
 import signal
@@ -19,7 +20,7 @@ import traceback
 from absl import app, flags
 from ml_collections import config_flags
 
-from train.errors import EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError
+from train.errors import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError, first_line
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
 # Knobs of the chosen policy or baseline: the config holds no fields for them (they
@@ -138,6 +139,15 @@ def main(argv, config, verbose, knobs=None):
         if verbose.value:
             traceback.print_exc()
         _fail(str(e), e.exit_code)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk can strike any write (metrics, TensorBoard, a record), not only a
+        # checkpoint's; it is the same outcome: exit 4, the checkpoints already written intact.
+        if verbose.value:
+            traceback.print_exc()
+        _fail(f"could not write to {cfg.output_dir}: {first_line(e)} (the disk is full); the "
+              f"checkpoints already written are untouched", EXIT_CHECKPOINT)
     if summary.get("signal"):
         sys.stdout.flush()
         os._exit(EXIT_SIGNAL[summary["signal"]])
