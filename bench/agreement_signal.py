@@ -13,8 +13,8 @@ from configs.stress_cpu import get_config
 from train.models import make_mesh
 from train.trainer import build_data, build_model
 from train.step import make_loss
-from train.stress.sweep import _stack
-from train.stress.suite import _shape
+from train.stress.sweep import stack
+from train.optim import schedule_shape
 from train import data as data_lib
 cfg = get_config()  # the stress suite's model and data
 data = build_data(cfg)
@@ -23,8 +23,8 @@ g, params, frozen = nnx.split(model, nnx.Param, ...)
 loss_fn = make_loss(g)
 gf = jax.value_and_grad(loss_fn)
 # pretrain quickly like the suite
-shape_pre = _shape(cfg, 1500, 50, "cosine")
-shape = _shape(cfg, 300, 30)
+shape_pre = schedule_shape("cosine", 1500, 50)
+shape = schedule_shape(cfg.optimizer.schedule, 300, 30)
 def mk(lr): return optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=0.01)
 @jax.jit
 def pre_step(p, s, tok, step):
@@ -46,7 +46,7 @@ def cell(p, s, tok, lr, step):
     return optax.apply_updates(p, u), s, (l, cos, un/pn)
 lrs = jnp.array([3e-4,1e-3,3e-3,1e-2,3e-2])
 f = jax.jit(jax.vmap(cell, in_axes=(0,0,0,0,None)))
-P = _stack(params, 5); S = jax.vmap(lambda p: mk(1.0).init(p))(P)
+P = stack(params, 5); S = jax.vmap(lambda p: mk(1.0).init(p))(P)
 orders = [data_lib.BatchOrder(data.train.windows, 8, 1) for _ in range(5)]
 L, C, R = [], [], []
 for i in range(300):

@@ -30,7 +30,8 @@ from configs.stress_cpu import get_config  # noqa: E402
 from train import data as data_lib  # noqa: E402
 from train.models import make_mesh  # noqa: E402
 from train.stress.arms import build_arm  # noqa: E402
-from train.stress.suite import _shape, _val_batches  # noqa: E402
+from train.optim import schedule_shape  # noqa: E402
+from train.stress.suite import val_batches  # noqa: E402
 from train.stress.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
 from train.trainer import build_data, build_model  # noqa: E402
 
@@ -65,7 +66,7 @@ def main(argv=None):
     model = build_model(cfg, data.tokenizer.vocab_size, mesh)
     graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
     windows, batch = data.train.windows, cfg.train.batch_size
-    val = _val_batches(data.val_windows, s.eval_batches, batch)
+    val = val_batches(data.val_windows, s.eval_batches, batch)
     orders = {seed: data_lib.BatchOrder(windows, batch, cfg.seed + 1 + seed) for seed in range(args.seeds)}
     common = dict(frozen=frozen, val=val, stress=s, vocab_size=data.tokenizer.vocab_size)
 
@@ -76,7 +77,7 @@ def main(argv=None):
         params = pickle.loads(cache.read_bytes())
     else:
         # The suite's pretraining, exactly (same program, data order and schedule).
-        shape = _shape(cfg, s.pretrain_steps, s.pretrain_warmup, "cosine")
+        shape = schedule_shape("cosine", s.pretrain_steps, s.pretrain_warmup)
         runs = run_cells(ArmProgram(build_arm("adamw", cfg), graphdef, shape, cfg.model.loss_chunk_tokens),
                          [Cell("pretrain", s.pretrain_lr, 0)], params,
                          orders={0: data_lib.BatchOrder(windows, batch, cfg.seed)},
@@ -85,7 +86,7 @@ def main(argv=None):
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(params))
 
-    shape = _shape(cfg, s.steps, cfg.optimizer.warmup_steps)
+    shape = schedule_shape(cfg.optimizer.schedule, s.steps, cfg.optimizer.warmup_steps)
     lrs = [float(x) for x in args.lrs.split(",") if x]
     scenarios = [x for x in args.scenarios.split(",") if x]
     for name in args.arms.split(","):

@@ -133,7 +133,7 @@ def main():
     data = synthetic_data(first_cfg, first_cfg.model.arch.vocab_size, batches=2)
     for policy, cfg in configs.items():
         start = time.perf_counter()
-        trainer = Trainer(cfg, data, devices=[device])   # one device, whatever the machine has
+        trainer = Trainer.build(cfg, data, devices=[device])   # one device, whatever the machine has
         built = time.perf_counter() - start
         if not trainers:
             n_params = sum(x.size for x in jax.tree.leaves(trainer.params))

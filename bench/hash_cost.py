@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from train import data as data_lib  # noqa: E402
 from train import data_fingerprint  # noqa: E402
-from train.checkpoint import _file_digests  # noqa: E402
+from train.checkpoint import file_digests  # noqa: E402
 
 
 def _timed(fn, repeats=3):
@@ -67,7 +67,7 @@ def main() -> None:
         newest = steps[-1]
         files = [p for p in newest.rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in files)
-        t = _timed(lambda: _file_digests(newest))
+        t = _timed(lambda: file_digests(newest))
         print(f"checkpoint checksums, {newest}: {len(files)} files, {size / 2**20:.1f} MiB in "
               f"{1000 * t:.1f} ms ({os.cpu_count()} cores)")
     else:

@@ -42,7 +42,7 @@ def narrow_config(layers: int, *, scan_layers: bool, chunk_tokens: int, batch: i
 
 def compiled_step(cfg):
     """(compiled train step, seconds to trace + lower + compile it)."""
-    trainer = Trainer(cfg, synthetic_data(cfg, VOCAB, batches=1))
+    trainer = Trainer.build(cfg, synthetic_data(cfg, VOCAB, batches=1))
     start = time.perf_counter()
     compiled = trainer.lower_train_step().compile()
     return compiled, time.perf_counter() - start

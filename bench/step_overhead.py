@@ -36,7 +36,7 @@ def main():
         cfg.optimizer.skip_non_finite = arm.get("skip", True)
         if data is None:
             data = build_data(cfg)
-        trainer = Trainer(cfg, data)
+        trainer = Trainer.build(cfg, data)
         for i in range(3):  # compile and warm up
             trainer.train_step(i)
         jax.block_until_ready(trainer.params)

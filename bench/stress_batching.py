@@ -22,8 +22,8 @@ from configs.stress_cpu import get_config
 from train.models import make_mesh
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm
-from train.stress.sweep import ArmProgram, _stack
-from train.stress.suite import _shape
+from train.stress.sweep import ArmProgram, stack
+from train.optim import schedule_shape
 from train.trainer import build_data, build_model
 
 
@@ -39,7 +39,7 @@ def main():
     data = build_data(cfg)
     model = build_model(cfg, data.tokenizer.vocab_size, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
     graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
-    program = ArmProgram(build_arm(args.arm, cfg), graphdef, _shape(cfg, cfg.stress.steps, 30))
+    program = ArmProgram(build_arm(args.arm, cfg), graphdef, schedule_shape(cfg.optimizer.schedule, cfg.stress.steps, 30))
     batch = data.train.batch(0)
     print(f"stress_cpu model, arm {args.arm}, batch {batch.shape[0]} x {batch.shape[1] - 1} tokens a cell, "
           f"{args.rounds} rounds x {args.steps} steps")
@@ -49,7 +49,7 @@ def main():
     for n in [int(x) for x in args.cells.split(",")]:
         lrs = jnp.full([n], 1e-3, jnp.float32)
         faults = jax.tree.map(jnp.asarray, faults_lib.faults_for(["none"] * n, cfg.stress))
-        p = _stack(params, n)
+        p = stack(params, n)
         state = program.init(p, lrs)
         tokens = jnp.asarray(np.stack([data.train.batch(i) for i in range(n)]))
         ones = jnp.ones((n, cfg.stress.steps), jnp.float32)   # no replayed multiplier

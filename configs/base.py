@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from train import optim, watchdog
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -73,11 +75,17 @@ def base_config() -> ml_collections.ConfigDict:
     # train.steps on cosine, a new lr, warmup or schedule); True accepts it, with a notice.
     c.optimizer.accept_schedule_change = False
     c.optimizer.guard = "reflex"        # none | reflex | reflex_pro | governor
-    c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
     # Or, with guard="none", one of the stress suite's baselines around AdamW
-    # (train.optim.BASELINES: clip, zclip, spike_skip, update_clip, plateau) and its knobs.
+    # (train.optim.BASELINES: clip, zclip, spike_skip, update_clip, plateau).
     c.optimizer.baseline = "none"
+    # The knobs of every policy and baseline at their defaults, one subtree each and made
+    # from their declarations (train.optim.knob_config): optimizer.governor.tolerance,
+    # optimizer.clip.max_norm... Only the active one's may be set away from its default.
+    c.optimizer.update(optim.knob_config())
+    # Deprecated: the form before knobs were config fields; what is set here is moved
+    # into the active subtree when the run starts (train.optim.fold_deprecated_knobs).
+    c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.baseline_kwargs = ml_collections.ConfigDict()
 
     c.train = ml_collections.ConfigDict()
@@ -94,14 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
     # norm, the loss above loss_factor x its running level for `patience` steps, or
     # more than max_skips consecutive skipped steps.
     c.train.on_divergence = "rollback"   # rollback | stop
-    c.train.watchdog = ml_collections.ConfigDict()
-    c.train.watchdog.loss_factor = 1.5
-    c.train.watchdog.patience = 5
-    c.train.watchdog.level_decay = 0.98  # EMA of the loss while it is not above the bar
-    c.train.watchdog.max_skips = 20
-    c.train.watchdog.max_rollbacks = 3
-    c.train.watchdog.lr_factor = 0.5     # each rollback multiplies the LR by this...
-    c.train.watchdog.lr_recovery_steps = 50   # ...then it returns to x1 over these steps (0: never)
+    c.train.watchdog = watchdog.config()  # its settings, explained in train.watchdog.DEFAULTS
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1

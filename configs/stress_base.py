@@ -57,14 +57,12 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
 
     s.sequential_cells = 3        # cells also run one at a time, for the timing comparison
 
-    # The baselines' knobs (their published defaults) and per-policy knobs by name.
-    s.clip_norm = 1.0
-    s.zclip = ml_collections.ConfigDict(dict(alpha=0.97, z_threshold=2.5, warmup_steps=25))
-    s.spike_skip = ml_collections.ConfigDict(dict(window=128, threshold=6.0, warmup=64))
-    s.update_clip = ml_collections.ConfigDict(dict(eps=1e-16))   # b2 is optimizer.b2
-    s.plateau = ml_collections.ConfigDict(dict(factor=0.5, patience=5, cooldown=0,
-                                               accumulation_size=10, rtol=1e-4, min_scale=0.01))
-    s.policy_kwargs = ml_collections.ConfigDict()
-    # Named variants of a policy, run as arms of their own (the governor's ablation).
+    # Every arm's knobs are the training config's: optimizer.<policy or baseline> (their
+    # published defaults, train.optim.knob_config), so an arm is what train.run builds from
+    # the same settings. reduce_on_plateau is given a per-step cadence the suite can see
+    # within 300 steps (its defaults are for per-epoch calls).
+    c.optimizer.plateau.update(dict(factor=0.5, patience=5, accumulation_size=10, min_scale=0.01))
+    # Named variants of a policy, run as arms of their own (the governor's ablation): each
+    # is optimizer.<policy> with the knobs in its kwargs changed.
     s.variants = ml_collections.ConfigDict()
     return c

@@ -44,5 +44,5 @@ if __name__ == "__main__":
     info = lbw_jax.telemetry(state)
     print(f"held-out loss  adamw: {plain_loss:.4f}   lbw_guard(adamw, reflex): {guarded_loss:.4f}")
     print(f"guard: step {int(info['step'])}, scale {float(info['scale']):.3f}, "
-          f"regime {lbw_jax.regime_name(info['regime'])}, "
+          f"regime {lbw_jax.regime_name(state)}, "
           f"interventions {int(info['interventions'])}, skipped {int(info['skipped'])}")

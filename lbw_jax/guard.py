@@ -20,7 +20,6 @@ import jax.numpy as jnp
 from jax import lax
 import optax
 
-from lbw_jax import regimes
 from lbw_jax._skip import zero_updates
 from lbw_jax.policies.base import Policy
 from lbw_jax.sensing import all_finite, tensor_view
@@ -35,7 +34,8 @@ class GuardState(NamedTuple):
       step: number of updates applied (finite steps); the t of the control laws.
       multiplier: what the last applied update was multiplied by, float32: the
         policy's scale times its one-step ``limit`` factor.
-      interventions: decisions that were not calm, i.e. that cut or pinned the scale.
+      interventions: updates on which the policy intervened (``Decision.intervened``:
+        it cut or pinned the scale, or skipped the step) or its ``limit`` bounded the step.
       skipped: updates skipped: the gradients or the ``value=`` loss were not
         finite (such updates leave every other field untouched), or the policy
         asked to skip a pathological step (``Decision.skip``).
@@ -121,7 +121,7 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
         sensed = tensor_view(updates, stacked_axes) if per_tensor else updates
         decision, policy_state = policy.decide(sensed, state.policy_state, step=step, value=value,
                                                inner_state=state.inner_state)
-        intervened = decision.decided & (policy_state.regime != regimes.CALM)
+        intervened = jnp.asarray(decision.intervened, jnp.bool_)
 
         def governed(_):
             inner_updates, inner_state = inner.update(

@@ -81,8 +81,9 @@ def grad_stats(grads, *, use_max: bool = True) -> GradStats:
 
 
 def all_finite(tree) -> jax.Array:
-    """True when every entry of every leaf is finite (a scalar bool)."""
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.array(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    """True when every entry of every floating leaf is finite (a scalar bool). Integer,
+    boolean and key leaves (step counters, an optimizer state's flags) are always finite,
+    so they are passed over rather than compared."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)

@@ -1,10 +1,12 @@
-"""``telemetry(state)``: the guard's scalars for logging, from any optimizer state."""
+"""``telemetry(state)``: the guard's scalars for logging, from any optimizer state, and
+the names of its codes (``regime_name``, ``reason_name``) in the active policy's words."""
 
 from __future__ import annotations
 
 import jax
 
 from lbw_jax.guard import GuardState
+from lbw_jax.policies.base import Policy, law_of_state
 
 
 def find_guard_state(state) -> GuardState:
@@ -24,8 +26,8 @@ def find_guard_state(state) -> GuardState:
 def telemetry(state) -> dict[str, jax.Array]:
     """Scalars describing the guard: ``step``, ``scale`` (what the last applied update
     was multiplied by), ``policy_scale`` (the policy's own scale; it differs from
-    ``scale`` only on a step the policy's ``limit`` bounded), ``regime`` (a code into
-    ``REGIMES``), ``interventions``, ``skipped`` and the policy's signals
+    ``scale`` only on a step the policy's ``limit`` bounded), ``regime`` (a code of the
+    policy's ``Regime``; ``regime_name`` names it), ``interventions``, ``skipped`` and the policy's signals
     (for the reference laws ``grad_ms``, ``signed_mean``, ``ema``, ``ratio``,
     ``sign_flip``, ``collections``; reflex_pro adds its window statistics).
 
@@ -36,3 +38,42 @@ def telemetry(state) -> dict[str, jax.Array]:
     out.update(step=guard.step, scale=guard.multiplier, policy_scale=policy.scale,
                regime=policy.regime, interventions=guard.interventions, skipped=guard.skipped)
     return out
+
+
+def _law(state) -> type[Policy]:
+    """The policy class that ``state`` belongs to: a policy (class or instance), its
+    state, a ``GuardState`` or an optimizer state holding one."""
+    if isinstance(state, Policy) or (isinstance(state, type) and issubclass(state, Policy)):
+        return state if isinstance(state, type) else type(state)
+    law = law_of_state(type(state))
+    if law is None:
+        law = law_of_state(type(find_guard_state(state).policy_state))
+    if law is None:
+        raise ValueError(f"no policy declares the state type {type(state).__name__} as its "
+                         f"state_type, so its codes have no names")
+    return law
+
+
+def regime_name(state, code=None) -> str:
+    """The name of a regime code in the vocabulary of the policy that ``state`` belongs to
+    (a policy, its state, a ``GuardState`` or an optimizer state holding one).
+
+    ``code``: an int or scalar array; default the state's current regime. Not under jit."""
+    law = _law(state)
+    if code is None:
+        code = _policy_state(state).regime
+    return law.regime_name(code)
+
+
+def reason_name(state, code=None) -> str:
+    """The name of a reason code (``reason`` in the governor's telemetry), as ``regime_name``."""
+    law = _law(state)
+    if code is None:
+        code = _policy_state(state).reason
+    return law.reason_name(code)
+
+
+def _policy_state(state):
+    if isinstance(state, Policy) or isinstance(state, type):
+        raise TypeError("regime_name(policy) needs the code: regime_name(policy, code)")
+    return state if law_of_state(type(state)) is not None else find_guard_state(state).policy_state

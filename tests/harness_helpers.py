@@ -4,12 +4,21 @@ import os
 import subprocess
 import sys
 
+import lbw_jax
 from configs.tiny import get_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SMALL_ARCH = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
                   num_kv_heads=1, head_dim=16)
+
+
+def unguarded(cfg):
+    """``cfg`` with no guard: the reflex knob small_config sets goes back to its default
+    (a knob of a policy not in use is refused)."""
+    cfg.optimizer.guard = "none"
+    cfg.optimizer.reflex.stats_every = lbw_jax.knobs.defaults(lbw_jax.Reflex)["stats_every"]
+    return cfg
 
 
 def small_config(out_dir, **train_overrides):
@@ -23,13 +32,13 @@ def small_config(out_dir, **train_overrides):
     cfg.train.log_every = 2
     cfg.train.eval_every = 4
     cfg.train.checkpoint_every = 4
-    cfg.optimizer.policy_kwargs.stats_every = 2
+    cfg.optimizer.reflex.stats_every = 2
     cfg.train.update(train_overrides)
     return cfg
 
 
 SMALL_FLAGS = [
-    "--config.optimizer.policy_kwargs.stats_every=2",  # as small_config
+    "--config.optimizer.reflex.stats_every=2",  # as small_config
     "--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
     "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
     "--config.model.arch.num_kv_heads=1", "--config.model.arch.head_dim=16",

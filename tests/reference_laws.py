@@ -1,7 +1,7 @@
 """Plain-Python models of the two reference laws, written from their published
 description and independent of the library, for step-for-step parity tests.
 
-Regime names follow ``lbw_jax.REGIMES``; a step with no collection returns None.
+Regime names follow each law's ``Regime`` (``lbw_jax.regime_name``); a step with no collection returns None.
 """
 
 import numpy as np

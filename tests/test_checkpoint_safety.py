@@ -6,11 +6,10 @@ import os
 import subprocess
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 
-from harness_helpers import SMALL_FLAGS, run_cli, small_config
+from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
 from train.checkpoint import CheckpointRestoreError, Checkpoints
 from train.metrics import read_metrics
 from train.run import train
@@ -28,7 +27,7 @@ def test_keep_1_with_a_1000x_fault_rolls_back_to_the_pinned_checkpoint_and_finis
     saved calm and followed by 5 calm steps, so it is pinned and kept besides."""
     cfg = small_config(tmp_path, steps=40, checkpoint_every=10, eval_every=10,
                        keep_checkpoints=1, log_every=1)
-    cfg.optimizer.guard, cfg.optimizer.policy_kwargs = "none", ml_collections.ConfigDict()
+    unguarded(cfg)
     cfg.fault.update(lr_factor=1000.0, first_batch=15, last_batch=20)
     summary = train(cfg)
     assert summary["status"] == "finished" and summary["rollbacks"] == 1

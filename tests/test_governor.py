@@ -11,7 +11,6 @@ import optax
 import pytest
 
 import lbw_jax
-from lbw_jax import regimes
 from reference_governor import REASONS, GovernorModel
 
 DIM = 16
@@ -75,8 +74,8 @@ class GovernorReplayTest(chex.TestCase):
                                            rtol=rtol, err_msg=where)
                 np.testing.assert_allclose(float(info["scale"]), multiplier, rtol=rtol, err_msg=where)
             np.testing.assert_allclose(float(info["policy_scale"]), model.scale, rtol=rtol, err_msg=where)
-            assert regimes.regime_name(info["regime"]) == regime, where
-            assert REASONS[int(info["reason"])] == model.reason, where
+            assert lbw_jax.regime_name(state) == regime, where
+            assert lbw_jax.reason_name(state) == model.reason, where
             seen.add(regime)
             reasons.add(model.reason)
             scales.append(model.scale)

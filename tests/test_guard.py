@@ -60,7 +60,34 @@ def test_scale_before_adam_is_undone_but_the_wrapper_scale_is_exact():
     for t, (a, w) in enumerate(zip(plain, wrapped)):
         chex.assert_trees_all_close(w, jax.tree.map(lambda u: u * float(cut(t)), a),
                                     rtol=1e-6, atol=1e-12)
-    assert int(lbw_jax.telemetry(state)["interventions"]) == 500
+    assert int(lbw_jax.telemetry(state)["interventions"]) == 500   # Decision.intervened, counted
+    assert lbw_jax.regime_name(state) == "held_down"                # in the policy's own words
+
+
+def test_each_policy_names_its_codes_in_its_own_vocabulary():
+    params = _params()
+    for law, names in ((lbw_jax.reflex(), ("calm", "oscillation", "spike")),
+                       (lbw_jax.governor(), ("calm", "skip", "regression", "step_limit")),
+                       (ScheduledScale(schedule=lambda t: 1.0), ("calm", "held_down"))):
+        state = lbw_jax.lbw_guard(optax.adamw(1e-3), policy=law).init(params)
+        assert lbw_jax.regime_name(state) == "calm"                 # CALM is 0 in every table
+        assert tuple(lbw_jax.regime_name(law, c) for c in range(len(names))) == names
+        assert lbw_jax.regime_name(state.policy_state, len(names) - 1) == names[-1]
+    assert lbw_jax.reason_name(lbw_jax.governor(), 4) == "harm"
+    with pytest.raises(ValueError, match="governor: unknown regime code 4"):
+        lbw_jax.regime_name(lbw_jax.governor(), 4)
+
+
+def test_a_vocabulary_without_calm_at_zero_is_refused():
+    import enum
+
+    class Backwards(enum.IntEnum):
+        SPIKE = 0
+        CALM = 1
+
+    with pytest.raises(TypeError, match="must be an enum.IntEnum with CALM = 0"):
+        class BadLaw(lbw_jax.Policy):  # noqa: F841 - refused as it is declared
+            Regime = Backwards
 
 
 def _nan_like(tree):
@@ -185,11 +212,12 @@ def test_bf16_params_keep_their_dtype():
 def test_telemetry_finds_the_guard_inside_a_chain():
     params = _params()
     opt = optax.chain(optax.clip_by_global_norm(1.0), lbw_jax.lbw_guard(optax.adamw(1e-2)))
-    info = lbw_jax.telemetry(opt.init(params))
+    state = opt.init(params)
+    info = lbw_jax.telemetry(state)
     for key in ("step", "scale", "ratio", "grad_ms", "ema", "sign_flip", "regime",
                 "interventions", "skipped"):
         assert key in info, key
-    assert lbw_jax.regime_name(info["regime"]) == "calm"
+    assert lbw_jax.regime_name(state) == "calm"
     with pytest.raises(ValueError, match="exactly one lbw_guard state"):
         lbw_jax.telemetry(optax.adamw(1e-2).init(params))
 
@@ -217,8 +245,8 @@ def test_the_chain_form_fails_at_once_and_shows_the_wrapper_form():
         message = str(error.value)
         assert "lbw_guard(optax.adamw(lr), policy=...)" in message
         assert "divided out" in message
-    with pytest.raises(ValueError, match="unknown regime code 9"):
-        lbw_jax.regime_name(9)
+    with pytest.raises(ValueError, match="reflex: unknown regime code 9"):
+        lbw_jax.regime_name(lbw_jax.reflex(), 9)
 
 
 @pytest.mark.parametrize("make_policy", [lbw_jax.reflex, lbw_jax.reflex_pro, lbw_jax.governor])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hf_fixtures import VOCAB, hf_logits, save_tiny
-from train.models import (CheckpointError, LoRAConfig, apply_lora, load_pretrained,
+from train.models import (PretrainedLoadError, LoRAConfig, apply_lora, load_pretrained,
                           save_adapter, save_pretrained)
 
 FAMILIES = ["qwen2", "llama"]
@@ -91,7 +91,7 @@ def test_peft_adapter_round_trip(scan, tmp_path):
 
 def test_folder_without_config(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="has no config.json"):
+    with pytest.raises(PretrainedLoadError, match="has no config.json"):
         load_pretrained(tmp_path)
 
 
@@ -104,7 +104,7 @@ def test_missing_and_mis_shaped_tensors_are_listed(tmp_path):
     tensors["model.norm.weight"] = np.ones(3, np.float32)
     tensors["model.layers.0.extra.weight"] = np.ones(3, np.float32)
     save_file(tensors, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(PretrainedLoadError) as error:
         load_pretrained(tmp_path)
     message = str(error.value)
     assert "missing tensors: ['model.layers.1.mlp.up_proj.weight']" in message

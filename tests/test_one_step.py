@@ -17,7 +17,7 @@ def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
     cfg.optimizer.update(guard="none", schedule="cosine", warmup_steps=2, lr=3e-3)
     cfg.train.steps = 6
     data = build_data(cfg)
-    trainer = Trainer(cfg, data)
+    trainer = Trainer.build(cfg, data)
     start = jax.tree.map(np.asarray, trainer.params)
     losses = [float(trainer.train_step(step)["loss"]) for step in range(cfg.train.steps)]
 
@@ -25,8 +25,8 @@ def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
     scfg = get_config()
     scfg.optimizer.update(cfg.optimizer.to_dict())
     scfg.stress.update(dict(steps=cfg.train.steps, eval_every=cfg.train.steps, scenarios=()))
-    from train.stress.suite import _shape
-    shape = _shape(scfg, cfg.train.steps, cfg.optimizer.warmup_steps)
+    from train.optim import schedule_shape
+    shape = schedule_shape(scfg.optimizer.schedule, cfg.train.steps, cfg.optimizer.warmup_steps)
 
     class TrainerOrder:   # the trainer's own batches, in its order
         def batch(self, index):

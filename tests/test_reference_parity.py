@@ -58,7 +58,7 @@ class ReferenceParityTest(chex.TestCase):
             np.testing.assert_allclose(float(info["scale"]), model_scale, rtol=1e-5,
                                        err_msg=f"scale at step {t}")
             if model_regime is not None:
-                self.assertEqual(lbw_jax.REGIMES[int(info["regime"])], model_regime,
+                self.assertEqual(lbw_jax.regime_name(state), model_regime,
                                  msg=f"regime at step {t}")
                 np.testing.assert_allclose(float(info["ratio"]), model.ratio, rtol=1e-4)
                 seen.add(model_regime)
@@ -75,3 +75,33 @@ class ReferenceParityTest(chex.TestCase):
         self.assertEqual(seen, regimes_seen)
         self.assertGreater(int(info["interventions"]), 10)
         self.assertEqual(int(info["skipped"]), 0)
+
+
+def test_reflex_pro_cluster_factor_is_inert():
+    """A faithful port keeps the reference's ``cluster_factor``, but a cluster pins the
+    scale at max(min_scale, min_scale * cluster_factor) = min_scale for every allowed
+    value (<= 1): over the stressful sequence, which clusters spikes, the extremes of its
+    range give the same scales bit for bit."""
+    params = _params()
+    sequence = stressful_sequence()[:400]
+
+    def scales(cluster_factor):
+        policy = lbw_jax.reflex_pro(cluster_factor=cluster_factor)
+        opt = lbw_jax.lbw_guard(optax.adamw(LR), policy=policy)
+
+        @jax.jit
+        def run(state):
+            def body(state, leaves):
+                grads = {f"leaf{i}": g for i, g in enumerate(leaves)}
+                _, state = opt.update(grads, state, params)
+                info = lbw_jax.telemetry(state)
+                return state, (info["scale"], info["regime"])
+            return jax.lax.scan(body, state, stacked)[1]
+
+        return run(opt.init(params))
+
+    stacked = [jnp.asarray(np.stack([leaves[i] for leaves in sequence])) for i in range(len(SHAPES))]
+    tiny, one = scales(1e-6), scales(1.0)
+    np.testing.assert_array_equal(np.asarray(tiny[0]), np.asarray(one[0]))
+    cluster = int(lbw_jax.policies.ReflexProRegime.SPIKE_CLUSTER)
+    assert (np.asarray(one[1]) == cluster).any(), "the sequence must cluster spikes"

@@ -75,3 +75,56 @@ def test_raising_train_steps_on_a_cosine_schedule_is_refused_unless_the_horizon_
     with pytest.raises(ConfigError, match="accept_schedule_change=True"):
         train(cosine(24, decay_steps=8, lr=1e-3))
     assert train(cosine(24, decay_steps=8, lr=1e-3, accept_schedule_change=True))["resumed_from"] == 16
+
+
+# -- policy knobs: config fields now, the policy_kwargs form before ----------------------
+
+def _in_old_form(config_json: str) -> str:
+    """A run's config.json as code before knobs were config fields wrote it: no knob
+    subtrees, the active policy's non-default knobs in optimizer.policy_kwargs."""
+    from train import optim
+
+    cfg = json.loads(config_json)
+    opt = cfg["optimizer"]
+    set_knobs = {k: v for k, v in opt[opt["guard"]].items()
+                 if v != optim.knob_defaults(opt["guard"])[k]}
+    for name in optim.knob_config():
+        del opt[name]
+    opt["policy_kwargs"], opt["baseline_kwargs"] = set_knobs, {}
+    return json.dumps(cfg, indent=2)
+
+
+def test_a_run_folder_written_with_policy_kwargs_resumes(tmp_path):
+    run = tmp_path / "run"
+    train(small_config(run, steps=4))            # reflex, with stats_every=2
+    config = run / "config.json"
+    config.write_text(_in_old_form(config.read_text()))
+    assert json.loads(config.read_text())["optimizer"]["policy_kwargs"] == {"stats_every": 2}
+    resumed = train(small_config(run, steps=8))
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 8
+    changed = small_config(run, steps=12)
+    changed.optimizer.reflex.stats_every = 3     # not what the run was trained with
+    with pytest.raises(ConfigError, match=r"Changed: optimizer\.reflex\.stats_every: 2 -> 3"):
+        train(changed)
+    knob_set_now = small_config(run, steps=12)
+    knob_set_now.optimizer.reflex.min_scale = 0.5  # the old run used the default, 0.1
+    with pytest.raises(ConfigError, match=r"Changed: optimizer\.reflex\.min_scale: 0\.1 -> 0\.5"):
+        train(knob_set_now)
+
+
+def test_the_resume_check_compares_the_active_policys_knobs_only():
+    from train.fingerprint import differences
+
+    saved = {"optimizer.guard": "reflex", "optimizer.baseline": "none",
+             "optimizer.reflex.stats_every": 2, "optimizer.governor.tolerance": 0.03}
+    same = dict(saved)
+    assert differences(saved, same) == []
+    # Another policy's subtree does nothing in this run (its defaults may change between
+    # versions): not compared.
+    assert differences(saved, {**saved, "optimizer.governor.tolerance": 0.05}) == []
+    assert differences(saved, {**saved, "optimizer.reflex.stats_every": 4}) == [
+        "optimizer.reflex.stats_every: 2 -> 4"]
+    old = {"optimizer.guard": "reflex", "optimizer.policy_kwargs.stats_every": 2}
+    assert differences(old, same) == []
+    assert differences(old, {**same, "optimizer.reflex.ema_decay": 0.5}) == [
+        "optimizer.reflex.ema_decay: 0.85 -> 0.5"]

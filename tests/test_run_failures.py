@@ -9,7 +9,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from harness_helpers import SMALL_FLAGS, run_cli, small_config
+import lbw_jax
+
+from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
 from train.errors import CheckpointError, ConfigError, DivergenceError, InputError
 from train.fingerprint import differences
 from train.metrics import read_metrics
@@ -40,7 +42,9 @@ def _one_error_line(result):
     ("--config.train.grad_accum=0", "train.grad_accum=0"),
     ("--config.train.eval_every=0", "train.eval_every=0"),
     ("--config.optimizer.lrr=1e-3", "--config.optimizer.lrr: no such config field"),
-    ("--config.optimizer.policy_kwargs.min_scale=2", "knob min_scale=2"),
+    ("--config.optimizer.reflex.min_scale=2", "knob min_scale=2"),
+    ("--config.optimizer.policy_kwargs.min_scale=2", "knob min_scale=2"),   # the deprecated form
+    ("--config.optimizer.governor.warmup_steps=2.5", "optimizer.governor.warmup_steps"),
 ])
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path, flag, named):
     result = run_cli(["--config.output_dir=" + str(tmp_path / "run"), flag], timeout=120)
@@ -66,9 +70,24 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
         train(small_config(tmp_path / "file"))
 
 
-def test_policy_knobs_from_the_command_line_reach_the_policy():
+def test_policy_knobs_are_config_fields_typed_by_their_defaults():
     from configs.tiny import get_config
     from train import optim
+
+    cfg = get_config()
+    cfg.lock()
+    cfg.optimizer.reflex.min_scale, cfg.optimizer.reflex.use_max = 0.5, False
+    policy = optim.build_policy(cfg.optimizer.guard, optim.policy_knobs(cfg))
+    assert (policy.min_scale, policy.use_max) == (0.5, False)
+    assert dict(cfg.optimizer.governor) == lbw_jax.knobs.defaults(lbw_jax.Governor)
+    with pytest.raises(TypeError, match="warmup_steps"):
+        cfg.optimizer.governor.warmup_steps = 2.5   # an integer knob: ml_collections refuses
+
+
+def test_the_deprecated_policy_kwargs_form_is_moved_into_the_active_subtree(capsys):
+    from configs.tiny import get_config
+    from train import optim
+    from train.validate import check_config
 
     argv, knobs = split_knob_flags(["prog", "--config.optimizer.policy_kwargs.min_scale=0.5",
                                     "--config.optimizer.policy_kwargs.use_max=False",
@@ -77,8 +96,32 @@ def test_policy_knobs_from_the_command_line_reach_the_policy():
     cfg = get_config()
     cfg.lock()
     apply_knobs(cfg, knobs)
-    policy = optim.build_policy(cfg.optimizer.guard, cfg.optimizer.policy_kwargs)
+    check_config(cfg)
+    assert "optimizer.policy_kwargs is deprecated" in capsys.readouterr().out
+    assert cfg.optimizer.policy_kwargs.to_dict() == {}
+    assert (cfg.optimizer.reflex.min_scale, cfg.optimizer.reflex.use_max) == (0.5, False)
+    policy = optim.build_policy(cfg.optimizer.guard, optim.policy_knobs(cfg))
     assert (policy.min_scale, policy.use_max) == (0.5, False)
+    cfg.optimizer.policy_kwargs = {"min_scale": 0.3}
+    with pytest.raises(ConfigError, match=r"optimizer.policy_kwargs.min_scale=0.3 and "
+                                          r"optimizer.reflex.min_scale=0.5: set it once"):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("guard,set_knob,named", [
+    ("reflex", ("governor", "tolerance", 0.05), "optimizer.governor.tolerance=0.05: set, but "
+                                                "optimizer.guard='reflex'"),
+    ("none", ("reflex", "stats_every", 2), "optimizer.reflex.stats_every=2: set, but "
+                                           "optimizer.guard='none'"),
+    ("reflex", ("clip", "max_norm", 0.5), "optimizer.clip.max_norm=0.5: set, but"),
+])
+def test_knobs_of_a_policy_or_baseline_not_in_use_are_refused(tmp_path, guard, set_knob, named):
+    cfg = unguarded(small_config(tmp_path))
+    cfg.optimizer.guard = guard
+    group, knob, value = set_knob
+    cfg.optimizer[group][knob] = value
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        train(cfg)
 
 
 # -- inputs -----------------------------------------------------------------------------
@@ -134,6 +177,7 @@ def test_an_empty_corpus_names_its_files(tmp_path):
     ("data.seq_len", 2048, "data.seq_len=2048 is above the model's max_position_embeddings=1024"),
     ("optimizer.baseline_kwargs", {"max_nrom": 0.5},
      "optimizer.baseline_kwargs.max_nrom: the clip baseline has no such knob; its knobs: max_norm"),
+    ("optimizer.clip", {"max_norm": 0.0}, "optimizer.clip.max_norm=0.0 must be a finite positive"),
     ("optimizer.baseline_kwargs", {"max_norm": 0.0}, "max_norm=0.0 must be a finite positive"),
     ("optimizer.baseline_kwargs", {"window": 8}, "the zclip baseline has no such knob; its knobs: "
                                                  "alpha, z_threshold, warmup_steps, eps"),
@@ -141,10 +185,13 @@ def test_an_empty_corpus_names_its_files(tmp_path):
 def test_settings_that_would_be_ignored_are_refused(tmp_path, setting, value, named):
     cfg = small_config(tmp_path)
     cfg.model.arch.max_position_embeddings = 1024
-    cfg.optimizer.guard, cfg.optimizer.policy_kwargs = "none", {}
+    unguarded(cfg)
     cfg.optimizer.baseline = "zclip" if "window" in str(value) else "clip"
     section, key = setting.rsplit(".", 1)
-    cfg[section][key] = value
+    if key == "clip":
+        cfg[section][key].update(value)
+    else:
+        cfg[section][key] = value
     with pytest.raises(ConfigError, match=re.escape(named)):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
@@ -153,9 +200,8 @@ def test_settings_that_would_be_ignored_are_refused(tmp_path, setting, value, na
 @pytest.mark.parametrize("guard", ["none", "reflex"])
 def test_baseline_kwargs_without_a_baseline_are_refused(tmp_path, guard):
     cfg = small_config(tmp_path)
-    cfg.optimizer.guard = guard
     if guard == "none":
-        cfg.optimizer.policy_kwargs = {}
+        unguarded(cfg)
     cfg.optimizer.baseline_kwargs = {"max_norm": 0.5}
     with pytest.raises(ConfigError, match=r"baseline_kwargs=\{'max_norm': 0.5\} are set but "
                                           r"optimizer.baseline='none'"):
@@ -170,11 +216,11 @@ def test_an_offline_hub_model_or_dataset_is_one_line_saying_how_to_fetch_it(tmp_
     line = _one_error_line(result)
     assert "'wikitext' is not in the local Hugging Face cache" in line
     assert "datasets.load_dataset('wikitext', 'wikitext-103-raw-v1')" in line
-    from train.models import CheckpointError as PretrainedError, load_pretrained
+    from train.models import PretrainedLoadError, load_pretrained
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(PretrainedError, match=r"'Qwen/Qwen2.5-0.5B' is not in the local Hugging "
+    with pytest.raises(PretrainedLoadError, match=r"'Qwen/Qwen2.5-0.5B' is not in the local Hugging "
                                               r"Face cache .*hf download Qwen/Qwen2.5-0.5B"):
         load_pretrained("Qwen/Qwen2.5-0.5B")
 

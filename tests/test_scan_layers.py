@@ -101,7 +101,7 @@ def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
     cfg = base_config()
     cfg.optimizer.guard = policy
     if policy != "governor":
-        cfg.optimizer.policy_kwargs.stats_every = 1
+        cfg.optimizer[policy].stats_every = 1
     per_layer = nnx.state(init_model(TINY, seed=5), nnx.Param)
     flat = {p: v[...] for p, v in nnx.to_flat_state(per_layer)}
     scanned = nnx.state(init_model(TINY, seed=5, scan_layers=True), nnx.Param)

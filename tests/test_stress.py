@@ -152,6 +152,6 @@ def test_bad_baseline_knobs_are_named(arm, knob, value, message):
     cfg = get_config()
     cfg.stress.arms = ("adamw", arm)
     cfg.stress.fault_arms = ()
-    cfg.stress[arm][knob] = value
+    cfg.optimizer[arm][knob] = value   # the same knob fields as train.run
     with pytest.raises(ValueError, match=message):
         check_config(cfg)

@@ -13,7 +13,8 @@ from train.models import CausalLM, DecoderConfig
 from train.optim import schedule
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm
-from train.stress.suite import _shape, plan_cells
+from train.optim import schedule_shape
+from train.stress.suite import plan_cells
 from train.stress.sweep import ArmProgram, Cell, run_cells
 
 VOCAB, SEQ, BATCH, STEPS = 64, 16, 4, 24
@@ -34,7 +35,7 @@ def setup():
     cfg = get_config()
     s = cfg.stress
     s.steps, s.eval_every, s.seeds, s.scenarios = STEPS, 8, 1, ()
-    s.policy_kwargs.reflex = dict(stats_every=2)
+    cfg.optimizer.reflex.stats_every = 2
     cfg.optimizer.warmup_steps = 4
     arch = DecoderConfig(model_type="qwen2", vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
                          num_layers=1, num_heads=2, num_kv_heads=1, head_dim=16, rope_theta=1e4,
@@ -51,7 +52,7 @@ def test_every_arm_runs_the_cosine_schedule(setup):
     cfg, graphdef, params, common = setup
     s = cfg.stress
     assert cfg.optimizer.schedule == "cosine"
-    shape = _shape(cfg, STEPS, cfg.optimizer.warmup_steps)
+    shape = schedule_shape(cfg.optimizer.schedule, STEPS, cfg.optimizer.warmup_steps)
     lr = 3e-3
     expected = np.asarray([schedule(cfg, STEPS, peak=lr)(t) for t in range(STEPS)])
     assert expected[0] == 0.0 and expected[4] == pytest.approx(lr)
@@ -77,7 +78,7 @@ def test_every_arm_runs_the_cosine_schedule(setup):
 
 def test_a_replay_of_a_guards_own_trajectory_reproduces_its_run(setup):
     cfg, graphdef, params, common = setup
-    shape = _shape(cfg, STEPS, cfg.optimizer.warmup_steps)
+    shape = schedule_shape(cfg.optimizer.schedule, STEPS, cfg.optimizer.warmup_steps)
     lr = 3e-2   # high enough that reflex moves its scale
     guard = run_cells(ArmProgram(build_arm("reflex", cfg), graphdef, shape), [Cell("reflex", lr, 0)],
                       params, keep_params=True, **common)

@@ -22,7 +22,6 @@ watchdog state). On top of it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 import shutil
@@ -30,7 +29,9 @@ from typing import Callable
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from train.data_fingerprint import file_sha256
 from train.errors import CheckpointError, first_line
 from train.library_log import LIBRARY_LOG
 
@@ -44,16 +45,12 @@ class CheckpointRestoreError(CheckpointError):
 _REWRITTEN_AT_COMMIT = ("_CHECKPOINT_METADATA",)
 
 
-def _file_digests(directory: pathlib.Path) -> dict[str, str]:
-    digests = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()
-                       and str(p.relative_to(directory)) not in _REWRITTEN_AT_COMMIT):
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        digests[str(path.relative_to(directory))] = h.hexdigest()
-    return digests
+def file_digests(directory: pathlib.Path) -> dict[str, str]:
+    """The SHA-256 of every file of a checkpoint step's folder, by relative path (the
+    metadata orbax rewrites at commit left out)."""
+    return {str(path.relative_to(directory)): file_sha256(path)
+            for path in sorted(p for p in directory.rglob("*") if p.is_file()
+                               and str(p.relative_to(directory)) not in _REWRITTEN_AT_COMMIT)}
 
 
 class Checkpoints:
@@ -144,7 +141,7 @@ class Checkpoints:
         self.sums.mkdir(exist_ok=True)
         target = self.sums / f"{step}.json"
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": step, "files": _file_digests(step_dir)}, indent=1))
+        tmp.write_text(json.dumps({"step": step, "files": file_digests(step_dir)}, indent=1))
         tmp.replace(target)
 
     def _rotate(self) -> None:
@@ -168,7 +165,7 @@ class Checkpoints:
                 f"restoring it UNVERIFIED")
             return None
         expected = json.loads(record.read_text())["files"]
-        actual = _file_digests(self.directory / str(step))
+        actual = file_digests(self.directory / str(step))
         for name, digest in expected.items():
             if name not in actual:
                 return f"file {name} is missing"
@@ -220,7 +217,6 @@ class Checkpoints:
         if not steps:
             return
         if jax.process_count() > 1:  # everyone has finished reading before anything moves
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"move_aside_{folder}_{steps}")
         if self.lead:
             (self.run_dir / folder).mkdir(exist_ok=True)
@@ -234,7 +230,6 @@ class Checkpoints:
                     shutil.move(str(sums), dest / "checksums.json")
             say(f"moved checkpoint(s) {steps} ({why}) to {self.run_dir / folder}")
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"moved_aside_{folder}_{steps}")
         self.manager.reload()
 

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import json
 
+import ml_collections
+import numpy as np
+
+from train import optim
 from train.errors import ConfigError
 
 # Fields (and sections) a resume may change: how long and how often, the LR schedule
@@ -67,22 +71,57 @@ def _may_change(name: str) -> bool:
     return any(name == f or name.startswith(f + ".") for f in MAY_CHANGE)
 
 
+# Every knob subtree of the config (optimizer.<policy or baseline>.<knob>).
+KNOB_GROUPS = tuple(optim.knob_config().keys())
+
+
+def _in_current_form(saved: dict) -> dict:
+    """A saved run's fields with knobs in today's form: the deprecated
+    ``optimizer.policy_kwargs.K`` (``baseline_kwargs``) become ``optimizer.<name>.K``."""
+    out = {}
+    for name, value in saved.items():
+        group = next((g for g in optim.DEPRECATED_KNOB_GROUPS if name.startswith(f"optimizer.{g}")),
+                     None)
+        if group is None:
+            out[name] = value
+        elif name != f"optimizer.{group}":   # (an empty group is a leaf: nothing to move)
+            selector = saved.get(f"optimizer.{optim.DEPRECATED_KNOB_GROUPS[group]}", "none")
+            out[f"optimizer.{selector}.{name.rsplit('.', 1)[1]}"] = value
+    return out
+
+
+def _knob(name: str, current: dict) -> str | None:
+    """The knob group of field ``name``, if it is a knob of the policy or baseline in use;
+    "" for a knob of one that is not in use (it may change: it does nothing)."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[0] != "optimizer" or parts[1] not in KNOB_GROUPS:
+        return None
+    active = (current.get("optimizer.guard"), current.get("optimizer.baseline", "none"))
+    return parts[1] if parts[1] in active else ""
+
+
 def differences(saved: dict, current: dict) -> list[str]:
     """The fields defining the run that differ. Fields only one side knows (a newer
-    or older version of the code) are not compared, except knobs set on one side."""
+    or older version of the code) are not compared, except the knobs of the policy or
+    baseline in use: one the saved run does not record (made before knobs were config
+    fields) is compared with its default, which that run used."""
     out = []
     older = {k: v(saved, current) if callable(v) else v
              for k, v in OLDER_RUNS_USED.items() if k in current}
-    saved = {**older, **saved}
+    saved = {**older, **_in_current_form(saved)}
+    current = _in_current_form(current)
     for name in sorted(set(saved) | set(current)):
-        if _may_change(name):
+        group = _knob(name, current)
+        if _may_change(name) or group == "":
             continue
-        knob = name.startswith(("optimizer.policy_kwargs.", "optimizer.baseline_kwargs."))
         if name in saved and name in current:
             if saved[name] != current[name]:
                 out.append(f"{name}: {saved[name]!r} -> {current[name]!r}")
-        elif knob:
-            out.append(f"{name}: {saved.get(name, '(default)')!r} -> {current.get(name, '(default)')!r}")
+        elif group:
+            default = optim.knob_defaults(group).get(name.rsplit(".", 1)[1], "(no such knob)")
+            was, now = saved.get(name, default), current.get(name, default)
+            if was != now:
+                out.append(f"{name}: {was!r} -> {now!r}")
     return out
 
 
@@ -98,8 +137,6 @@ def check_resume(saved_config_json: str, cfg) -> None:
 
 
 def _describe(c) -> str:
-    from train import optim
-
     o = c.optimizer
     shape = ("constant" if o.schedule == "constant"
              else f"cosine decay to step {optim.horizon(c)}")
@@ -109,11 +146,6 @@ def _describe(c) -> str:
 def schedule_change(saved_config_json: str, cfg, step: int) -> str | None:
     """None if ``cfg``'s LR schedule gives the LR of the saved run's at every step from
     ``step`` (the resume point) to ``train.steps``; else what changes and what to do."""
-    import ml_collections
-    import numpy as np
-
-    from train import optim
-
     saved = ml_collections.ConfigDict(json.loads(saved_config_json))
     if step >= cfg.train.steps:
         return None

@@ -10,9 +10,20 @@ import os
 import pathlib
 import time
 
+import jax
 import numpy as np
+from tqdm import tqdm
 
+import lbw_jax
+from train import data_fingerprint, machine, optim
+from train.checkpoint import Checkpoints
 from train.errors import ConfigError, DivergenceError, InputError, RunError
+from train.fingerprint import check_resume, schedule_change
+from train.metrics import MetricsWriter, plot_run
+from train.run_lock import lock_run_folder
+from train.trainer import Trainer, build_data, run_dir
+from train.validate import check_config
+from train.values import plain_json
 from train.watchdog import Event, Watchdog
 
 
@@ -54,17 +65,6 @@ class Position:
                    rollbacks=int(meta.get("rollbacks", 0)), events=list(meta.get("events", [])))
 
 
-def _finite_json(value):
-    """JSON without NaN/Infinity (which strict parsers reject): non-finite becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_json(v) for v in value]
-    return value
-
-
 def _write_json(path: pathlib.Path, value) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(value, indent=1))
@@ -78,7 +78,6 @@ def _saved_tokenizer(out: pathlib.Path, cfg) -> pathlib.Path | None:
 
 def initialize_distributed(cfg) -> None:
     """Joins the processes of a multi-host run before anything touches a device."""
-    import jax
 
     d = cfg.distributed
     if d.coordinator:
@@ -92,14 +91,10 @@ def initialize_distributed(cfg) -> None:
 
 
 def run(cfg, stop) -> dict:
-    from train.validate import check_config
 
     check_config(cfg)
     initialize_distributed(cfg)
-    import jax
 
-    from train.run_lock import lock_run_folder
-    from train.trainer import run_dir
 
     out = run_dir(cfg)
     lead = jax.process_index() == 0
@@ -130,8 +125,6 @@ def _saved_config(out, checkpoints) -> str | None:
 
 
 def _run_locked(cfg, stop, out, lead) -> dict:
-    from train.checkpoint import Checkpoints
-    from train.fingerprint import check_resume
 
     try:
         checkpoints = Checkpoints(out, cfg.train.keep_checkpoints, lead=lead)
@@ -169,16 +162,12 @@ def _finished_summary(out, cfg, checkpoints) -> dict | None:
 
 class _Run:
     def __init__(self, cfg, out, lead, checkpoints, saved_config: str | None):
-        from train import data_fingerprint, optim
-        from train.fingerprint import schedule_change
-        from train.metrics import MetricsWriter
-        from train.trainer import Trainer, build_data
 
         resuming = saved_config is not None
         self.cfg, self.out, self.lead, self.checkpoints = cfg, out, lead, checkpoints
         try:
             data = build_data(cfg, _saved_tokenizer(out, cfg) if resuming else None)
-            self.trainer = Trainer(cfg, data)
+            self.trainer = Trainer.build(cfg, data)
         except RunError:
             raise
         except (ValueError, FileNotFoundError) as e:  # the builders' own checks, one line each
@@ -227,7 +216,7 @@ class _Run:
         return record
 
     def _write_summary(self, summary: dict) -> dict:
-        summary = _finite_json(summary)
+        summary = plain_json(summary)
         if self.lead:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
         return summary
@@ -261,7 +250,6 @@ class _Run:
                                  "events": self.pos.events, "last_good_checkpoint": last_good})
             bar.close()
             if self.lead:
-                from train.metrics import plot_run
                 plot_run(self.out)
             raise DivergenceError(
                 f"{event.describe()}; stopped ({why}). Nothing was saved after it; the last "
@@ -294,10 +282,7 @@ class _Run:
     def _flush(self, pending, bar) -> Event | None:
         """Fetches the pending step metrics (one device sync), logs them and runs the
         watchdog over them in order; returns the first divergence."""
-        import jax
-        import numpy as np
-
-        import lbw_jax
+    
 
         event, record = None, None
         fetched = jax.device_get(pending)
@@ -310,7 +295,7 @@ class _Run:
             record.update(speed)
             record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
             if "regime" in record:
-                record["regime_name"] = lbw_jax.REGIMES[int(record["regime"])]
+                record["regime_name"] = lbw_jax.regime_name(self.trainer.law, record["regime"])
             self.writer.write(s, "train", record)
             if event is None:
                 event = self.watchdog.observe(s, record)
@@ -329,7 +314,6 @@ class _Run:
         return event
 
     def train(self, stop) -> dict:
-        from tqdm import tqdm
 
         cfg, t = self.cfg, self.cfg.train
         fault = cfg.fault
@@ -390,11 +374,7 @@ class _Run:
         return self._finish(last_eval, time.time() - t0)
 
     def _finish(self, last_eval, wall) -> dict:
-        import jax
-
-        import lbw_jax
-        from train import machine
-        from train.metrics import plot_run
+    
 
         self.writer.close()
         # Throughput is the speed meter's median tokens/s per device over training steps

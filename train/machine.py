@@ -14,6 +14,8 @@ import importlib.metadata
 import os
 import platform
 
+import jax
+
 
 def _cpu() -> tuple[str, str]:
     """The CPU's model and the widest x86 vector extension it has (the one XLA:CPU may
@@ -30,7 +32,6 @@ def _cpu() -> tuple[str, str]:
 
 
 def describe() -> dict:
-    import jax
 
     devices, (model, widest) = jax.devices(), _cpu()
     return {"devices": f"{len(devices)} x {devices[0].device_kind}",

@@ -24,6 +24,7 @@ class MetricsWriter:
             self._open(resume_step)
 
     def _open(self, resume_step: int | None):
+        # Optional here: absent from the GPU image unless carried (README, GPU session).
         from tensorboardX import SummaryWriter
 
         path = self.run_dir / "metrics.jsonl"
@@ -72,6 +73,7 @@ def read_metrics(run_dir) -> list[dict]:
 def plot_run(run_dir) -> pathlib.Path:
     """loss, validation perplexity, guard scale and the LR applied against step, as
     run_dir/training.png."""
+    # Optional here, and the backend must be chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")

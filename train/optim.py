@@ -5,32 +5,42 @@ from the same settings."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Callable, NamedTuple
 
+import ml_collections
+import numpy as np
 import optax
 
 import lbw_jax
 from train.models.layout import stacked_layer_axes
 
 GUARDS = lbw_jax.POLICIES
+SCHEDULES = ("constant", "cosine")
+
+
+def schedule_shape(kind: str, steps: int, warmup: int, peak: float = 1.0) -> optax.Schedule:
+    """Linear warmup over ``warmup`` steps to ``peak``, then constant or a cosine decay to
+    10% of it at ``steps``. With peak 1 it is the shape the stress suite multiplies by
+    each cell's LR; ``schedule`` gives a config's."""
+    if kind == "constant":
+        main = optax.constant_schedule(peak)
+    elif kind == "cosine":
+        main = optax.cosine_decay_schedule(peak, max(1, steps - warmup), alpha=0.1)
+    else:
+        raise ValueError(f"optimizer.schedule={kind!r}; choose {' or '.join(SCHEDULES)}")
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
 def schedule(cfg, steps: int, peak: float | None = None) -> optax.Schedule:
     """The config's schedule over ``steps`` peaking at ``peak`` (``optimizer.lr`` when
-    omitted): linear warmup over ``optimizer.warmup_steps``, then constant or a cosine
-    decay to 10% of the peak at ``steps``."""
+    omitted): ``schedule_shape`` of ``optimizer.schedule`` and ``optimizer.warmup_steps``."""
     opt = cfg.optimizer
-    peak = opt.lr if peak is None else peak
-    if opt.schedule == "constant":
-        main = optax.constant_schedule(peak)
-    elif opt.schedule == "cosine":
-        main = optax.cosine_decay_schedule(peak, max(1, steps - opt.warmup_steps), alpha=0.1)
-    else:
-        raise ValueError(f"optimizer.schedule={opt.schedule!r}; choose constant or cosine")
-    if opt.warmup_steps <= 0:
-        return main
-    warmup = optax.linear_schedule(0.0, peak, opt.warmup_steps)
-    return optax.join_schedules([warmup, main], [opt.warmup_steps])
+    return schedule_shape(opt.schedule, steps, opt.warmup_steps, opt.lr if peak is None else peak)
 
 
 def horizon(cfg) -> int:
@@ -42,8 +52,6 @@ def horizon(cfg) -> int:
 def schedule_values(cfg, steps) -> "np.ndarray":
     """The LR the config's schedule (over ``horizon(cfg)``) gives at each of ``steps``,
     as float64 on the host (for the run's records and the resume check)."""
-    import numpy as np
-
     steps = np.asarray(steps)
     values = np.asarray(schedule(cfg, horizon(cfg))(steps), np.float64)
     return np.broadcast_to(values, steps.shape).copy()  # a constant schedule gives a scalar
@@ -54,22 +62,24 @@ def adamw(cfg, learning_rate) -> optax.GradientTransformation:
     return optax.adamw(learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
 
 
-def _knob_dict(kwargs) -> dict:
-    return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs or {})
+def knob_dict(values) -> dict:
+    """Knobs given as a ``ConfigDict``, a mapping or None, as a plain dict."""
+    if isinstance(values, ml_collections.ConfigDict):
+        return values.to_dict()
+    return dict(values or {})
 
 
 def build_policy(name: str, kwargs=None):
     """The policy ``name`` of ``lbw_jax.POLICIES`` with its knobs (checked now)."""
     if name not in GUARDS:
         raise ValueError(f"optimizer.guard={name!r}; choose none or one of {sorted(GUARDS)}")
-    return GUARDS[name](**_knob_dict(kwargs))
+    return GUARDS[name](**knob_dict(kwargs))
 
 
 def _clip(inner, *, max_norm: float = 1.0):
     if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not (
             math.isfinite(max_norm) and max_norm > 0):
-        raise ValueError(f"optimizer.baseline_kwargs.max_norm={max_norm!r} must be a finite "
-                         f"positive number")
+        raise ValueError(f"optimizer.clip.max_norm={max_norm!r} must be a finite positive number")
     return optax.with_extra_args_support(optax.chain(optax.clip_by_global_norm(max_norm), inner))
 
 
@@ -110,24 +120,106 @@ BASELINES = {
 }
 
 
-def baseline_knobs(name: str) -> tuple[str, ...]:
-    """The knob names ``optimizer.baseline_kwargs`` may set for baseline ``name``."""
-    import inspect
-
+def knob_defaults(name: str) -> dict:
+    """The knobs of the policy or baseline ``name`` with their defaults: a policy's
+    dataclass fields (``lbw_jax.knobs.defaults``), a baseline's keyword parameters. The
+    one list of them: ``knob_config`` makes the config fields from it."""
+    if name in lbw_jax.LAWS:
+        return lbw_jax.knobs.defaults(lbw_jax.LAWS[name])
     params = inspect.signature(BASELINES[name].knobs_of).parameters.values()
-    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                 and p.default is not p.empty and not (name == "update_clip" and p.name == "b2"))
+    return {p.name: p.default for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
+            and not (name == "update_clip" and p.name == "b2")}
+
+
+def baseline_knobs(name: str) -> tuple[str, ...]:
+    """The knob names baseline ``name`` has."""
+    return tuple(knob_defaults(name))
+
+
+def knob_config() -> ml_collections.ConfigDict:
+    """One config subtree per policy and baseline, holding its knobs at their defaults:
+    ``optimizer.governor.tolerance``, ``optimizer.clip.max_norm``... (typed by
+    ml_collections from the defaults; the policy's own checks run when it is built)."""
+    tree = ml_collections.ConfigDict()
+    for name in (*lbw_jax.LAWS, *BASELINES):
+        tree[name] = ml_collections.ConfigDict(knob_defaults(name))
+    return tree
+
+
+def _set_knobs(cfg, name: str) -> dict:
+    """The knobs of ``name`` that ``cfg`` sets away from their defaults."""
+    group = cfg.optimizer.get(name)
+    if group is None:
+        return {}
+    defaults = knob_defaults(name)
+    return {k: v for k, v in knob_dict(group).items() if k not in defaults or v != defaults[k]}
+
+
+def policy_knobs(cfg, name: str | None = None) -> dict:
+    """The knobs of policy ``name`` (default ``optimizer.guard``): ``optimizer.<name>``."""
+    name = cfg.optimizer.guard if name is None else name
+    return knob_dict(cfg.optimizer.get(name))
+
+
+def inactive_knobs(cfg) -> list[str]:
+    """Knobs set away from their defaults for a policy or baseline that is not in use:
+    a mistake (they would do nothing), so ``train.validate`` refuses them."""
+    opt = cfg.optimizer
+    active = {opt.guard, opt.get("baseline", "none")}
+    return [f"optimizer.{name}.{k}={v!r}" for name in (*lbw_jax.LAWS, *BASELINES)
+            if name not in active for k, v in _set_knobs(cfg, name).items()]
+
+
+# The form before knobs were config fields: optimizer.policy_kwargs / .baseline_kwargs.
+DEPRECATED_KNOB_GROUPS = {"policy_kwargs": "guard", "baseline_kwargs": "baseline"}
+
+
+def fold_deprecated_knobs(cfg) -> list[str]:
+    """Moves knobs set in the deprecated ``optimizer.policy_kwargs`` (``baseline_kwargs``)
+    into the active policy's (baseline's) subtree, so the run and its ``config.json``
+    hold one form; returns a deprecation note per group moved. A knob set both ways to
+    different values is an error."""
+    notes, opt = [], cfg.optimizer
+    for group, selector in DEPRECATED_KNOB_GROUPS.items():
+        values = knob_dict(opt.get(group))
+        if not values:
+            continue
+        name = opt.get(selector, "none")
+        if name == "none":
+            raise ValueError(f"optimizer.{group}={values} are set but optimizer.{selector}='none'")
+        known = knob_defaults(name) if name in (*lbw_jax.LAWS, *BASELINES) else {}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            what = "policy" if selector == "guard" else "baseline"
+            raise ValueError(f"optimizer.{group}.{unknown[0]}: the {name} {what} has no such knob; "
+                             f"its knobs: {', '.join(known)}")
+        already = _set_knobs(cfg, name)
+        clash = sorted(k for k in values if k in already and already[k] != values[k])
+        if clash:
+            raise ValueError(f"optimizer.{group}.{clash[0]}={values[clash[0]]!r} and optimizer."
+                             f"{name}.{clash[0]}={already[clash[0]]!r}: set it once, as "
+                             f"optimizer.{name}.{clash[0]}")
+        with cfg.unlocked():
+            for k, v in values.items():
+                opt[name][k] = v   # typed by the field: an int for a float knob is taken
+            opt[group] = ml_collections.ConfigDict()
+        notes.append(f"optimizer.{group} is deprecated: its knobs are config fields now; "
+                     f"read as " + ", ".join(f"--config.optimizer.{name}.{k}={v!r}"
+                                             for k, v in values.items()))
+    return notes
 
 
 def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransformationExtraArgs:
     """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now (a
-    name the baseline does not have is an error, never ignored)."""
+    name the baseline does not have is an error, never ignored). ``kwargs``: its knobs,
+    default ``optimizer.<name>``."""
     if name not in BASELINES:
         raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
-    kw = _knob_dict(kwargs)
+    kw = knob_dict(cfg.optimizer.get(name) if kwargs is None else kwargs)
     unknown = sorted(set(kw) - set(baseline_knobs(name)))
     if unknown:
-        raise ValueError(f"optimizer.baseline_kwargs.{unknown[0]}: the {name} baseline has no such "
+        raise ValueError(f"optimizer.{name}.{unknown[0]}: the {name} baseline has no such "
                          f"knob; its knobs: {', '.join(baseline_knobs(name))}")
     if name == "update_clip":
         kw["b2"] = cfg.optimizer.b2
@@ -143,10 +235,10 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
         schedule; default: the config's schedule over ``horizon(cfg)``.
       guard: a policy name for ``lbw_guard`` ("none": no guard); default
-        ``optimizer.guard``, with knobs ``optimizer.policy_kwargs``.
+        ``optimizer.guard``, with knobs ``optimizer.<guard>`` (``policy_knobs``).
       policy: an already built policy, used instead of building ``guard``'s.
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
-        with knobs ``optimizer.baseline_kwargs`` (or ``baseline_kwargs``).
+        with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``).
     """
     opt = cfg.optimizer
     if learning_rate is None:
@@ -157,7 +249,6 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
     guard = opt.guard if guard is None else guard
     if baseline is None:
         baseline = opt.get("baseline", "none")
-        baseline_kwargs = opt.get("baseline_kwargs") if baseline_kwargs is None else baseline_kwargs
     inner = adamw(cfg, learning_rate)
     if policy is None and guard == "none":
         if baseline == "none":
@@ -166,7 +257,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
     if baseline != "none":
         raise ValueError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose one "
                          f"(a guard, or a baseline with optimizer.guard='none')")
-    policy = build_policy(guard, opt.policy_kwargs) if policy is None else policy
+    policy = build_policy(guard, policy_knobs(cfg, guard)) if policy is None else policy
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
     return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,

@@ -17,15 +17,18 @@ import signal
 import sys
 import traceback
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train.errors import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError, first_line
+from train.library_log import route_library_output
+from train.loop import run
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
-# Knobs of the chosen policy or baseline: the config holds no fields for them (they
-# differ per policy), so they are taken off the command line here and checked by the
-# policy itself.
+# The deprecated form of policy and baseline knobs (they are config fields now:
+# --config.optimizer.governor.tolerance=0.05). Its groups hold no fields, so ml_collections
+# cannot parse these flags; they are taken off the command line here, and the run moves
+# them into the active subtree with a deprecation note (train.optim.fold_deprecated_knobs).
 _KNOB_FLAGS = ("--config.optimizer.policy_kwargs.", "--config.optimizer.baseline_kwargs.")
 
 
@@ -57,15 +60,14 @@ def train(cfg) -> dict:
 
     Raises a ``train.errors.RunError`` (config, input, checkpoint or divergence) with
     a one-line message; ``python -m train.run`` turns it into an exit code."""
-    from train.loop import run
-
     with _StopRequested() as stop:
         return run(cfg, stop)
 
 
 def split_knob_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:
-    """Takes ``--config.optimizer.policy_kwargs.NAME=VALUE`` (and ``baseline_kwargs``)
-    off ``argv``; VALUE is a Python literal (``0.5``, ``True``, ``10``) or a string."""
+    """Takes the deprecated ``--config.optimizer.policy_kwargs.NAME=VALUE`` (and
+    ``baseline_kwargs``) off ``argv``; VALUE is a Python literal (``0.5``, ``True``,
+    ``10``) or a string."""
     rest, knobs = [], {"policy_kwargs": {}, "baseline_kwargs": {}}
     for arg in argv:
         prefix = next((p for p in _KNOB_FLAGS if arg.startswith(p)), None)
@@ -118,8 +120,6 @@ def _parse_flags(argv):
 
 
 def main(argv, config, verbose, knobs=None):
-    from absl import logging
-
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         _fail(f"unexpected arguments: {argv[1:]} (settings are --config.SECTION.KEY=VALUE)", EXIT_CONFIG)
@@ -129,8 +129,6 @@ def main(argv, config, verbose, knobs=None):
     except OSError as e:
         _fail(f"--config: {_one_line(e).split(' Attempted')[0]} ({str(e).strip().splitlines()[-1].strip()})",
               EXIT_CONFIG)
-    from train.library_log import route_library_output
-
     route_library_output(cfg.output_dir)
     try:
         apply_knobs(cfg, knobs or {})

@@ -19,6 +19,10 @@ import socket
 import time
 import uuid
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
 from train.errors import InputError
 
 LOCK_FILE = "run.lock"
@@ -102,7 +106,6 @@ class RunLock:
 def lock_run_folder(out, lead: bool, say=print) -> RunLock:
     """The run's lock: taken by process 0, checked by the others. Process 0 broadcasts
     its token even when it is refused (an empty one), so no process waits for it."""
-    import jax
 
     lock, refused = RunLock(out), None
     if lead:
@@ -111,8 +114,6 @@ def lock_run_folder(out, lead: bool, say=print) -> RunLock:
         except InputError as e:
             refused = e
     if jax.process_count() > 1:
-        import numpy as np
-        from jax.experimental import multihost_utils
 
         token = np.frombuffer(bytes.fromhex(lock.token or "0" * 32), np.uint8)
         token = bytes(np.asarray(multihost_utils.broadcast_one_to_all(token))).hex()

@@ -24,6 +24,7 @@ from train.loss import token_nll
 from train.optim import build_optimizer
 from train.step import make_loss, train_step
 from train.tokenizer import BPETokenizer, PretrainedTokenizer
+from train.validate import check_seq_len
 
 BATCH_AXES = ("data", "fsdp")
 
@@ -117,7 +118,6 @@ def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
                              f"tokenizer's {vocab_size}")
         model = CausalLM(arch, dtype=dtype, param_dtype=param_dtype, remat=m.remat,
                          scan_layers=m.scan_layers, attention=m.attention, rngs=nnx.Rngs(cfg.seed))
-    from train.validate import check_seq_len
     check_seq_len(cfg.data.seq_len, model.config.max_position_embeddings)  # (a hub id's limit)
     if cfg.lora.enabled:
         apply_lora(model, LoRAConfig(rank=cfg.lora.rank, alpha=cfg.lora.alpha,
@@ -134,26 +134,11 @@ class Trainer:
     jitted train and eval steps over the mesh. The model holds no RNG state: dropout
     keys derive from (seed, step)."""
 
-    def __init__(self, cfg, data: Data | None, *, abstract_vocab: int | None = None, devices=None):
-        """``abstract_vocab``: build everything from shapes only (``Trainer.abstract``)."""
-        self.cfg, self.data = cfg, data
-        self.mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
-        if cfg.train.batch_size % cfg.train.grad_accum:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by "
-                             f"train.grad_accum={cfg.train.grad_accum}")
-        micro = cfg.train.batch_size // cfg.train.grad_accum
-        batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        if micro % batch_shards:
-            raise ValueError(f"the micro-batch of {micro} does not split over the "
-                             f"{batch_shards} data-parallel devices of the mesh")
-        if abstract_vocab is not None:
-            model = nnx.eval_shape(lambda: build_model(cfg, abstract_vocab, self.mesh))
-            graphdef, state = nnx.split(model)
-            shardings = model_shardings(state, self.mesh)
-            state = _placed_shapes(state, shardings)
-            model = nnx.merge(graphdef, state)
-        else:
-            model = build_model(cfg, data.tokenizer.vocab_size, self.mesh)
+    def __init__(self, cfg, data: Data | None, mesh, model: CausalLM, make_opt_state):
+        """One body for both kinds; build one with ``Trainer.build`` (concrete) or
+        ``Trainer.abstract`` (shapes only). ``make_opt_state(tx, params, shardings)``
+        gives the optimizer state, placed by ``shardings``."""
+        self.cfg, self.data, self.mesh = cfg, data, mesh
         self.arch = model.config
         trainable = nnx.LoRAParam if cfg.lora.enabled else nnx.Param
         self.graphdef, self.params, self.frozen = nnx.split(model, trainable, ...)
@@ -165,22 +150,31 @@ class Trainer:
             self.tx, lambda _, sharding: sharding, jax.eval_shape(self.tx.init, self.params),
             jax.tree.map(lambda x: x.sharding, self.params),
             transform_non_params=lambda _: replicated)
-        if abstract_vocab is not None:
-            self.opt_state = _placed_shapes(jax.eval_shape(self.tx.init, self.params), opt_shardings)
-        else:
-            self.opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(self.params)
-        if jax.process_count() > 1 and abstract_vocab is None:
+        self.opt_state = make_opt_state(self.tx, self.params, opt_shardings)
+        self.guarded = cfg.optimizer.guard != "none"
+        # The guard's policy class: its vocabulary names the regime codes in the records.
+        self.law = lbw_jax.LAWS.get(cfg.optimizer.guard)
+        self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
+        self._train_step = self._compile_train_step()
+        self._eval_step = self._compile_eval_step()
+
+    @classmethod
+    def build(cls, cfg, data: Data, devices=None) -> "Trainer":
+        """The trainer of ``cfg`` on ``data``: the model built or loaded and placed on the
+        mesh, the optimizer state initialised there."""
+        mesh = _mesh(cfg, devices)
+        model = build_model(cfg, data.tokenizer.vocab_size, mesh)
+        trainer = cls(cfg, data, mesh, model, lambda tx, params, shardings: jax.jit(
+            tx.init, out_shardings=shardings)(params))
+        if jax.process_count() > 1:
             # Arrays placed by device_put across processes are not all ones orbax can
             # write (seen on the CPU with gloo); a donated identity under jit re-makes
             # them as global arrays without copying, so step 0 can be checkpointed.
             shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
-            self.params, self.frozen = (
+            trainer.params, trainer.frozen = (
                 jax.jit(lambda t: t, out_shardings=shard(t), donate_argnums=0)(t)
-                for t in (self.params, self.frozen))
-        self.guarded = cfg.optimizer.guard != "none"
-        self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
-        self._train_step = self._compile_train_step()
-        self._eval_step = self._compile_eval_step()
+                for t in (trainer.params, trainer.frozen))
+        return trainer
 
     @classmethod
     def abstract(cls, cfg, vocab_size: int, devices=None) -> "Trainer":
@@ -188,7 +182,11 @@ class Trainer:
         are ``jax.ShapeDtypeStruct``s with their shardings, nothing is allocated or
         loaded (a pretrained config needs ``model.name`` instead). For planning memory
         with ``lower_train_step().compile().memory_analysis()``; it cannot train."""
-        return cls(cfg, None, abstract_vocab=vocab_size, devices=devices)
+        mesh = _mesh(cfg, devices)
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: build_model(cfg, vocab_size, mesh)))
+        model = nnx.merge(graphdef, _placed_shapes(state, model_shardings(state, mesh)))
+        return cls(cfg, None, mesh, model, lambda tx, params, shardings: _placed_shapes(
+            jax.eval_shape(tx.init, params), shardings))
 
     # The state that a checkpoint holds; the frozen base of a pretrained model is
     # reloaded from its source instead.
@@ -314,16 +312,28 @@ class Trainer:
         return {"val_loss": mean, "val_ppl": float(np.exp(mean)), "val_tokens": int(count)}
 
 
+# One compiled reduction over the whole state rather than one dispatch per leaf.
+_all_finite = jax.jit(lbw_jax.all_finite)
+
+
 def _placed_shapes(tree, shardings):
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         tree, shardings)
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def _mesh(cfg, devices=None):
+    """``cfg``'s mesh, checked against the batch: each micro-batch splits evenly over the
+    data-parallel devices."""
+    mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor, devices=devices)
+    if cfg.train.batch_size % cfg.train.grad_accum:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by "
+                         f"train.grad_accum={cfg.train.grad_accum}")
+    micro = cfg.train.batch_size // cfg.train.grad_accum
+    batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if micro % batch_shards:
+        raise ValueError(f"the micro-batch of {micro} does not split over the "
+                         f"{batch_shards} data-parallel devices of the mesh")
+    return mesh
 
 
 def run_dir(cfg) -> pathlib.Path:

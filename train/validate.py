@@ -12,8 +12,9 @@ import math
 import numbers
 import pathlib
 
+from train import optim
 from train.errors import ConfigError
-from train.models.config import DTYPES
+from train.models.config import DTYPES, named_config
 from train.models.decoder import REMAT_POLICIES
 from train.models.layers import ATTENTION_CHOICES, check_attention
 
@@ -57,8 +58,6 @@ def choice(cfg, name: str, options) -> str:
 
 def check_config(cfg) -> None:
     """Raises ``ConfigError`` for the first setting of ``cfg`` that cannot work."""
-    from train import optim  # imports optax/lbw_jax; kept out of module import time
-
     integer(cfg, "seed", 0)
     out = pathlib.Path(cfg.output_dir).expanduser()
     if not cfg.output_dir:
@@ -132,7 +131,6 @@ def position_limit(cfg) -> int | None:
             raise ConfigError(f"model.pretrained={m.pretrained!r}: {config_file} is not valid "
                               f"JSON ({e})") from e
     if m.name:
-        from train.models.config import named_config
         try:
             return named_config(m.name).max_position_embeddings
         except ValueError as e:
@@ -159,13 +157,18 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
     for flag in ("optimizer.accept_schedule_change", "data.accept_changes"):
         if not isinstance(_get(cfg, flag), bool):
             _fail(flag, _get(cfg, flag), "True or False")
-    if cfg.optimizer.guard == "none" and cfg.optimizer.policy_kwargs.to_dict():
-        raise ConfigError(f"optimizer.policy_kwargs={cfg.optimizer.policy_kwargs.to_dict()} are set "
-                          f"but optimizer.guard='none'")
-    if cfg.optimizer.baseline == "none" and cfg.optimizer.baseline_kwargs.to_dict():
-        raise ConfigError(f"optimizer.baseline_kwargs={cfg.optimizer.baseline_kwargs.to_dict()} are "
-                          f"set but optimizer.baseline='none' (they configure a baseline, with "
-                          f"optimizer.guard='none')")
+    try:
+        notes = optim.fold_deprecated_knobs(cfg)   # the old policy_kwargs form, moved
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    for note in notes:
+        print(note, flush=True)
+    idle = optim.inactive_knobs(cfg)
+    if idle:  # knobs of a policy or baseline that is not in use would do nothing
+        o = cfg.optimizer
+        raise ConfigError(f"{', '.join(idle)}: set, but optimizer.guard={o.guard!r} and "
+                          f"optimizer.baseline={o.get('baseline', 'none')!r}; choose the one "
+                          f"these knobs belong to, or drop them")
     try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:

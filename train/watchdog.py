@@ -27,6 +27,25 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import ml_collections
+
+# The watchdog's settings and their defaults (``train.watchdog`` in the config is made
+# from this table): what it watches, then what a rollback does (read by train/loop.py).
+DEFAULTS = {
+    "loss_factor": 1.5,        # the loss above this x its running level ...
+    "patience": 5,             # ... for this many consecutive steps is a divergence
+    "level_decay": 0.98,       # EMA of the loss while it is not above the bar
+    "max_skips": 20,           # more consecutive skipped steps than this is a divergence
+    "max_rollbacks": 3,        # rollbacks before the run stops (exit 3)
+    "lr_factor": 0.5,          # each rollback multiplies the LR by this...
+    "lr_recovery_steps": 50,   # ...then it returns to x1 over these steps (0: never)
+}
+
+
+def config() -> ml_collections.ConfigDict:
+    """``DEFAULTS`` as the config's ``train.watchdog`` subtree."""
+    return ml_collections.ConfigDict(DEFAULTS)
+
 
 @dataclasses.dataclass(frozen=True)
 class Event:
@@ -44,10 +63,10 @@ class Event:
 
 @dataclasses.dataclass
 class Watchdog:
-    loss_factor: float = 1.5
-    patience: int = 5
-    level_decay: float = 0.98
-    max_skips: int = 20
+    loss_factor: float = DEFAULTS["loss_factor"]
+    patience: int = DEFAULTS["patience"]
+    level_decay: float = DEFAULTS["level_decay"]
+    max_skips: int = DEFAULTS["max_skips"]
     level: float | None = None      # running loss level (None until the first finite loss)
     over: int = 0                   # consecutive steps above loss_factor x level
     over_onset: int = 0

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 import optax
 
-from lbw_jax import _knobs
+from lbw_jax import knobs
 from lbw_jax._skip import zero_updates
 from lbw_jax.sensing import all_finite
 
@@ -60,9 +60,9 @@ def skip_spikes(inner: optax.GradientTransformation, *, window: int = 128,
     A skipped step returns zero updates and leaves ``inner``'s state untouched.
     Non-finite losses or gradients are always skipped and never recorded.
     """
-    window = _knobs.integer("skip_spikes", "window", window, low=2)
-    threshold = _knobs.real("skip_spikes", "threshold", threshold, low=0.0, low_open=True)
-    warmup = _knobs.integer("skip_spikes", "warmup", warmup, low=2, high=window)
+    window = knobs.integer("skip_spikes", "window", window, low=2)
+    threshold = knobs.real("skip_spikes", "threshold", threshold, low=0.0, low_open=True)
+    warmup = knobs.integer("skip_spikes", "warmup", warmup, low=2, high=window)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):

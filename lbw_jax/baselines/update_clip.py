@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lbw_jax import _knobs
+from lbw_jax import knobs
 
 
 class UpdateClipState(NamedTuple):
@@ -67,9 +67,9 @@ def update_clip(inner: optax.GradientTransformation, *, b2: float = 0.95, eps: f
 
     Non-finite gradients pass through: stopping them is the guard's job.
     """
-    b2 = _knobs.real("update_clip", "b2", b2, low=0.0, high=1.0, high_open=True)
-    eps = _knobs.real("update_clip", "eps", eps, low=0.0, low_open=True)
-    include_current = _knobs.boolean("update_clip", "include_current", include_current)
+    b2 = knobs.real("update_clip", "b2", b2, low=0.0, high=1.0, high_open=True)
+    eps = knobs.real("update_clip", "eps", eps, low=0.0, low_open=True)
+    include_current = knobs.boolean("update_clip", "include_current", include_current)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lbw_jax import _knobs, _stats
+from lbw_jax import _stats, knobs
 
 
 class ZClipState(NamedTuple):
@@ -50,10 +50,10 @@ def zclip(alpha: float = 0.97, z_threshold: float = 2.5, warmup_steps: int = 25,
     Non-finite gradients pass through unchanged and do not touch the statistics:
     stopping them is not ZClip's job (``lbw_guard`` or ``optax.apply_if_finite`` does it).
     """
-    alpha = _knobs.real("zclip", "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
-    z_threshold = _knobs.real("zclip", "z_threshold", z_threshold, low=0.0, low_open=True)
-    warmup_steps = _knobs.integer("zclip", "warmup_steps", warmup_steps, low=1)
-    eps = _knobs.real("zclip", "eps", eps, low=0.0, low_open=True)
+    alpha = knobs.real("zclip", "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    z_threshold = knobs.real("zclip", "z_threshold", z_threshold, low=0.0, low_open=True)
+    warmup_steps = knobs.integer("zclip", "warmup_steps", warmup_steps, low=1)
+    eps = knobs.real("zclip", "eps", eps, low=0.0, low_open=True)
 
     def init_fn(params):
         del params

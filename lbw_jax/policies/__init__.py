@@ -1,13 +1,15 @@
 """Control laws for ``lbw_guard``."""
 
-from lbw_jax.policies.base import Decision, Policy
-from lbw_jax.policies.governor import REASONS, Governor, GovernorState, governor
-from lbw_jax.policies.reflex import Reflex, ReflexSignals, ReflexState, reflex
-from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProState, reflex_pro
+from lbw_jax.policies.base import Decision, Policy, Reason, Regime
+from lbw_jax.policies.governor import Governor, GovernorReason, GovernorRegime, GovernorState, governor
+from lbw_jax.policies.reflex import Reflex, ReflexRegime, ReflexSignals, ReflexState, reflex
+from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProRegime, ReflexProState, reflex_pro
 
 # Every policy by name, for configs and the stress suite: registering one is adding it here.
-POLICIES = {law.name: law.create for law in (Reflex, ReflexPro, Governor)}
+LAWS = {law.name: law for law in (Reflex, ReflexPro, Governor)}
+POLICIES = {name: law.create for name, law in LAWS.items()}
 
-__all__ = ["Decision", "Policy", "Reflex", "ReflexSignals", "ReflexState", "reflex",
-           "ReflexPro", "ReflexProState", "reflex_pro", "Governor", "GovernorState",
-           "governor", "REASONS", "POLICIES"]
+__all__ = ["Decision", "Policy", "Regime", "Reason", "Reflex", "ReflexRegime", "ReflexSignals",
+           "ReflexState", "reflex", "ReflexPro", "ReflexProRegime", "ReflexProState", "reflex_pro",
+           "Governor", "GovernorRegime", "GovernorReason", "GovernorState", "governor", "LAWS",
+           "POLICIES"]

@@ -36,19 +36,36 @@ The loss must be passed to the guard's update as ``value=loss``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from lbw_jax import _knobs, _stats
-from lbw_jax import regimes
+from lbw_jax import _stats, knobs
 from lbw_jax.policies.base import Decision, Policy
 
-# Why the governor's last intervention happened (``reason`` in the telemetry).
-REASONS: tuple[str, ...] = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift")
-NONE, LOSS_SPIKE, GRAD_SPIKE, STEP_LIMIT, HARM, ACCEPTED_SHIFT = range(len(REASONS))
+
+class GovernorRegime(enum.IntEnum):
+    """What the governor did at its last decision (``regime`` in the telemetry)."""
+
+    CALM = 0
+    SKIP = 1          # one pathological step (loss or gradient outlier) skipped
+    REGRESSION = 2    # the loss lost ground against its recent best: scale cut
+    STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
+
+
+class GovernorReason(enum.IntEnum):
+    """Why the governor's last intervention happened (``reason`` in the telemetry)."""
+
+    NONE = 0
+    LOSS_SPIKE = 1
+    GRAD_SPIKE = 2
+    STEP_LIMIT = 3
+    HARM = 4
+    ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
+
 
 
 class GovernorState(NamedTuple):
@@ -56,7 +73,7 @@ class GovernorState(NamedTuple):
 
     Attributes:
       scale: the step multiplier in [min_scale, 1] (before the trust region).
-      regime: the regime code of the last decision (``REGIMES``).
+      regime: the ``GovernorRegime`` code of the last decision.
       count: finite, not skipped steps seen.
       loss_mean, loss_var: running mean and variance of the loss (Welford during the
         calibration, then EMAs with ``stat_decay``).
@@ -68,7 +85,7 @@ class GovernorState(NamedTuple):
       run: consecutive skipped steps.
       loss_z, grad_z: z-scores of the last step's loss and log gradient norm.
       step_ratio: the last inner step's norm over the reference.
-      reason: code into ``REASONS`` of the last intervention.
+      reason: the ``GovernorReason`` code of the last intervention.
       skips, cuts, limits: steps skipped, cut by the harm control, and clamped by the
         trust region.
     """
@@ -109,31 +126,34 @@ def _excess(fast, best, eps=1e-12):
 class Governor(Policy):
     """lbw-jax's own control law (see the module docstring)."""
 
-    min_scale: float = _knobs.fraction_knob(0.01)
+    min_scale: float = knobs.fraction_knob(0.01)
     # Exact skip of pathological steps.
-    use_skip: bool = _knobs.boolean_knob(True)
-    warmup_steps: int = _knobs.integer_knob(10, low=2)
-    stat_decay: float = _knobs.decay_knob(0.95)
-    min_noise: float = _knobs.real_knob(0.01, low=0.0)
-    skip_z: float = _knobs.real_knob(6.0, low=0.0, low_open=True)
-    max_skips: int = _knobs.integer_knob(24, low=1)
+    use_skip: bool = knobs.boolean_knob(True)
+    warmup_steps: int = knobs.integer_knob(10, low=2)
+    stat_decay: float = knobs.decay_knob(0.95)
+    min_noise: float = knobs.real_knob(0.01, low=0.0)
+    skip_z: float = knobs.real_knob(6.0, low=0.0, low_open=True)
+    max_skips: int = knobs.integer_knob(24, low=1)
     # Trust region on the step.
-    use_trust: bool = _knobs.boolean_knob(True)
-    trust_ratio: float = _knobs.real_knob(2.0, low=1.0)
-    trust_decay: float = _knobs.decay_knob(0.0)
-    trust_growth: float = _knobs.real_knob(1.02, low=1.0)
+    use_trust: bool = knobs.boolean_knob(True)
+    trust_ratio: float = knobs.real_knob(2.0, low=1.0)
+    trust_decay: float = knobs.decay_knob(0.0)
+    trust_growth: float = knobs.real_knob(1.02, low=1.0)
     # Harm control.
-    use_harm: bool = _knobs.boolean_knob(True)
-    fast_decay: float = _knobs.decay_knob(0.8)
-    forget: float = _knobs.real_knob(0.1, low=0.0, high=1.0)
-    tolerance: float = _knobs.real_knob(0.03, low=0.0, low_open=True)
-    cut_power: float = _knobs.real_knob(1.0, low=0.0, low_open=True)
-    max_cut: float = _knobs.fraction_knob(0.5)
-    recover: float = _knobs.real_knob(1.02, low=1.0)
-    recover_band: float = _knobs.real_knob(0.5, low=0.0, high=1.0)
-    eps: float = _knobs.real_knob(1e-12, low=0.0, low_open=True)
+    use_harm: bool = knobs.boolean_knob(True)
+    fast_decay: float = knobs.decay_knob(0.8)
+    forget: float = knobs.real_knob(0.1, low=0.0, high=1.0)
+    tolerance: float = knobs.real_knob(0.03, low=0.0, low_open=True)
+    cut_power: float = knobs.real_knob(1.0, low=0.0, low_open=True)
+    max_cut: float = knobs.fraction_knob(0.5)
+    recover: float = knobs.real_knob(1.02, low=1.0)
+    recover_band: float = knobs.real_knob(0.5, low=0.0, high=1.0)
+    eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "governor"
+    state_type = GovernorState
+    Regime = GovernorRegime
+    Reason = GovernorReason
     may_skip = True
 
     def init(self, params) -> GovernorState:
@@ -141,7 +161,7 @@ class Governor(Policy):
         f = lambda v=0.0: jnp.full([], v, jnp.float32)
         n = lambda v=0: jnp.full([], v, jnp.int32)
         return GovernorState(
-            scale=f(1.0), regime=n(regimes.CALM), count=n(), loss_mean=f(), loss_var=f(),
+            scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
             grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
             loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n())
 
@@ -185,19 +205,20 @@ class Governor(Policy):
                           jnp.where(near_best & ~first, state.scale * self.recover, state.scale))
         scale = jnp.clip(scale, self.min_scale, 1.0).astype(jnp.float32)
 
-        reason = jnp.select([outlier & ~skip, harm], [ACCEPTED_SHIFT, HARM], state.reason)
+        R, W = GovernorRegime, GovernorReason
+        reason = jnp.select([outlier & ~skip, harm], [W.ACCEPTED_SHIFT, W.HARM], state.reason)
         applied = state._replace(
-            scale=scale, regime=jnp.where(harm, regimes.REGRESSION, regimes.CALM).astype(jnp.int32),
+            scale=scale, regime=jnp.where(harm, R.REGRESSION, R.CALM).astype(jnp.int32),
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
             grad_var=grad_var, fast=fast, best=best, run=jnp.zeros([], jnp.int32),
             loss_z=loss_z, grad_z=grad_z, reason=reason.astype(jnp.int32),
             cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32))
         skipped = state._replace(
-            regime=jnp.asarray(regimes.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
-            grad_z=grad_z, reason=jnp.where(loss_out, LOSS_SPIKE, GRAD_SPIKE).astype(jnp.int32),
+            regime=jnp.asarray(R.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
+            grad_z=grad_z, reason=jnp.where(loss_out, W.LOSS_SPIKE, W.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)
         new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped, applied)
-        return Decision(jnp.array(True), skip), new_state
+        return Decision(skip | harm, skip), new_state
 
     def limit(self, updates, state: GovernorState):
         """(2) The trust region: this step's norm may be at most ``trust_ratio`` times
@@ -214,8 +235,8 @@ class Governor(Policy):
         new_state = state._replace(
             step_ref=step_ref, step_ratio=size / (state.step_ref + self.eps),
             limits=state.limits + clamp.astype(jnp.int32),
-            reason=jnp.where(clamp, STEP_LIMIT, state.reason).astype(jnp.int32),
-            regime=jnp.where(clamp & (state.regime == regimes.CALM), regimes.STEP_LIMIT,
+            reason=jnp.where(clamp, GovernorReason.STEP_LIMIT, state.reason).astype(jnp.int32),
+            regime=jnp.where(clamp & (state.regime == GovernorRegime.CALM), GovernorRegime.STEP_LIMIT,
                              state.regime).astype(jnp.int32))
         return factor.astype(jnp.float32), new_state
 
@@ -223,10 +244,8 @@ class Governor(Policy):
 def governor(**knobs) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
-    Knobs (defaults): min_scale 0.01; use_skip True, warmup_steps 10, stat_decay 0.95,
-    min_noise 0.01, skip_z 6, max_skips 24; use_trust True, trust_ratio 2, trust_decay 0,
-    trust_growth 1.02; use_harm True, fast_decay 0.8, forget 0.1, tolerance 0.03,
-    cut_power 1, max_cut 0.5, recover 1.02, recover_band 0.5; eps 1e-12. See the
-    module docstring for what each does. A bad value raises ``ValueError`` naming it.
+    Its knobs are the fields of ``Governor``, grouped by mechanism there, with their
+    defaults (``lbw_jax.knobs.defaults(Governor)`` lists them); the module docstring
+    says what each does. A bad value raises ``ValueError`` naming it.
     """
     return Governor.create(**knobs)

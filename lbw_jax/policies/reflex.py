@@ -12,6 +12,7 @@ stress_threshold or flip) or calm.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import NamedTuple
 
 import jax
@@ -19,10 +20,17 @@ import jax.numpy as jnp
 from jax import lax
 import optax
 
-from lbw_jax import _knobs
-from lbw_jax import regimes
+from lbw_jax import knobs
 from lbw_jax.policies.base import Decision, Policy
 from lbw_jax.sensing import grad_stats
+
+
+class ReflexRegime(enum.IntEnum):
+    """What the reference eval law decided at its last collection."""
+
+    CALM = 0          # no stress sensed: the scale recovers towards 1
+    OSCILLATION = 1   # gradient energy above the stress threshold, or a sign flip
+    SPIKE = 2         # gradient energy above the spike threshold
 
 
 class ReflexSignals(NamedTuple):
@@ -56,7 +64,7 @@ def init_signals() -> ReflexSignals:
 
 
 def initial_scale_and_regime() -> tuple[jax.Array, jax.Array]:
-    return jnp.ones([], jnp.float32), jnp.asarray(regimes.CALM, jnp.int32)
+    return jnp.ones([], jnp.float32), jnp.zeros([], jnp.int32)  # CALM, in every vocabulary
 
 
 class ReflexState(NamedTuple):
@@ -64,7 +72,7 @@ class ReflexState(NamedTuple):
 
     Attributes:
       scale: the step multiplier in force, float32.
-      regime: the regime code of the last decision (``REGIMES``).
+      regime: the ``ReflexRegime`` code of the last decision.
       signals: the sensed telemetry.
     """
 
@@ -80,21 +88,21 @@ class ReflexState(NamedTuple):
 class ReflexSensing(Policy):
     """Knobs and sensing shared by both reference laws."""
 
-    stress_threshold: float = _knobs.real_knob(1.1, low=0.0, low_open=True)
-    spike_threshold: float = _knobs.real_knob(1.5, low=0.0, low_open=True)
-    min_scale: float = _knobs.fraction_knob(0.1)
-    recovery: float = _knobs.real_knob(0.01, low=0.0, high=1.0)
-    use_max: bool = _knobs.boolean_knob(True)
-    stats_every: int = _knobs.integer_knob(10, low=1)
-    ema_decay: float = _knobs.decay_knob(0.85)
-    eps: float = _knobs.real_knob(1e-12, low=0.0, low_open=True)
+    stress_threshold: float = knobs.real_knob(1.1, low=0.0, low_open=True)
+    spike_threshold: float = knobs.real_knob(1.5, low=0.0, low_open=True)
+    min_scale: float = knobs.fraction_knob(0.1)
+    recovery: float = knobs.real_knob(0.01, low=0.0, high=1.0)
+    use_max: bool = knobs.boolean_knob(True)
+    stats_every: int = knobs.integer_knob(10, low=1)
+    ema_decay: float = knobs.decay_knob(0.85)
+    eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "reflex_sensing"
     # Its statistics are per tensor: the guard splits stacked leaves for it (stacked_axes).
     reads_tensors = True
 
     def check_knobs(self):
-        _knobs.ordered(self.name, "stress_threshold", self.stress_threshold,
+        knobs.ordered(self.name, "stress_threshold", self.stress_threshold,
                        "spike_threshold", self.spike_threshold)
 
     def is_collection_step(self, step) -> jax.Array:
@@ -125,10 +133,12 @@ class Reflex(ReflexSensing):
     on stress or a sign flip (never below ``min_scale``), else recover by
     ``recovery`` (never above 1)."""
 
-    spike_cut: float = _knobs.fraction_knob(0.7)
-    stress_cut: float = _knobs.fraction_knob(0.85)
+    spike_cut: float = knobs.fraction_knob(0.7)
+    stress_cut: float = knobs.fraction_knob(0.85)
 
     name = "reflex"
+    state_type = ReflexState
+    Regime = ReflexRegime
 
     def init(self, params) -> ReflexState:
         del params
@@ -146,12 +156,12 @@ class Reflex(ReflexSensing):
                 spike, jnp.maximum(self.min_scale, self.spike_cut * scale),
                 jnp.where(stress, jnp.maximum(self.min_scale, self.stress_cut * scale),
                           jnp.minimum(1.0, scale + self.recovery)))
-            new_regime = jnp.where(spike, regimes.SPIKE,
-                                   jnp.where(stress, regimes.OSCILLATION, regimes.CALM))
-            return Decision(jnp.array(True)), ReflexState(
+            R = ReflexRegime
+            new_regime = jnp.where(spike, R.SPIKE, jnp.where(stress, R.OSCILLATION, R.CALM))
+            return Decision(spike | stress), ReflexState(
                 new_scale.astype(jnp.float32), new_regime.astype(jnp.int32), signals)
 
-        def hold():
+        def hold():  # between collections the scale is held: no decision, no intervention
             return Decision(jnp.array(False)), state
 
         return self.on_schedule(step, collect, hold)
@@ -160,8 +170,8 @@ class Reflex(ReflexSensing):
 def reflex(**knobs) -> Reflex:
     """The reference eval law as a policy for ``lbw_guard``.
 
-    Knobs (defaults): stress_threshold 1.1, spike_threshold 1.5, min_scale 0.1,
-    recovery 0.01, use_max True, stats_every 10, ema_decay 0.85, eps 1e-12,
-    spike_cut 0.7, stress_cut 0.85. A bad value raises ``ValueError``.
+    Its knobs are the fields of ``Reflex`` and ``ReflexSensing`` (their defaults are the
+    published ones; ``lbw_jax.knobs.defaults(Reflex)`` lists them). A bad value raises
+    ``ValueError`` naming it.
     """
     return Reflex.create(**knobs)

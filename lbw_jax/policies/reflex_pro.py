@@ -6,16 +6,26 @@ is unstable, and recovers faster after long calm streaks.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from lbw_jax import _knobs
-from lbw_jax import regimes
+from lbw_jax import knobs
 from lbw_jax.policies.base import Decision
 from lbw_jax.policies.reflex import (ReflexSensing, ReflexSignals, init_signals,
                                      initial_scale_and_regime)
+
+
+class ReflexProRegime(enum.IntEnum):
+    """What the reference pro law decided at its last collection (reflex's, then its own)."""
+
+    CALM = 0
+    OSCILLATION = 1
+    SPIKE = 2
+    SPIKE_CLUSTER = 3   # two or more spikes inside its window
+    NUCLEAR = 4         # oscillating or unstable: the scale dropped to its floor
 
 
 class ReflexProState(NamedTuple):
@@ -23,7 +33,7 @@ class ReflexProState(NamedTuple):
 
     Attributes:
       scale: the step multiplier in force, float32.
-      regime: the regime code of the last decision (``REGIMES``).
+      regime: the ``ReflexProRegime`` code of the last decision.
       signals: the sensed telemetry, as for ``reflex``.
       spikes: ring buffer of is_spike over the last ``window`` decisions.
       ratios: ring buffer of the ratio over the last ``window`` decisions.
@@ -57,35 +67,39 @@ class ReflexProState(NamedTuple):
 class ReflexPro(ReflexSensing):
     """The reference pro law; every number of it is a knob (defaults as published)."""
 
-    window: int = _knobs.integer_knob(50, low=1)
-    spike_cut: float = _knobs.fraction_knob(0.65)
-    stress_cut: float = _knobs.fraction_knob(0.80)
+    window: int = knobs.integer_knob(50, low=1)
+    spike_cut: float = knobs.fraction_knob(0.65)
+    stress_cut: float = knobs.fraction_knob(0.80)
     # spikes in the window that pin the scale at the floor ...
-    cluster_spikes: int = _knobs.integer_knob(2, low=1)
-    # ... at max(min_scale, min_scale * cluster_factor)
-    cluster_factor: float = _knobs.fraction_knob(0.8)
+    cluster_spikes: int = knobs.integer_knob(2, low=1)
+    # ... at max(min_scale, min_scale * cluster_factor). INERT, kept for parity with the
+    # reference: cluster_factor <= 1, so that is always min_scale, whatever its value
+    # (tests/test_reference_parity.py shows it changes nothing).
+    cluster_factor: float = knobs.fraction_knob(0.8)
     # spikes in the window that mean "oscillating"
-    oscillation_spikes: int = _knobs.integer_knob(3, low=1)
+    oscillation_spikes: int = knobs.integer_knob(3, low=1)
     # ratio variance that means "unstable" ... once this many decisions are in the window
-    variance_threshold: float = _knobs.real_knob(0.5, low=0.0)
-    variance_min_filled: int = _knobs.integer_knob(20, low=1)
+    variance_threshold: float = knobs.real_knob(0.5, low=0.0)
+    variance_min_filled: int = knobs.integer_knob(20, low=1)
     # consecutive spikes that mean "unstable"
-    spike_streak_limit: int = _knobs.integer_knob(2, low=1)
+    spike_streak_limit: int = knobs.integer_knob(2, low=1)
     # nuclear scale and final floor: min_scale * nuclear_factor
-    nuclear_factor: float = _knobs.fraction_knob(0.5)
+    nuclear_factor: float = knobs.fraction_knob(0.5)
     # calm streaks for recovery * fast_recovery and recovery * mid_recovery
-    calm_streak_fast: int = _knobs.integer_knob(10, low=1)
-    fast_recovery: float = _knobs.real_knob(4.0, low=0.0)
-    calm_streak_mid: int = _knobs.integer_knob(5, low=1)
-    mid_recovery: float = _knobs.real_knob(2.0, low=0.0)
+    calm_streak_fast: int = knobs.integer_knob(10, low=1)
+    fast_recovery: float = knobs.real_knob(4.0, low=0.0)
+    calm_streak_mid: int = knobs.integer_knob(5, low=1)
+    mid_recovery: float = knobs.real_knob(2.0, low=0.0)
     # largest change per decision, except nuclear
-    max_change: float = _knobs.fraction_knob(0.3)
+    max_change: float = knobs.fraction_knob(0.3)
 
     name = "reflex_pro"
+    state_type = ReflexProState
+    Regime = ReflexProRegime
 
     def check_knobs(self):
         super().check_knobs()
-        _knobs.ordered(self.name, "calm_streak_mid", self.calm_streak_mid,
+        knobs.ordered(self.name, "calm_streak_mid", self.calm_streak_mid,
                        "calm_streak_fast", self.calm_streak_fast)
 
     def init(self, params) -> ReflexProState:
@@ -146,18 +160,18 @@ class ReflexPro(ReflexSensing):
                 default=jnp.minimum(1.0, scale + self.recovery))
             limited = jnp.clip(target, scale - self.max_change, scale + self.max_change)
             new_scale = jnp.clip(jnp.where(nuclear, floor, limited), floor, 1.0)
-            new_regime = jnp.select(
-                [nuclear, cluster, spike, stress],
-                [regimes.NUCLEAR, regimes.SPIKE_CLUSTER, regimes.SPIKE, regimes.OSCILLATION],
-                default=regimes.CALM)
+            R = ReflexProRegime
+            new_regime = jnp.select([nuclear, cluster, spike, stress],
+                                    [R.NUCLEAR, R.SPIKE_CLUSTER, R.SPIKE, R.OSCILLATION],
+                                    default=R.CALM)
             new_state = ReflexProState(
                 scale=new_scale.astype(jnp.float32), regime=new_regime.astype(jnp.int32),
                 signals=signals, spikes=spikes, ratios=ratios, head=head, filled=filled,
                 spike_streak=spike_streak, calm_streak=calm_streak, spike_count=spike_count,
                 ratio_var=ratio_var.astype(jnp.float32))
-            return Decision(jnp.array(True)), new_state
+            return Decision(new_regime != R.CALM), new_state
 
-        def hold():
+        def hold():  # between collections the scale is held: no decision, no intervention
             return Decision(jnp.array(False)), state
 
         return self.on_schedule(step, collect, hold)
@@ -166,12 +180,8 @@ class ReflexPro(ReflexSensing):
 def reflex_pro(**knobs) -> ReflexPro:
     """The reference pro law as a policy for ``lbw_guard``.
 
-    Shares reflex's sensing knobs and defaults (stress_threshold 1.1, spike_threshold
-    1.5, min_scale 0.1, recovery 0.01, use_max True, stats_every 10, ema_decay 0.85)
-    and adds window 50, spike_cut 0.65, stress_cut 0.80, cluster_spikes 2,
-    cluster_factor 0.8, oscillation_spikes 3, variance_threshold 0.5,
-    variance_min_filled 20, spike_streak_limit 2, nuclear_factor 0.5,
-    calm_streak_fast 10 / fast_recovery 4, calm_streak_mid 5 / mid_recovery 2,
-    max_change 0.3. A bad value raises ``ValueError``.
+    Its knobs are the fields of ``ReflexPro`` (reflex's sensing knobs and its own; the
+    defaults are the published ones, listed by ``lbw_jax.knobs.defaults(ReflexPro)``).
+    ``cluster_factor`` is inert (see its field). A bad value raises ``ValueError``.
     """
     return ReflexPro.create(**knobs)

@@ -3,11 +3,11 @@ and out, LoRA and logical-axis sharding."""
 
 from train.models.config import NAMED_CONFIGS, DecoderConfig, named_config
 from train.models.decoder import CausalLM, count_params, init_model
-from train.models.hf_io import CheckpointError, load_pretrained, save_pretrained
+from train.models.hf_io import PretrainedLoadError, load_pretrained, save_pretrained
 from train.models.lora import LoRAConfig, apply_lora, merged_params, save_adapter
 from train.models.sharding import LOGICAL_AXIS_RULES, make_mesh, model_shardings
 
 __all__ = ["DecoderConfig", "NAMED_CONFIGS", "named_config", "CausalLM", "init_model",
-           "count_params", "load_pretrained", "save_pretrained", "CheckpointError",
+           "count_params", "load_pretrained", "save_pretrained", "PretrainedLoadError",
            "LoRAConfig", "apply_lora", "merged_params", "save_adapter",
            "LOGICAL_AXIS_RULES", "make_mesh", "model_shardings"]

@@ -23,8 +23,11 @@ from train.models.sharding import LOGICAL_AXIS_RULES, model_shardings
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not match the model: names what is wrong."""
+class PretrainedLoadError(ValueError):
+    """A Hugging Face model folder or hub id that cannot be loaded (missing files, or
+    tensors that do not match the model): names what is wrong. A ``ValueError``, so
+    ``train.run`` reports it as a config error (exit 2); unrelated to
+    ``train.errors.PretrainedLoadError``, a run's own checkpoints failing (exit 4)."""
 
 
 def hf_name(path: tuple) -> tuple[str, bool]:
@@ -57,14 +60,14 @@ def _resolve_folder(path) -> pathlib.Path:
     if folder.is_dir():
         return folder
     if folder.exists():
-        raise CheckpointError(f"{folder} is a file; expected a model folder with config.json")
+        raise PretrainedLoadError(f"{folder} is a file; expected a model folder with config.json")
     try:  # a hub id, when the hub is reachable
         from huggingface_hub import snapshot_download
         return pathlib.Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # noqa: BLE001 - any failure means: not a usable local path or hub id
         from train.hub import offline_hint
 
-        raise CheckpointError(f"{path!r} is not a local model folder, and fetching it from the "
+        raise PretrainedLoadError(f"{path!r} is not a local model folder, and fetching it from the "
                               f"Hugging Face hub failed: {offline_hint(e, 'model', str(path))}") from e
 
 
@@ -76,7 +79,7 @@ def _tensor_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
         return {name: folder / file for name, file in weight_map.items()}
     single = folder / "model.safetensors"
     if not single.exists():
-        raise CheckpointError(f"{folder} has neither model.safetensors nor "
+        raise PretrainedLoadError(f"{folder} has neither model.safetensors nor "
                               f"model.safetensors.index.json")
     with safe_open(single, framework="numpy") as f:
         return {name: single for name in f.keys()}
@@ -85,7 +88,7 @@ def _tensor_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
 def read_config(folder) -> DecoderConfig:
     config_file = pathlib.Path(folder) / "config.json"
     if not config_file.exists():
-        raise CheckpointError(f"{folder} has no config.json")
+        raise PretrainedLoadError(f"{folder} has no config.json")
     return DecoderConfig.from_hf_config(json.loads(config_file.read_text()))
 
 
@@ -96,7 +99,7 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="
 
     Tensors are read one at a time, cast to ``param_dtype`` and, with ``mesh``, placed
     straight onto their sharding. Missing, unexpected or mis-shaped tensors raise
-    ``CheckpointError`` listing them; nothing is ever left randomly initialised.
+    ``PretrainedLoadError`` listing them; nothing is ever left randomly initialised.
     """
     folder = _resolve_folder(path)
     cfg = read_config(folder)
@@ -146,7 +149,7 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="
         if mis_shaped:
             problems.append(f"mis-shaped tensors: {mis_shaped}")
         if problems:
-            raise CheckpointError(f"checkpoint {folder} does not match {cfg.model_type} config: "
+            raise PretrainedLoadError(f"checkpoint {folder} does not match {cfg.model_type} config: "
                                   + "; ".join(problems))
 
         loaded = []

@@ -14,8 +14,12 @@ import shlex
 import sys
 import time
 
+import tqdm
 from absl import app, flags
 from ml_collections import config_flags
+
+from train.stress import report
+from train.stress.suite import run_suite
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_cpu.py")
 _CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG,
@@ -39,7 +43,7 @@ def quick_profile(cfg) -> None:
     s.scenarios = ("nan_grad",)
     s.inject_at = 6
     s.sequential_cells = 1
-    s.policy_kwargs.reflex = dict(stats_every=2)
+    cfg.optimizer.reflex.stats_every = 2
     cfg.optimizer.warmup_steps = min(cfg.optimizer.warmup_steps, s.steps // 4)
     # Its own folder: a smoke test never overwrites the full suite's report.
     cfg.output_dir = cfg.output_dir.rstrip("/") + "_quick"
@@ -48,11 +52,6 @@ def quick_profile(cfg) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<field>=value")
-    import tqdm
-
-    from train.stress import report
-    from train.stress.suite import run_suite
-
     cfg = _CONFIG.value
     if _QUICK.value:
         with cfg.unlocked():

@@ -76,12 +76,9 @@ def _baseline_probe(name):
     return _one
 
 
-def baseline_kwargs(name: str, s) -> dict:
-    """The knobs of baseline ``name`` from the stress config."""
-    if name == "clip":
-        return {"max_norm": s.clip_norm}
-    group = s.get(name)
-    return group.to_dict() if hasattr(group, "to_dict") else dict(group or {})
+def baseline_kwargs(name: str, cfg) -> dict:
+    """The knobs of baseline ``name``: the config's ``optimizer.<name>``."""
+    return optim.knob_dict(cfg.optimizer.get(name))
 
 
 def source_of(name: str, s) -> str | None:
@@ -118,21 +115,22 @@ def build_arm(name: str, cfg) -> Arm:
     if kind == "baseline":
         if name == "adamw":
             return Arm(name, LABELS[name], kind, plain, _one)
-        kwargs = baseline_kwargs(name, s)
+        kwargs = baseline_kwargs(name, cfg)
         optim.wrap_baseline(cfg, name, optax.adamw(1e-3), kwargs)  # checks the knobs now
-        label = LABELS[name] + (f"({s.clip_norm})" if name == "clip" else "")
+        label = LABELS[name] + (f"({cfg.optimizer.clip.max_norm})" if name == "clip" else "")
         return Arm(name, label, kind,
                    lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=name,
                                                     baseline_kwargs=kwargs),
                    _baseline_probe(name))
-    if name in s.variants:   # e.g. an ablation: a policy with some knobs changed
-        policy_name, policy_kwargs = s.variants[name].policy, s.variants[name].kwargs
-        label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in policy_kwargs.items())
+    if name in s.variants:   # e.g. an ablation: the policy as configured, some knobs changed
+        policy_name, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
+        label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
         if policy_name not in lbw_jax.POLICIES:
             raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
                              f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}")
+        policy_kwargs = {**optim.policy_knobs(cfg, policy_name), **changed}
     elif name in lbw_jax.POLICIES:
-        policy_name, policy_kwargs, label = name, s.policy_kwargs.get(name, {}), name
+        policy_name, policy_kwargs, label = name, optim.policy_knobs(cfg, name), name
     else:
         raise ValueError(f"stress.arms: unknown arm {name!r}; choose from adamw, "
                          f"{sorted(optim.BASELINES)}, a policy of lbw_jax.POLICIES "

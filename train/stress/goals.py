@@ -24,6 +24,11 @@ import math
 import sys
 
 from train.stress.headline import headline, stressed_lrs, tuned_adamw
+from train.values import format_pct, pct_change
+
+
+def _gap(mine, theirs) -> str:
+    return format_pct(pct_change(mine, theirs), 2, missing="non-finite")
 
 
 def _mean(results, arm, lr):
@@ -52,10 +57,6 @@ def rivals(results, policy: str) -> list[str]:
             if kind in ("baseline", "guard") and a != policy and a not in own]
 
 
-def _pct(a, b):
-    return f"{100 * (a / b - 1):+.2f}%" if math.isfinite(a) and math.isfinite(b) else "non-finite"
-
-
 def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool, str]]:
     """(goal, met, figures) for every goal of ``policy``."""
     grid = results["grid"]
@@ -69,13 +70,13 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
 
     mine = _mean(results, policy, tuned_lr)
     rows.append((f"no harm at tuned AdamW's LR {tuned_lr:g}: within 1%", mine <= 1.01 * tuned,
-                 f"{mine:.2f} vs {tuned:.2f} ({_pct(mine, tuned)})"))
+                 f"{mine:.2f} vs {tuned:.2f} ({_gap(mine, tuned)})"))
     for lr in lrs:
         if lr in stressed or lr == tuned_lr:
             continue
         mine, adamw = _mean(results, policy, lr), _mean(results, "adamw", lr)
         rows.append((f"no harm at healthy LR {lr:g}: within 1% of AdamW", mine <= 1.01 * adamw,
-                     f"{mine:.2f} vs {adamw:.2f} ({_pct(mine, adamw)})"))
+                     f"{mine:.2f} vs {adamw:.2f} ({_gap(mine, adamw)})"))
 
     sens = {a: head[a]["lr_sensitivity"] for a in [policy, *rivals(results, policy)]
             if head[a]["lr_sensitivity"] is not None}
@@ -101,7 +102,7 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
             mine, theirs = _mean(results, policy, lr), _mean(results, other, lr)
             ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
             rows.append((f"LR {lr:g}: beats its {kind}", ok,
-                         f"{mine:.2f} vs {theirs:.2f} ({_pct(mine, theirs)})"))
+                         f"{mine:.2f} vs {theirs:.2f} ({_gap(mine, theirs)})"))
 
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = _cost(results, policy, scenario)

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import math
 
-
-def _finite(x) -> bool:
-    return x is not None and math.isfinite(x)
+from train.values import is_finite, pct_change
 
 
 def tuned_adamw(grid: dict) -> tuple[float, float]:
     """(LR, mean final perplexity) of AdamW's best LR in the grid."""
-    adamw = {float(lr): row["mean"] for lr, row in grid["adamw"].items() if _finite(row["mean"])}
+    adamw = {float(lr): row["mean"] for lr, row in grid["adamw"].items() if is_finite(row["mean"])}
     if not adamw:
         raise ValueError("results: AdamW has no finite mean at any LR; there is no tuned AdamW")
     lr = min(adamw, key=adamw.get)
@@ -41,7 +39,7 @@ def stressed_from_means(means: dict, tolerance: float) -> list[float]:
     """The stressed LRs, given AdamW's mean final perplexity per LR (None or non-finite:
     worse than any): those above the best LR where AdamW is more than ``tolerance`` worse
     than there. Too low an LR is not stress: a guard only lowers the step."""
-    means = {float(lr): (m if _finite(m) else math.inf) for lr, m in means.items()}
+    means = {float(lr): (m if is_finite(m) else math.inf) for lr, m in means.items()}
     tuned_lr = min(means, key=means.get)
     return sorted(lr for lr, m in means.items() if lr > tuned_lr and m > means[tuned_lr] * (1 + tolerance))
 
@@ -53,11 +51,7 @@ def stressed_lrs(grid: dict, tolerance: float) -> list[float]:
 
 def _log_finals(row, start_log):
     """Per seed: min(log final, log start); a non-finite final counts as the start."""
-    return [min(math.log(f), start_log) if _finite(f) and f > 0 else start_log for f in row["finals"]]
-
-
-def _pct(a, b):
-    return 100.0 * (a / b - 1.0) if _finite(a) and _finite(b) else None
+    return [min(math.log(f), start_log) if is_finite(f) and f > 0 else start_log for f in row["finals"]]
 
 
 def headline(results: dict, tolerance: float = 0.05) -> dict:
@@ -68,7 +62,7 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
     full = [arm for arm, per in grid.items() if {float(lr) for lr in per} == set(lrs)]
     best = min(sum(math.log(f) for f in row["finals"]) / len(row["finals"])
                for arm in full for row in grid[arm].values()
-               if row["finals"] and all(_finite(f) and f > 0 for f in row["finals"]))
+               if row["finals"] and all(is_finite(f) and f > 0 for f in row["finals"]))
     tuned_lr, tuned = tuned_adamw(grid)
     stressed = stressed_lrs(grid, tolerance)
     copies = {}
@@ -80,7 +74,7 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
            "_best_log_ppl": best}
     for arm, per in grid.items():
         rows = {float(lr): row for lr, row in per.items()}
-        gaps = [_pct(row["mean"], tuned) for row in rows.values()]
+        gaps = [pct_change(row["mean"], tuned) for row in rows.values()]
         entry = {
             "kind": results["kinds"][arm],
             "lr_sensitivity": (sum(sum(_log_finals(r, start_log)) / len(r["finals"]) - best
@@ -93,7 +87,7 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
             other = copies.get(arm, {}).get(kind)
             if other is not None:
                 theirs = {float(lr): row for lr, row in grid[other].items()}
-                entry[field] = {lr: _pct(rows[lr]["mean"], theirs[lr]["mean"])
+                entry[field] = {lr: pct_change(rows[lr]["mean"], theirs[lr]["mean"])
                                 for lr in stressed if lr in rows and lr in theirs}
         out[arm] = entry
     return out

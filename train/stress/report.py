@@ -15,6 +15,7 @@ from train.stress import faults as faults_lib
 from train.stress import headline as headline_lib
 from train.stress import summary
 from train.stress.arms import source_of
+from train.values import format_pct, plain_json
 
 
 def _num(x, digits=4):
@@ -68,7 +69,7 @@ def _results_json(result, tables, command):
     scen = {arm: {name: {"per_seed": seeds, "summary": summary.aggregate_scenario(seeds)}
                   for name, seeds in per.items()} for arm, per in tables["scenarios"].items()}
     sources = {name: source_of(name, result.cfg.stress) for name in result.runs}
-    out = _clean({
+    out = plain_json({
         "command": command, "environment": _environment(), "config": result.cfg.to_dict(),
         "n_params": result.n_params, "tokens_per_step": result.tokens_per_step,
         "start_ppl": result.start_ppl, "pretrain": result.pretrain, "labels": result.labels,
@@ -78,27 +79,8 @@ def _results_json(result, tables, command):
         "sequential": result.sequential, "cells": cells,
     })
     # Computed from the JSON grid itself, so any results file gives the same numbers.
-    out["headline"] = _clean(headline_lib.headline(out, result.cfg.stress.stressed_above))
+    out["headline"] = plain_json(headline_lib.headline(out, result.cfg.stress.stressed_above))
     return out
-
-
-def _clean(obj):
-    """Plain JSON: tuples to lists, numpy scalars to Python, non-finite floats to null."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
-def _pct(x, digits=1):
-    return "—" if x is None or not math.isfinite(x) else f"{x:+.{digits}f}%"
 
 
 def _scenario_settings(s) -> str:
@@ -129,8 +111,8 @@ def _headline_md(result, tables) -> list[str]:
     for name in result.runs:
         h = head[name]
         sens = "—" if h["lr_sensitivity"] is None else f"{h['lr_sensitivity']:.3f}"
-        per_lr = lambda d: "—" if not d else ", ".join(f"{float(lr):g}: {_pct(v)}" for lr, v in d.items())
-        lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {_pct(h['worst_gap_pct'])} | "
+        per_lr = lambda d: "—" if not d else ", ".join(f"{float(lr):g}: {format_pct(v)}" for lr, v in d.items())
+        lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {format_pct(h['worst_gap_pct'])} | "
                      f"{h['diverged']}/{h['cells']} | {per_lr(h.get('vs_replay_pct'))} | "
                      f"{per_lr(h.get('vs_control_pct'))} |")
     return lines
@@ -234,6 +216,7 @@ def _report_md(result, tables, command, figures) -> str:
 
 
 def _figures(result, out, grid) -> list[str]:
+    # Optional here, and the backend must be chosen before pyplot is imported.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -12,7 +12,7 @@ from flax import nnx
 
 from train import data as data_lib
 from train.models import make_mesh
-from train.optim import schedule
+from train.optim import schedule_shape
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm, kind_of
 from train.stress.headline import stressed_from_means
@@ -104,7 +104,9 @@ def mean_trajectory(runs: CellRuns, lr: float) -> np.ndarray:
     return runs.scale[:, idx].astype(np.float64).mean(axis=1)
 
 
-def _val_batches(windows, eval_batches, batch_size):
+def val_batches(windows, eval_batches, batch_size):
+    """The first ``eval_batches`` batches of ``batch_size`` validation windows (fewer if
+    the split is shorter), as one array [batches, batch_size, window]."""
     n = min(len(windows) // batch_size, eval_batches)
     if n < 1:
         raise ValueError(f"the validation split has {len(windows)} windows, fewer than one batch "
@@ -137,7 +139,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     n_params = sum(x.size for x in jax.tree.leaves(params))
     windows = data.train.windows
     batch = cfg.train.batch_size
-    val = _val_batches(data.val_windows, s.eval_batches, batch)
+    val = val_batches(data.val_windows, s.eval_batches, batch)
     orders = {seed: data_lib.BatchOrder(windows, batch, cfg.seed + 1 + seed) for seed in range(s.seeds)}
     common = dict(frozen=frozen, val=val, stress=s, vocab_size=data.tokenizer.vocab_size)
     log(f"stress: {n_params:,} trainable parameters, {len(windows)} training windows, "
@@ -148,7 +150,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         # A shared start that knows something, so that too large a step can destroy it
         # (the paper fine-tunes a pretrained model). Its data order (cfg.seed) differs from
         # every cell's (cfg.seed + 1 + seed).
-        shape = _shape(cfg, s.pretrain_steps, s.pretrain_warmup, "cosine")
+        shape = schedule_shape("cosine", s.pretrain_steps, s.pretrain_warmup)
         adamw = build_arm("adamw", cfg)
         pre_orders = {0: data_lib.BatchOrder(windows, batch, cfg.seed)}
         runs = run_cells(ArmProgram(adamw, graphdef, shape, cfg.model.loss_chunk_tokens), [Cell("pretrain", s.pretrain_lr, 0)],
@@ -160,7 +162,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         log(f"stress: pretrained {s.pretrain_steps} steps at lr {s.pretrain_lr}: "
             f"validation perplexity {pretrain['val_ppl']:.2f}")
 
-    shape = _shape(cfg, s.steps, cfg.optimizer.warmup_steps)
+    shape = schedule_shape(cfg.optimizer.schedule, s.steps, cfg.optimizer.warmup_steps)
     results, labels, kinds, control_lrs = {}, {}, {}, list(s.lrs)
     for name in ordered_arms(s):
         arm = build_arm(name, cfg)
@@ -192,15 +194,6 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
                        start_ppl=float(results[ordered_arms(s)[0]].val_ppl[0, 0]),
                        pretrain=pretrain, sequential=sequential, n_params=n_params,
                        tokens_per_step=batch * (windows.shape[1] - 1))
-
-
-def _shape(cfg, steps, warmup, kind=None):
-    """The schedule with peak 1, which the step multiplies by each cell's LR."""
-    c = cfg.copy_and_resolve_references()
-    with c.unlocked():
-        c.optimizer.warmup_steps = warmup
-        c.optimizer.schedule = kind or c.optimizer.schedule
-    return schedule(c, steps, peak=1.0)
 
 
 def _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log) -> dict:

@@ -8,15 +8,12 @@ import math
 import numpy as np
 
 from train.stress import faults as faults_lib
-
-
-def _finite(x) -> bool:
-    return x is not None and math.isfinite(x)
+from train.values import is_finite
 
 
 def diverged(final_ppl: float, start_ppl: float, ratio: float) -> bool:
     """A run diverged when it ends non-finite or ``ratio`` times worse than it started."""
-    return not _finite(final_ppl) or final_ppl > ratio * start_ppl
+    return not is_finite(final_ppl) or final_ppl > ratio * start_ppl
 
 
 def grid(result) -> dict:
@@ -31,7 +28,7 @@ def grid(result) -> dict:
             finals = [float(runs.val_ppl[-1, i]) for i in idx]
             flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]
             scales = [float(np.mean(runs.scale[:, i])) for i in idx]
-            finite = [f for f in finals if _finite(f)]
+            finite = [f for f in finals if is_finite(f)]
             per_lr[lr] = {
                 "mean": float(np.mean(finite)) if len(finite) == len(finals) else math.nan,
                 "std": float(np.std(finite)) if len(finite) == len(finals) else math.nan,
@@ -78,7 +75,7 @@ def scenarios(result) -> dict:
                 seeds.append({
                     "seed": seed, "before": before, "after": after, "clean_after": float(twin[-1]),
                     "peak": _peak(ppl[steps >= start]),
-                    "survived": _finite(after) and not diverged(after, before, s.diverge_ratio),
+                    "survived": is_finite(after) and not diverged(after, before, s.diverge_ratio),
                     "steps_to_recover": None if recovered_at is None else recovered_at - start,
                 })
             if seeds:
@@ -94,7 +91,7 @@ def _peak(ppl) -> float:
 
 def aggregate_scenario(seeds: list[dict]) -> dict:
     after = [x["after"] for x in seeds]
-    finite = all(_finite(a) for a in after)
+    finite = all(is_finite(a) for a in after)
     loss = [x["after"] - x["clean_after"] for x in seeds]
     recover = [x["steps_to_recover"] for x in seeds]
     return {

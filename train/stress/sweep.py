@@ -97,7 +97,8 @@ class ArmProgram:
         return self._executables[n]
 
 
-def _stack(tree, n: int):
+def stack(tree, n: int):
+    """``n`` copies of every leaf of ``tree`` along a new leading axis (one per cell)."""
     return jax.tree.map(lambda x: jnp.repeat(x[None], n, axis=0), tree)
 
 
@@ -132,7 +133,7 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
     val = jnp.asarray(val)
 
     t0 = time.perf_counter()
-    params = _stack(start_params, n)
+    params = stack(start_params, n)
     opt_state = program.init(params, lrs)
     step_exe, eval_exe = program.compiled(n, params, opt_state, frozen, batch_shape, lrs,
                                           fault_params, multipliers, val)

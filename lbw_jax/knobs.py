@@ -1,4 +1,9 @@
-"""Validation of policy knobs, done once at construction in plain Python.
+"""Knobs: a control law's hyperparameters, declared once and checked once.
+
+The public contract for writing a policy (``lbw_jax.Policy``): declare each knob as a
+dataclass field with one of the ``*_knob`` constructors below, which carries its
+default and its check; ``Policy`` runs ``check_all`` at construction, and
+``defaults(cls)`` lists them (``train.run`` makes its config fields from it).
 
 Knobs are hyperparameters: they shape the compiled program, so they are checked
 up front with an error that names the knob, the value and the allowed range,
@@ -70,7 +75,7 @@ def construct(cls, knobs: dict):
 
 
 # Declaring a knob: a dataclass field that carries its own check, so each knob is
-# declared once and ``lbw_jax.policies.base.Policy`` validates them all in one place.
+# declared once and ``lbw_jax.Policy`` validates them all in one place.
 
 def _field(default, check):
     return dataclasses.field(default=default, metadata={"check": check})
@@ -113,5 +118,11 @@ def check_all(policy) -> None:
         check = f.metadata.get("check")
         if check is None:
             raise TypeError(f"{type(policy).__name__}.{f.name} is declared without a check; "
-                            f"declare knobs with lbw_jax._knobs (real_knob, integer_knob, ...)")
+                            f"declare knobs with lbw_jax.knobs (real_knob, integer_knob, ...)")
         object.__setattr__(policy, f.name, check(policy.name, f.name, getattr(policy, f.name)))
+
+
+def defaults(cls) -> dict:
+    """Every knob of the policy class ``cls`` with its default, in declaration order: the
+    one list of them (configs and docs read it rather than restate the values)."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}
