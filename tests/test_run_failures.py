@@ -42,9 +42,11 @@ def _one_error_line(result):
     ("--config.train.grad_accum=0", "train.grad_accum=0"),
     ("--config.train.eval_every=0", "train.eval_every=0"),
     ("--config.optimizer.lrr=1e-3", "--config.optimizer.lrr: no such config field"),
-    ("--config.optimizer.reflex.min_scale=2", "knob min_scale=2"),
-    ("--config.optimizer.policy_kwargs.min_scale=2", "knob min_scale=2"),   # the deprecated form
+    ("--config.optimizer.reflex.min_scale=2", "optimizer.reflex.min_scale=2.0 is invalid; allowed: "
+                                              "a real number in (0.0, 1.0]"),
+    ("--config.optimizer.policy_kwargs.min_scale=2", "optimizer.reflex.min_scale=2"),  # deprecated form
     ("--config.optimizer.governor.warmup_steps=2.5", "optimizer.governor.warmup_steps"),
+    ("--config.optimizer.guard=nonesuch", "optimizer.guard='nonesuch'; choose none or one of"),
 ])
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path, flag, named):
     result = run_cli(["--config.output_dir=" + str(tmp_path / "run"), flag], timeout=120)

@@ -188,7 +188,9 @@ def fold_deprecated_knobs(cfg) -> list[str]:
         name = opt.get(selector, "none")
         if name == "none":
             raise ValueError(f"optimizer.{group}={values} are set but optimizer.{selector}='none'")
-        known = knob_defaults(name) if name in (*lbw_jax.LAWS, *BASELINES) else {}
+        if name not in (*lbw_jax.LAWS, *BASELINES):
+            continue   # an unknown guard or baseline: build_optimizer names it
+        known = knob_defaults(name)
         unknown = sorted(set(values) - set(known))
         if unknown:
             what = "policy" if selector == "guard" else "baseline"

@@ -11,6 +11,7 @@ import json
 import math
 import numbers
 import pathlib
+import re
 
 from train import optim
 from train.errors import ConfigError
@@ -172,4 +173,15 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
     try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from e
+        raise ConfigError(_as_config_field(str(e), cfg.optimizer)) from e
+
+
+def _as_config_field(message: str, opt) -> str:
+    """A knob check's message (``governor: knob tolerance=-1.0 is invalid; ...``, from
+    ``lbw_jax.knobs``) in terms of the config field to change (``optimizer.governor.tolerance=-1.0
+    is invalid; ...``); other messages unchanged."""
+    group = opt.guard if opt.guard != "none" else opt.get("baseline", "none")
+    match = re.match(r"(\w+): knob (\w+)=", message)
+    if group == "none" or match is None:
+        return message
+    return f"optimizer.{group}.{match.group(2)}=" + message[match.end():]
