@@ -40,18 +40,27 @@ def telemetry(state) -> dict[str, jax.Array]:
     return out
 
 
-def _law(state) -> type[Policy]:
-    """The policy class that ``state`` belongs to: a policy (class or instance), its
-    state, a ``GuardState`` or an optimizer state holding one."""
+def _law_and_state(state):
+    """(the policy class, its state or None) for ``state``: a policy (class or instance,
+    no state), a policy state, a ``GuardState`` or an optimizer state holding one."""
     if isinstance(state, Policy) or (isinstance(state, type) and issubclass(state, Policy)):
-        return state if isinstance(state, type) else type(state)
+        return (state if isinstance(state, type) else type(state)), None
+    if law_of_state(type(state)) is None:
+        state = find_guard_state(state).policy_state
     law = law_of_state(type(state))
-    if law is None:
-        law = law_of_state(type(find_guard_state(state).policy_state))
     if law is None:
         raise ValueError(f"no policy declares the state type {type(state).__name__} as its "
                          f"state_type, so its codes have no names")
-    return law
+    return law, state
+
+
+def _code_name(state, code, field: str) -> str:
+    law, policy_state = _law_and_state(state)
+    if code is None:
+        if policy_state is None:
+            raise TypeError(f"{field}_name(policy) needs the code: {field}_name(policy, code)")
+        code = getattr(policy_state, field)
+    return law.regime_name(code) if field == "regime" else law.reason_name(code)
 
 
 def regime_name(state, code=None) -> str:
@@ -59,21 +68,9 @@ def regime_name(state, code=None) -> str:
     (a policy, its state, a ``GuardState`` or an optimizer state holding one).
 
     ``code``: an int or scalar array; default the state's current regime. Not under jit."""
-    law = _law(state)
-    if code is None:
-        code = _policy_state(state).regime
-    return law.regime_name(code)
+    return _code_name(state, code, "regime")
 
 
 def reason_name(state, code=None) -> str:
     """The name of a reason code (``reason`` in the governor's telemetry), as ``regime_name``."""
-    law = _law(state)
-    if code is None:
-        code = _policy_state(state).reason
-    return law.reason_name(code)
-
-
-def _policy_state(state):
-    if isinstance(state, Policy) or isinstance(state, type):
-        raise TypeError("regime_name(policy) needs the code: regime_name(policy, code)")
-    return state if law_of_state(type(state)) is not None else find_guard_state(state).policy_state
+    return _code_name(state, code, "reason")
