@@ -6,7 +6,8 @@
 2. Compile time (trace + lower + compile) of the train step of the same narrow model
    at 24 layers against 2 layers, with the layers unrolled and scanned (``model.scan_layers``).
 
-Every variant is the real ``Trainer`` step (AdamW under the default reflex guard),
+Every variant is the real ``Trainer`` step (AdamW under the reflex guard, the default when
+the figures in docs/ were recorded; kept, so that they stay reproducible),
 built from configs/base.py with random token windows; nothing is run, only compiled.
 
     python bench/step_memory_compile.py
@@ -37,6 +38,7 @@ def narrow_config(layers: int, *, scan_layers: bool, chunk_tokens: int, batch: i
     c.model.scan_layers = scan_layers
     c.model.loss_chunk_tokens = chunk_tokens
     c.train.batch_size, c.data.seq_len = batch, seq_len
+    c.optimizer.guard = "reflex"
     return c
 
 

@@ -8,6 +8,7 @@ perplexity against the clean run's. (This is the setting of
 ``tests/test_run_failures.py::test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback``.)
 
     python bench/watchdog_fault.py            # 8 host devices, as the tests run
+    python bench/watchdog_fault.py --guard reflex   # under another guard than the default
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def main():
     parser.add_argument("--devices", type=int, default=8, help="host CPU devices (XLA flag)")
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--first-batch", type=int, default=110)
+    parser.add_argument("--guard", default=None,
+                        help="optimizer.guard (default: the config's, the governor)")
     parser.add_argument("--dips", default="1.0:0,0.5:20,0.5:50,0.5:100",
                         help="lr_factor:lr_recovery_steps pairs, comma-separated")
     args = parser.parse_args()
@@ -37,6 +40,7 @@ def main():
     def run(out, dip=None):
         cfg = get_config()
         cfg.output_dir = out
+        cfg.optimizer.guard = args.guard or cfg.optimizer.guard
         cfg.train.update(steps=args.steps, batch_size=8, eval_every=args.steps,
                          checkpoint_every=20, log_every=5)
         if dip is not None:
@@ -48,7 +52,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         clean = run(os.path.join(tmp, "clean"))
-        print(f"default model, {args.steps} steps, batch 8, {args.devices} host devices; "
+        print(f"default model, guard {args.guard or 'default'}, {args.steps} steps, batch 8, {args.devices} host devices; "
               f"1000x LR on batches {args.first_batch}-{args.first_batch + 4}\n")
         print("| run | lr_factor | lr_recovery_steps | rollbacks | event | val ppl | vs clean |")
         print("|---|---|---|---|---|---|---|")

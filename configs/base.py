@@ -74,7 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
     # A resume refuses a schedule that gives another LR from the resume step on (a new
     # train.steps on cosine, a new lr, warmup or schedule); True accepts it, with a notice.
     c.optimizer.accept_schedule_change = False
-    c.optimizer.guard = "reflex"        # none | reflex | reflex_pro | governor
+    # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
+    c.optimizer.guard = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
     # Or, with guard="none", one of the stress suite's baselines around AdamW
     # (train.optim.BASELINES: clip, zclip, spike_skip, update_clip, plateau).

@@ -28,7 +28,6 @@ def finetune_config(hub_id: str, output_dir: str, *, lora: bool):
     c.optimizer.weight_decay = 0.0 if lora else 0.01
     c.optimizer.warmup_steps = 100
     c.optimizer.schedule = "cosine"
-    c.optimizer.guard = "reflex"
     c.train.steps = 2000
     c.train.batch_size = 16
     c.train.grad_accum = 4

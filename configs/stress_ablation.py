@@ -13,6 +13,9 @@ REMOVED = {
     "governor_no_skip": {"use_skip": False},
     "governor_no_trust": {"use_trust": False},
     "governor_no_harm": {"use_harm": False},
+    # Not a mechanism of its own: the skip's variance widening (v2.1), whose removal
+    # gives v2's skip back.
+    "governor_no_widen": {"skip_widen": 1.0},
 }
 
 

@@ -14,7 +14,6 @@ def get_config():
     c.data.vocab_size = 4096
     c.data.seq_len = 128
     c.optimizer.lr = 3e-3
-    c.optimizer.guard = "reflex"
     c.train.steps = 600
     c.train.batch_size = 16
     c.train.eval_every = 200

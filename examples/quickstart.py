@@ -1,5 +1,6 @@
 """lbw_guard in thirty lines: a small regression net trained with AdamW at an
-aggressive learning rate, with a corrupted batch every 40 steps, plain and guarded.
+aggressive learning rate, with a corrupted batch every 40 steps: plain, guarded by the
+default law (the governor) and by the reference law reflex.
 
     python examples/quickstart.py
 """
@@ -40,9 +41,11 @@ def train(opt, steps=400, seed=0):
 if __name__ == "__main__":
     lr = 1e-1
     plain_loss, _ = train(optax.adamw(lr))
-    guarded_loss, state = train(lbw_jax.lbw_guard(optax.adamw(lr), policy=lbw_jax.reflex()))
+    guarded_loss, state = train(lbw_jax.lbw_guard(optax.adamw(lr)))   # the governor, the default
+    reflex_loss, _ = train(lbw_jax.lbw_guard(optax.adamw(lr), policy=lbw_jax.reflex()))
     info = lbw_jax.telemetry(state)
-    print(f"held-out loss  adamw: {plain_loss:.4f}   lbw_guard(adamw, reflex): {guarded_loss:.4f}")
-    print(f"guard: step {int(info['step'])}, scale {float(info['scale']):.3f}, "
+    print(f"held-out loss  adamw: {plain_loss:.4f}   lbw_guard(adamw): {guarded_loss:.4f}   "
+          f"lbw_guard(adamw, reflex): {reflex_loss:.4f}")
+    print(f"governor: step {int(info['step'])}, scale {float(info['scale']):.3f}, "
           f"regime {lbw_jax.regime_name(state)}, "
           f"interventions {int(info['interventions'])}, skipped {int(info['skipped'])}")

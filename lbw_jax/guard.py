@@ -64,7 +64,9 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
 
     Args:
       inner: the optimizer whose step is governed, normally ``optax.adamw(lr)``.
-      policy: the control law; ``lbw_jax.reflex()`` when omitted.
+      policy: the control law; ``lbw_jax.governor()`` when omitted (it needs the loss
+        as ``value=``); ``lbw_jax.reflex()`` and ``lbw_jax.reflex_pro()`` are the
+        reference laws.
       skip_non_finite: skip steps whose gradients or ``value`` are not finite
         (the default). Turn it off only when something else already stops
         non-finite steps (e.g. ``optax.apply_if_finite`` around the guard): it
@@ -91,8 +93,8 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
         raise TypeError(f"lbw_guard: the first argument is the optimizer to govern, got the policy "
                         f"{inner.name!r}; pass it as policy=. {_CHAIN_FORM}")
     if policy is None:
-        from lbw_jax.policies.reflex import reflex
-        policy = reflex()
+        from lbw_jax.policies.governor import governor
+        policy = governor()
     if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
         raise TypeError(f"lbw_guard: inner must be an optax.GradientTransformation, got {inner!r}.")
     if not isinstance(policy, Policy):

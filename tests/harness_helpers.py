@@ -32,13 +32,16 @@ def small_config(out_dir, **train_overrides):
     cfg.train.log_every = 2
     cfg.train.eval_every = 4
     cfg.train.checkpoint_every = 4
+    # The tests' model runs the reference law, whose statistics every 2 steps keep it
+    # exercised in 8-step runs; the default (the governor) is tested on its own.
+    cfg.optimizer.guard = "reflex"
     cfg.optimizer.reflex.stats_every = 2
     cfg.train.update(train_overrides)
     return cfg
 
 
 SMALL_FLAGS = [
-    "--config.optimizer.reflex.stats_every=2",  # as small_config
+    "--config.optimizer.guard=reflex", "--config.optimizer.reflex.stats_every=2",  # as small_config
     "--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
     "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
     "--config.model.arch.num_kv_heads=1", "--config.model.arch.head_dim=16",

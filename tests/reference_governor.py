@@ -7,7 +7,7 @@ import math
 REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift")
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
-                skip_z=6.0, max_skips=24,
+                skip_z=6.0, skip_widen=1.15, max_skips=20,
                 use_trust=True, trust_ratio=2.0, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, recover=1.02, recover_band=0.5, eps=1e-12)
@@ -38,7 +38,12 @@ class GovernorModel:
         grad_out = (log_norm - self.grad_mean) / (grad_sd + self.eps) > self.skip_z
         outlier = self.use_skip and not warming and (loss_out or grad_out)
         if outlier and self.run < self.max_skips:
-            # One pathological step: skipped exactly, nothing learnt from it, scale kept.
+            # One pathological step: skipped exactly, nothing learnt from it, scale kept;
+            # the variance (as floored) of each signal that was out grows.
+            if loss_out:
+                self.loss_var = loss_sd ** 2 * self.skip_widen
+            if grad_out:
+                self.grad_var = grad_sd ** 2 * self.skip_widen
             self.run += 1
             self.reason = "loss_spike" if loss_out else "grad_spike"
             return True, self.scale, "skip"

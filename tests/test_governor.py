@@ -3,6 +3,9 @@ rules, plus the behaviour it promises (no harm when calm, a schedule's warmup pa
 the trust region, cuts that scale with the loss's excess over its recent best, a
 pathological step skipped exactly) and its knob checks."""
 
+import pathlib
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,9 @@ import pytest
 
 import lbw_jax
 from reference_governor import REASONS, GovernorModel
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+from skip_shift import skip_runs  # noqa: E402  (the measurement in docs/governor.md)
 
 DIM = 16
 
@@ -174,6 +180,23 @@ def test_a_loss_losing_ground_drives_the_scale_down_and_it_recovers():
     assert scales[89] < 0.05                # cut while the loss climbed
     assert scales[-1] == 1.0                # and recovered (x1.02 a step) once it improved
     assert int(info["cuts"]) > 5
+
+
+# A loss alternating 3.0 +- 0.03: its standard deviation is 0.03, so +0.03 z is +1 sd.
+_FLAT = 3.0 + 0.03 * (-1.0) ** np.arange(160)
+
+
+def test_a_modest_level_shift_is_accepted_in_a_few_skips_a_burst_is_skipped_whole():
+    """A lasting shift of 8 sd (a new level in healthy training) is skipped only while the
+    widened variance says it is implausible: a few steps, not max_skips, and well under
+    the watchdog's limit. Without the widening (skip_widen=1, v2) it costs all max_skips.
+    A 20-step burst at 40 sd (garbage batches) is skipped whole either way."""
+    shift = _FLAT + np.where(np.arange(160) >= 60, 8 * 0.03, 0.0)
+    (run,) = skip_runs(shift)
+    assert 3 <= run <= 8, run
+    assert skip_runs(shift, skip_widen=1.0) == [20]
+    burst = _FLAT + np.where((np.arange(160) >= 60) & (np.arange(160) < 80), 40 * 0.03, 0.0)
+    assert skip_runs(burst) == [20] and skip_runs(burst, skip_widen=1.0) == [20]
 
 
 def test_a_nan_step_is_skipped_and_leaves_the_governor_untouched():

@@ -211,7 +211,7 @@ def test_bf16_params_keep_their_dtype():
 
 def test_telemetry_finds_the_guard_inside_a_chain():
     params = _params()
-    opt = optax.chain(optax.clip_by_global_norm(1.0), lbw_jax.lbw_guard(optax.adamw(1e-2)))
+    opt = optax.chain(optax.clip_by_global_norm(1.0), lbw_jax.lbw_guard(optax.adamw(1e-2), policy=lbw_jax.reflex()))
     state = opt.init(params)
     info = lbw_jax.telemetry(state)
     for key in ("step", "scale", "ratio", "grad_ms", "ema", "sign_flip", "regime",
@@ -222,10 +222,10 @@ def test_telemetry_finds_the_guard_inside_a_chain():
         lbw_jax.telemetry(optax.adamw(1e-2).init(params))
 
 
-def test_default_policy_is_reflex():
+def test_default_policy_is_the_governor():
     params = _params()
     state = lbw_jax.lbw_guard(optax.adamw(1e-2)).init(params)
-    assert isinstance(state.policy_state, lbw_jax.policies.ReflexState)
+    assert isinstance(state.policy_state, lbw_jax.policies.GovernorState)
 
 
 def test_bad_arguments_are_named():
@@ -269,7 +269,7 @@ def test_state_can_be_donated(make_policy):
 
 def test_skip_non_finite_off_leaves_the_check_to_the_caller():
     params = _params()
-    opt = lbw_jax.lbw_guard(optax.adamw(1e-2), skip_non_finite=False)
+    opt = lbw_jax.lbw_guard(optax.adamw(1e-2), policy=lbw_jax.reflex(), skip_non_finite=False)
     updates, state = jax.jit(opt.update)(_nan_like(params), opt.init(params), params)
     assert not np.isfinite(updates["w"]).any()   # no check: the caller's job now
     assert int(state.skipped) == 0

@@ -45,6 +45,21 @@ def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
     assert "summary:" in result.stdout
 
 
+def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_path):
+    flags = [f for f in SMALL_FLAGS if ".guard=" not in f and ".reflex." not in f]
+    result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=4", *flags])
+    assert result.returncode == 0, result.stdout + result.stderr
+    train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
+    assert len(train_records) == 4
+    for r in train_records:
+        assert r["regime_name"] in ("calm", "skip", "regression", "step_limit")
+        assert r["reason_name"] in ("none", "loss_spike", "grad_spike", "step_limit", "harm",
+                                    "accepted_shift")
+    assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["guard"] == "governor"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["guard_step_limits"] >= 0 and summary["guard_cuts"] >= 0
+
+
 def test_resume_is_bit_identical(tmp_path):
     full = small_config(tmp_path / "full")
     train(full)

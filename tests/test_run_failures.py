@@ -42,9 +42,11 @@ def _one_error_line(result):
     ("--config.train.grad_accum=0", "train.grad_accum=0"),
     ("--config.train.eval_every=0", "train.eval_every=0"),
     ("--config.optimizer.lrr=1e-3", "--config.optimizer.lrr: no such config field"),
-    ("--config.optimizer.reflex.min_scale=2", "optimizer.reflex.min_scale=2.0 is invalid; allowed: "
-                                              "a real number in (0.0, 1.0]"),
-    ("--config.optimizer.policy_kwargs.min_scale=2", "optimizer.reflex.min_scale=2"),  # deprecated form
+    ("--config.optimizer.governor.min_scale=2", "optimizer.governor.min_scale=2.0 is invalid; "
+                                                "allowed: a real number in (0.0, 1.0]"),
+    ("--config.optimizer.policy_kwargs.min_scale=2", "optimizer.governor.min_scale=2"),  # deprecated form
+    ("--config.optimizer.reflex.min_scale=0.5", "optimizer.reflex.min_scale=0.5: set, but "
+                                                "optimizer.guard='governor'"),  # not the default law
     ("--config.optimizer.governor.warmup_steps=2.5", "optimizer.governor.warmup_steps"),
     ("--config.optimizer.guard=nonesuch", "optimizer.guard='nonesuch'; choose none or one of"),
 ])
@@ -78,10 +80,11 @@ def test_policy_knobs_are_config_fields_typed_by_their_defaults():
 
     cfg = get_config()
     cfg.lock()
-    cfg.optimizer.reflex.min_scale, cfg.optimizer.reflex.use_max = 0.5, False
+    assert cfg.optimizer.guard == "governor"   # the default
+    cfg.optimizer.governor.min_scale, cfg.optimizer.governor.use_trust = 0.5, False
     policy = optim.build_policy(cfg.optimizer.guard, optim.policy_knobs(cfg))
-    assert (policy.min_scale, policy.use_max) == (0.5, False)
-    assert dict(cfg.optimizer.governor) == lbw_jax.knobs.defaults(lbw_jax.Governor)
+    assert (policy.min_scale, policy.use_trust) == (0.5, False)
+    assert dict(cfg.optimizer.reflex) == lbw_jax.knobs.defaults(lbw_jax.Reflex)
     with pytest.raises(TypeError, match="warmup_steps"):
         cfg.optimizer.governor.warmup_steps = 2.5   # an integer knob: ml_collections refuses
 
@@ -91,12 +94,14 @@ def test_the_deprecated_policy_kwargs_form_is_moved_into_the_active_subtree(caps
     from train import optim
     from train.validate import check_config
 
-    argv, knobs = split_knob_flags(["prog", "--config.optimizer.policy_kwargs.min_scale=0.5",
+    argv, knobs = split_knob_flags(["prog", "--config.optimizer.guard=reflex",
+                                    "--config.optimizer.policy_kwargs.min_scale=0.5",
                                     "--config.optimizer.policy_kwargs.use_max=False",
                                     "--config.train.steps=3"])
-    assert argv == ["prog", "--config.train.steps=3"]
+    assert argv == ["prog", "--config.optimizer.guard=reflex", "--config.train.steps=3"]
     cfg = get_config()
     cfg.lock()
+    cfg.optimizer.guard = "reflex"   # what the flag in argv sets
     apply_knobs(cfg, knobs)
     check_config(cfg)
     assert "optimizer.policy_kwargs is deprecated" in capsys.readouterr().out
@@ -124,6 +129,20 @@ def test_knobs_of_a_policy_or_baseline_not_in_use_are_refused(tmp_path, guard, s
     cfg.optimizer[group][knob] = value
     with pytest.raises(ConfigError, match=re.escape(named)):
         train(cfg)
+
+
+def test_a_governor_that_skips_longer_than_the_watchdog_tolerates_is_refused(tmp_path):
+    """The governor accepts a run of outliers as a new level after its max_skips; a
+    watchdog that rolls back sooner would undo what the guard was about to accept."""
+    cfg = unguarded(small_config(tmp_path))
+    cfg.optimizer.guard = "governor"
+    cfg.optimizer.governor.max_skips = cfg.train.watchdog.max_skips + 1
+    with pytest.raises(ConfigError, match=re.escape(
+            "optimizer.governor.max_skips=21 is above train.watchdog.max_skips=20")):
+        train(cfg)
+    cfg.train.watchdog.max_skips = 21
+    from train.validate import check_config
+    check_config(cfg)
 
 
 # -- inputs -----------------------------------------------------------------------------

@@ -52,6 +52,25 @@ def test_more_than_max_skips_consecutive_skips_fires():
     assert (event.step, event.onset, event.reason) == (7, 5, "skips")
 
 
+def test_a_loss_excursion_after_a_skip_streak_dates_from_the_first_skip():
+    """A guard that skips the first steps after damage (their loss is an outlier), then
+    accepts the new level: the loss rule fires after the streak, and its onset is the
+    streak's first step, so a rollback does not stop at a checkpoint saved inside it."""
+    dog = Watchdog(loss_factor=1.5, patience=3, level_decay=0.0, max_skips=20)
+    assert _feed(dog, [4.0, 4.0]) is None
+    for step, total in [(3, 1), (4, 2), (5, 3)]:         # skipped: loss of damaged params
+        assert dog.observe(step, {"loss": 80.0, "param_norm": 1.0, "skipped": total}) is None
+    event = _feed(dog, [80.0, 80.0, 80.0], start=6, skipped=3)
+    assert (event.step, event.onset, event.reason) == (8, 3, "loss")
+    # A calm step between them makes the excursion a stretch of its own.
+    dog = Watchdog(loss_factor=1.5, patience=3, level_decay=0.0, max_skips=20)
+    assert _feed(dog, [4.0, 4.0]) is None
+    assert dog.observe(3, {"loss": 80.0, "param_norm": 1.0, "skipped": 1}) is None
+    assert _feed(dog, [4.0], start=4, skipped=1) is None
+    event = _feed(dog, [80.0, 80.0, 80.0], start=5, skipped=1)
+    assert (event.step, event.onset) == (7, 5)
+
+
 def test_state_round_trips_so_a_resume_sees_the_same_watchdog():
     a = Watchdog(patience=4)
     _feed(a, [4.0, 4.0, 7.0])

@@ -296,6 +296,8 @@ class _Run:
             record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
             if "regime" in record:
                 record["regime_name"] = lbw_jax.regime_name(self.trainer.law, record["regime"])
+            if "reason" in record:  # the law's last intervention: why a step was skipped or cut
+                record["reason_name"] = lbw_jax.reason_name(self.trainer.law, record["reason"])
             self.writer.write(s, "train", record)
             if event is None:
                 event = self.watchdog.observe(s, record)
@@ -390,6 +392,11 @@ class _Run:
             info = jax.device_get(lbw_jax.telemetry(self.trainer.opt_state))
             summary.update(guard_scale=float(info["scale"]), guard_interventions=int(info["interventions"]),
                            skipped_steps=int(info["skipped"]))
+            # The governor's own counts: steps its trust region clamped (not interventions:
+            # the scale is untouched), and cuts of its scale.
+            for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts")):
+                if key in info:
+                    summary[name] = int(info[key])
         summary = self._write_summary(summary)
         if self.lead:
             summary["plot"] = str(plot_run(self.out))

@@ -217,6 +217,8 @@ class Trainer:
                 info = lbw_jax.telemetry(opt_state)
                 metrics.update(scale=info["scale"], regime=info["regime"],
                                interventions=info["interventions"], skipped=info["skipped"])
+                if "reason" in info:  # a law that names why it intervened (the governor)
+                    metrics["reason"] = info["reason"]
             return params, opt_state, metrics
 
         shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)

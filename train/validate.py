@@ -174,6 +174,15 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:
         raise ConfigError(_as_config_field(str(e), cfg.optimizer)) from e
+    # A policy that accepts a run of outliers as a new level after its own max_skips must
+    # do so before the watchdog calls that run a divergence and rolls back.
+    own = optim.policy_knobs(cfg).get("max_skips") if cfg.optimizer.guard != "none" else None
+    tolerated = cfg.train.watchdog.max_skips
+    if own is not None and own > tolerated:
+        raise ConfigError(
+            f"optimizer.{cfg.optimizer.guard}.max_skips={own} is above train.watchdog.max_skips="
+            f"{tolerated}: the watchdog would roll back a run of outliers the guard is about to "
+            f"accept as a new level. Lower the first or raise the second")
 
 
 def _as_config_field(message: str, opt) -> str:

@@ -49,7 +49,8 @@ def config() -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """A divergence: detected after step ``step``; the streak that caused it began at
+    """A divergence: detected after step ``step``; the suspicious stretch that led to
+    it (steps skipped by the guard or above the bar, with no calm step between) began at
     step ``onset`` (a rollback goes to a checkpoint from before ``onset``)."""
 
     step: int
@@ -74,6 +75,11 @@ class Watchdog:
     skip_onset: int = 0
     skipped_total: int = 0  # the guard's cumulative count at the last step seen
     calm_since: int | None = None   # first step of the current calm streak (None: not calm)
+    # First step of the current suspicious stretch (skipped or above the bar, with no calm
+    # step between; None: calm): an event's onset, so that a rollback goes to before a
+    # skip streak that the loss excursion followed (a guard skipping the first steps
+    # after damage), not to a checkpoint saved in the middle of it.
+    suspicious_since: int | None = None
     candidates: list = dataclasses.field(default_factory=list)
     pinned: int = 0
 
@@ -86,10 +92,13 @@ class Watchdog:
         """The checkpoints a rotation must keep: the target and its candidates."""
         return {self.pinned, *self.candidates}
 
-    def _suspicious(self) -> None:
+    def _suspicious(self, step: int) -> None:
         self.calm_since, self.candidates = None, []
+        if self.suspicious_since is None:
+            self.suspicious_since = step
 
     def _calm(self, step: int) -> None:
+        self.suspicious_since = None
         if self.calm_since is None:
             self.calm_since = step
         verified = [c for c in self.candidates if step - c >= self.patience]
@@ -115,20 +124,20 @@ class Watchdog:
             skipped = total > self.skipped_total
             self.skipped_total = total
             if skipped:
-                self._suspicious()
+                self._suspicious(step)
                 self.skip_onset = step if self.skip_streak == 0 else self.skip_onset
                 self.skip_streak += 1
                 if self.skip_streak > self.max_skips:
-                    return Event(step, self.skip_onset, "skips",
+                    return Event(step, self.suspicious_since, "skips",
                                  f"{self.skip_streak} consecutive skipped steps")
                 return None  # a skipped step's loss is the loss of unchanged parameters
             self.skip_streak = 0
         if self.level is not None and loss > self.loss_factor * self.level:
-            self._suspicious()
+            self._suspicious(step)
             self.over_onset = step if self.over == 0 else self.over_onset
             self.over += 1
             if self.over >= self.patience:
-                return Event(step, self.over_onset, "loss",
+                return Event(step, self.suspicious_since, "loss",
                              f"loss {loss:.4g} above {self.loss_factor:g} x its running level "
                              f"{self.level:.4g} for {self.over} steps")
             return None
@@ -142,6 +151,7 @@ class Watchdog:
         return {"level": self.level, "over": self.over, "over_onset": self.over_onset,
                 "skip_streak": self.skip_streak, "skip_onset": self.skip_onset,
                 "skipped_total": self.skipped_total, "calm_since": self.calm_since,
+                "suspicious_since": self.suspicious_since,
                 "candidates": list(self.candidates), "pinned": self.pinned}
 
     def load_state(self, state: dict | None) -> None:

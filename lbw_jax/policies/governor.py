@@ -1,5 +1,6 @@
-"""The governor (v2): lbw-jax's own control law. It acts only on evidence of harm,
-measured against this run's own recent past, and otherwise leaves the step alone.
+"""The governor (v2.1): lbw-jax's own control law, and ``lbw_guard``'s default. It acts
+only on evidence of harm, measured against this run's own recent past, and otherwise
+leaves the step alone.
 
 Three mechanisms, each one knob away from off (for ablations):
 
@@ -9,8 +10,15 @@ Three mechanisms, each one knob away from off (for ablations):
    ``min_noise`` of the loss level, and at ``min_noise`` for the log norm). After
    that, a step whose loss or gradient norm lies more than ``skip_z`` standard
    deviations above the mean is skipped exactly: zero update, Adam's moments never see
-   it, the statistics and the scale are left as they were. A run of more than
-   ``max_skips`` outliers is a new level, not a bad batch, and is accepted.
+   it, the means and the scale are left as they were. Each skip multiplies the
+   variance (as floored) of the signal that was out by ``skip_widen``: the predict step
+   of a filter that receives no observation, whose unobserved level grows more
+   uncertain. A skip run is then as long as the outliers are severe: a shift to z = 8
+   is skipped 5 times at the default 1.15 and then accepted, so a new level in healthy
+   training (or parameters that every batch finds steeper) does not stall the run,
+   while a burst of garbage batches (z of 40 and more) stays skipped. A run of more
+   than ``max_skips`` outliers is accepted in any case; it is at most the watchdog's
+   ``max_skips``, so the guard accepts a new level before ``train.run`` rolls back.
 2. Trust region on the step (``use_trust``). From the second applied step on, an
    applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference
    step is shrunk to that bound, for that step only. The reference is the previous
@@ -76,7 +84,8 @@ class GovernorState(NamedTuple):
       regime: the ``GovernorRegime`` code of the last decision.
       count: finite, not skipped steps seen.
       loss_mean, loss_var: running mean and variance of the loss (Welford during the
-        calibration, then EMAs with ``stat_decay``).
+        calibration, then EMAs with ``stat_decay``; a skipped loss outlier widens the
+        variance by ``skip_widen``).
       grad_mean, grad_var: the same for the log of the global gradient norm.
       fast: the fast EMA of the loss.
       best: its recent best (forgetting upward at rate ``forget``); the telemetry's
@@ -133,7 +142,8 @@ class Governor(Policy):
     stat_decay: float = knobs.decay_knob(0.95)
     min_noise: float = knobs.real_knob(0.01, low=0.0)
     skip_z: float = knobs.real_knob(6.0, low=0.0, low_open=True)
-    max_skips: int = knobs.integer_knob(24, low=1)
+    skip_widen: float = knobs.real_knob(1.15, low=1.0)
+    max_skips: int = knobs.integer_knob(20, low=1)
     # Trust region on the step.
     use_trust: bool = knobs.boolean_knob(True)
     trust_ratio: float = knobs.real_knob(2.0, low=1.0)
@@ -213,7 +223,10 @@ class Governor(Policy):
             grad_var=grad_var, fast=fast, best=best, run=jnp.zeros([], jnp.int32),
             loss_z=loss_z, grad_z=grad_z, reason=reason.astype(jnp.int32),
             cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32))
+        # A skipped step widens the variance of the signal that was out (see the docstring).
         skipped = state._replace(
+            loss_var=jnp.where(loss_out, loss_sd ** 2 * self.skip_widen, state.loss_var),
+            grad_var=jnp.where(grad_out, grad_sd ** 2 * self.skip_widen, state.grad_var),
             regime=jnp.asarray(R.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
             grad_z=grad_z, reason=jnp.where(loss_out, W.LOSS_SPIKE, W.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)

@@ -3,14 +3,22 @@ exits 1 when any goal is missed (so it can gate a change), 2 (one line) when a f
 missing or malformed or the results hold no such policy:
 ``python -m train.stress.goals RESULTS.json [ABLATION.json] [--policy governor]``.
 
-The goals (the governor-v2 issue), over every seed of the suite:
-1. No harm: at tuned AdamW's LR within 1% of tuned AdamW; at every other LR where
-   AdamW is within ``--stressed-above`` (5%) of its best, within 1% of AdamW there.
-2. LR nearly irrelevant: the lowest LR sensitivity of all arms that ran the whole
-   grid; within 5% of tuned AdamW at every LR; no diverged cell.
-3. Feedback, not schedule: better than its replay and its effective-LR control at
-   every stressed LR (a control that diverged counts as beaten).
-4. Faults: every scenario survived, with the smallest cost among the arms.
+The goals (issue 23, governor v3), over every seed of the suite:
+1. No harm: within 1% of AdamW at tuned AdamW's LR, and at every LR where AdamW is
+   within ``--stressed-above`` (5%) of its best.
+2. The learning rate stops mattering: within 5% of tuned AdamW at every LR from tuned
+   up to the top of the grid; no diverged cell; the lowest LR sensitivity of all arms
+   that ran the whole grid (the LR-robust rivals, where the results hold them, included).
+3. The oracle: within 2% of AdamW run at the policy's own mean effective LR
+   (``effective_lr_<policy>``) at every stressed LR (a control that diverged is met).
+4. Faults: every scenario survived, with the smallest cost among the arms, where a
+   difference inside the seed spread of the policy's clean run at the scenario's LR is
+   a tie; and under every fault better than its own open-loop replay
+   (``replay_<policy>``, blind to the fault).
+(The fifth, the cost per training step, is a benchmark: ``bench/step_overhead.py``.)
+Two goals of governor v2 are dropped because no law can meet them: beating its replay
+on a clean run (the replay of the same trajectory is the same run) and being within 5%
+of tuned AdamW below the tuned LR (a scale of at most 1 cannot speed up a low LR).
 The rivals are the arms the report's headline table ranks: every baseline and guard
 of the results file (controls and replays are the policy's own yardsticks, and its
 ``stress.variants`` are its ablation).
@@ -57,6 +65,16 @@ def rivals(results, policy: str) -> list[str]:
             if kind in ("baseline", "guard") and a != policy and a not in own]
 
 
+def _clean_spread(results, policy: str) -> float:
+    """The seed spread (std) of the policy's clean run at the scenarios' LR: fault costs
+    closer than this are a tie (0 where the results do not say)."""
+    lr = results.get("config", {}).get("stress", {}).get("scenario_lr")
+    row = next((r for key, r in results["grid"][policy].items()
+                if lr is not None and float(key) == float(lr)), {})
+    std = row.get("std")
+    return float(std) if std is not None and math.isfinite(std) else 0.0
+
+
 def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool, str]]:
     """(goal, met, figures) for every goal of ``policy``."""
     grid = results["grid"]
@@ -68,16 +86,27 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     head = headline(results, tolerance)
     rows = []
 
+    # 1. No harm where AdamW itself is healthy.
     mine = _mean(results, policy, tuned_lr)
     rows.append((f"no harm at tuned AdamW's LR {tuned_lr:g}: within 1%", mine <= 1.01 * tuned,
                  f"{mine:.2f} vs {tuned:.2f} ({_gap(mine, tuned)})"))
     for lr in lrs:
-        if lr in stressed or lr == tuned_lr:
-            continue
         mine, adamw = _mean(results, policy, lr), _mean(results, "adamw", lr)
+        if lr == tuned_lr or not adamw <= (1 + tolerance) * tuned:
+            continue
         rows.append((f"no harm at healthy LR {lr:g}: within 1% of AdamW", mine <= 1.01 * adamw,
                      f"{mine:.2f} vs {adamw:.2f} ({_gap(mine, adamw)})"))
 
+    # 2. The learning rate stops mattering.
+    above = [lr for lr in lrs if lr >= tuned_lr]
+    gaps = {lr: pct_change(_mean(results, policy, lr), tuned) for lr in above}
+    worst = max(above, key=lambda lr: gaps[lr] if gaps[lr] is not None else math.inf)
+    ok = all(g is not None and g <= 100 * tolerance for g in gaps.values())
+    rows.append((f"within 5% of tuned AdamW at every LR from {tuned_lr:g} up", ok,
+                 f"worst at {worst:g}: " + (f"{_mean(results, policy, worst):.2f} ({_gap(_mean(results, policy, worst), tuned)})"
+                                            if gaps[worst] is not None else "non-finite")))
+    rows.append(("no diverged cell", head[policy]["diverged"] == 0,
+                 f"{head[policy]['diverged']} of {head[policy]['cells']} diverged"))
     sens = {a: head[a]["lr_sensitivity"] for a in [policy, *rivals(results, policy)]
             if head[a]["lr_sensitivity"] is not None}
     best_rival = min((a for a in sens if a != policy), key=sens.get, default=None)
@@ -87,32 +116,45 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         ok = policy in sens and sens[policy] < sens[best_rival]
         rows.append(("lowest LR sensitivity", ok,
                      f"{sens.get(policy, math.nan):.3f} vs best rival {best_rival} {sens[best_rival]:.3f}"))
-    gap = head[policy]["worst_gap_pct"]
-    rows.append(("within 5% of tuned AdamW at every LR", gap is not None and gap <= 5.0,
-                 "worst gap " + ("non-finite (a diverged seed)" if gap is None else f"{gap:+.2f}%")))
-    rows.append(("no diverged cell", head[policy]["diverged"] == 0,
-                 f"{head[policy]['diverged']} of {head[policy]['cells']} diverged"))
 
-    for kind, prefix in (("replay", "replay_"), ("control", "effective_lr_")):
-        other = prefix + policy
-        if other not in grid:
-            rows.append((f"beats its {kind} at the stressed LRs", False, f"{other} did not run"))
+    # 3. The oracle: AdamW at the policy's own mean effective LR.
+    control = "effective_lr_" + policy
+    for lr in stressed:
+        if control not in grid:
+            rows.append((f"LR {lr:g}: within 2% of its effective-LR control", False, f"{control} did not run"))
             continue
-        for lr in stressed:
-            mine, theirs = _mean(results, policy, lr), _mean(results, other, lr)
-            ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
-            rows.append((f"LR {lr:g}: beats its {kind}", ok,
-                         f"{mine:.2f} vs {theirs:.2f} ({_gap(mine, theirs)})"))
+        mine, theirs = _mean(results, policy, lr), _mean(results, control, lr)
+        ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine <= 1.02 * theirs)
+        rows.append((f"LR {lr:g}: within 2% of its effective-LR control", ok,
+                     f"{mine:.2f} vs {theirs:.2f} ({_gap(mine, theirs)})"))
 
+    # 4. Faults: survived, the smallest cost (ties inside the clean spread), and better
+    # than the open-loop replay of its own trajectory.
+    spread = _clean_spread(results, policy)
+    replay = "replay_" + policy
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = _cost(results, policy, scenario)
         others = {a: _cost(results, a, scenario)[0] for a in rivals(results, policy)
                   if scenario in results["scenarios"].get(a, {})}
         best = min(others, key=lambda a: others[a] if math.isfinite(others[a]) else math.inf, default=None)
-        ok = summary["survived"] == summary["seeds"] and (best is None or mine <= others[best])
+        survived = summary["survived"] == summary["seeds"]
+        if best is None or not math.isfinite(others[best]):
+            ok, versus = survived, ""
+        else:
+            tie = math.isfinite(mine) and abs(mine - others[best]) <= spread and mine > others[best]
+            ok = survived and math.isfinite(mine) and mine <= others[best] + spread
+            versus = f" vs best rival {best} {others[best]:+.2f}" + (" (a tie)" if tie else "")
         rows.append((f"{scenario}: survived, smallest cost", ok,
-                     f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}"
-                     + ("" if best is None else f" vs best rival {best} {others[best]:+.2f}")))
+                     f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}{versus}; "
+                     f"clean seed spread {spread:.2f}"))
+        if scenario not in results["scenarios"].get(replay, {}):
+            rows.append((f"{scenario}: better than its replay", False, f"{replay} did not run it"))
+            continue
+        theirs = _cost(results, replay, scenario)[0]
+        ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
+        tie = ok and math.isfinite(theirs) and theirs - mine <= spread
+        rows.append((f"{scenario}: better than its replay", ok and not tie,
+                     f"cost {mine:+.2f} vs {theirs:+.2f}" + (" (a tie: inside the clean seed spread)" if tie else "")))
     return rows
 
 
