@@ -1,4 +1,4 @@
-"""Governor v2's measurement (issue 11): the stress suite's CPU default
+"""The governor's measurement (v2 for issue 11, v2.1 for issue 23): the stress suite's CPU default
 (configs/stress_cpu.py) with 3 seeds, the arms the goals rank the governor against
 (AdamW, clipping, update clipping, reflex, reflex_pro), the governor's own replay and
 effective-LR control at the stressed LRs, and its ablation: the governor with each
