@@ -70,9 +70,7 @@ class Watchdog:
     max_skips: int = DEFAULTS["max_skips"]
     level: float | None = None      # running loss level (None until the first finite loss)
     over: int = 0                   # consecutive steps above loss_factor x level
-    over_onset: int = 0
     skip_streak: int = 0
-    skip_onset: int = 0
     skipped_total: int = 0  # the guard's cumulative count at the last step seen
     calm_since: int | None = None   # first step of the current calm streak (None: not calm)
     # First step of the current suspicious stretch (skipped or above the bar, with no calm
@@ -125,7 +123,6 @@ class Watchdog:
             self.skipped_total = total
             if skipped:
                 self._suspicious(step)
-                self.skip_onset = step if self.skip_streak == 0 else self.skip_onset
                 self.skip_streak += 1
                 if self.skip_streak > self.max_skips:
                     return Event(step, self.suspicious_since, "skips",
@@ -134,7 +131,6 @@ class Watchdog:
             self.skip_streak = 0
         if self.level is not None and loss > self.loss_factor * self.level:
             self._suspicious(step)
-            self.over_onset = step if self.over == 0 else self.over_onset
             self.over += 1
             if self.over >= self.patience:
                 return Event(step, self.suspicious_since, "loss",
@@ -148,13 +144,16 @@ class Watchdog:
         return None
 
     def state(self) -> dict:
-        return {"level": self.level, "over": self.over, "over_onset": self.over_onset,
-                "skip_streak": self.skip_streak, "skip_onset": self.skip_onset,
+        return {"level": self.level, "over": self.over,
+                "skip_streak": self.skip_streak,
                 "skipped_total": self.skipped_total, "calm_since": self.calm_since,
                 "suspicious_since": self.suspicious_since,
                 "candidates": list(self.candidates), "pinned": self.pinned}
 
     def load_state(self, state: dict | None) -> None:
         fresh = Watchdog(self.loss_factor, self.patience, self.level_decay, self.max_skips)
-        for key, value in {**fresh.state(), **(state or {})}.items():
-            setattr(self, key, value)
+        saved = state or {}
+        # Fields a checkpoint lacks take their fresh value; ones it has that the watchdog
+        # no longer keeps (an older version's) are ignored.
+        for key, value in fresh.state().items():
+            setattr(self, key, saved.get(key, value))

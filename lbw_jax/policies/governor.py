@@ -13,9 +13,10 @@ Three mechanisms, each one knob away from off (for ablations):
    it, the means and the scale are left as they were. Each skip multiplies the
    variance (as floored) of the signal that was out by ``skip_widen``: the predict step
    of a filter that receives no observation, whose unobserved level grows more
-   uncertain. A skip run is then as long as the outliers are severe: a shift to z = 8
-   is skipped 5 times at the default 1.15 and then accepted, so a new level in healthy
-   training (or parameters that every batch finds steeper) does not stall the run,
+   uncertain. A skip run is then as long as the outliers are severe: a lasting shift to
+   z = 8 is skipped 3 times at the default 1.15 and then accepted (bench/skip_shift.py),
+   so a new level in healthy training (or parameters that every batch finds steeper)
+   does not stall the run,
    while a burst of garbage batches (z of 40 and more) stays skipped. A run of more
    than ``max_skips`` outliers is accepted in any case; it is at most the watchdog's
    ``max_skips``, so the guard accepts a new level before ``train.run`` rolls back.
