@@ -77,8 +77,11 @@ def base_config() -> ml_collections.ConfigDict:
     # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
     c.optimizer.guard = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
-    # Or, with guard="none", one of the stress suite's baselines around AdamW
-    # (train.optim.BASELINES: clip, zclip, spike_skip, update_clip, plateau).
+    # Or, with guard="none", one baseline around AdamW or rival in its place (the registry
+    # train.baselines.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
+    # the LR-free prodigy and dadapt_adamw (optimizer.lr is not read: their learning_rate
+    # knob multiplies the step size they estimate, on the schedule's shape); and
+    # schedule_free_adamw (optimizer.lr with its own warmup and no decay: schedule=constant).
     c.optimizer.baseline = "none"
     # The knobs of every policy and baseline at their defaults, one subtree each and made
     # from their declarations (train.optim.knob_config): optimizer.governor.tolerance,

@@ -1,12 +1,29 @@
 """The stress suite's CPU default (``python -m train.stress``): a 1.1M-parameter
-Qwen2-architecture model on the embedded Austen corpus, pretrained, then the arms
-that decide the question (AdamW, the clipping baselines, the guards, and each guard's
-replay and effective-LR control at the stressed LRs) on the cosine schedule, LRs
-3e-4 to 1e-1, 2 seeds, plus the failure scenarios (one seed). Sized by measurement to collapse
-AdamW at the high LRs and to finish in well under an hour on 2 CPU cores; the
-calibration is in docs/stress/calibration.md, the whole grid in stress_cpu_full.py."""
+Qwen2-architecture model on the embedded Austen corpus, pretrained, then AdamW against
+clipping, the LR-robust rivals of optax.contrib (Mechanic over AdamW, Schedule-Free
+AdamW over the LR grid; Prodigy and D-Adaptation, which have no LR to choose, one run
+each, at their published start and calibrated) and the governor, with its replay
+(faulted too) and effective-LR control at the stressed LRs, on the cosine schedule, LRs 3e-4 to 1e-1,
+3 seeds, plus the failure scenarios (one seed). Evaluations every 10 steps resolve the
+time to target. Sized by measurement to collapse AdamW at the high LRs and to finish
+in about 45 minutes on 2 CPU cores; the calibration is in docs/stress/calibration.md,
+the whole grid (every baseline, the reference laws reflex and reflex_pro, every
+control) in stress_cpu_full.py, and the reference laws with 3 seeds in
+stress_governor.py (docs/stress/governor/).
+
+    python -m train.stress --config.output_dir=docs/stress/cpu_default
+"""
+
+import ml_collections
 
 from configs.stress_base import stress_config
+
+RIVALS = ("mechanize", "schedule_free_adamw", "prodigy", "dadapt_adamw")
+# The LR-free rivals start their estimate at 1e-6 (their published estim_lr0), which a
+# 150-step fine-tune never outgrows (../shared/notes/rivals-probe.md); as their users do,
+# they also run calibrated: started at the pretraining LR, 1e-3.
+CALIBRATED = {"prodigy_lr0": ("prodigy", {"estim_lr0": 1e-3}),
+              "dadapt_adamw_lr0": ("dadapt_adamw", {"estim_lr0": 1e-3})}
 
 
 def get_config():
@@ -22,14 +39,15 @@ def get_config():
     c.optimizer.warmup_steps = 20
 
     s = c.stress
-    s.arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor",
-              "replay_reflex", "replay_reflex_pro", "replay_governor",
-              "effective_lr_reflex", "effective_lr_reflex_pro", "effective_lr_governor")
+    s.arms = ("adamw", "clip", *RIVALS, *CALIBRATED, "governor", "replay_governor",
+              "effective_lr_governor")
+    for name, (rival, knobs) in CALIBRATED.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-    s.seeds = 2
+    s.seeds = 3
     s.steps = 150
-    s.eval_every = 25
-    s.eval_batches = 16
+    s.eval_every = 10
+    s.eval_batches = 8
     s.controls_at = "stressed"
     s.pretrain_steps = 600
     s.pretrain_lr = 1e-3
@@ -37,7 +55,7 @@ def get_config():
     s.scenario_lr = 1e-3
     s.inject_at = 75
     s.fault_seeds = 1
-    s.fault_arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor")
+    s.fault_arms = ("adamw", "clip", *RIVALS, "governor", "replay_governor")
     # At this size 2-4 cells per vmapped program cost 0.85x a lone cell per train step on
     # 2 CPU cores (bench/stress_batching.py), though end to end (evaluations and the host
     # loop included) the default run measured 1.04x slower batched: a wash

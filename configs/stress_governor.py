@@ -24,5 +24,8 @@ def get_config():
     s.fault_arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor", *REMOVED)
     for name, knobs in REMOVED.items():
         s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    # The v2.1 measurement's own evaluation cadence and arms (before suite v3's rivals).
+    s.eval_every = 25
+    s.eval_batches = 16
     s.sequential_cells = 0
     return c

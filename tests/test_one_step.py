@@ -1,5 +1,8 @@
 """train.run and the stress suite train with one step and one optimizer builder: the
-suite's AdamW cell and the Trainer end at the same parameters from the same batches."""
+suite's cell of an arm and the Trainer end at the same parameters from the same batches,
+for AdamW and for the rivals that take their learning rate in each of the other ways
+(Mechanic wraps AdamW; Prodigy is LR-free; Schedule-Free warms up by itself and is
+evaluated at its averaged point)."""
 
 import jax
 import numpy as np
@@ -12,9 +15,16 @@ from train.stress.sweep import ArmProgram, Cell, run_cells
 from train.trainer import Trainer, build_data
 
 
-def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
+@pytest.mark.parametrize("arm", ["adamw", "mechanize", "prodigy", "schedule_free_adamw"])
+def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     cfg = small_config(tmp_path)
-    cfg.optimizer.update(guard="none", schedule="cosine", warmup_steps=2, lr=3e-3)
+    schedule = "constant" if arm == "schedule_free_adamw" else "cosine"   # it brings its own
+    cfg.optimizer.update(guard="none", baseline="none" if arm == "adamw" else arm, schedule=schedule,
+                         warmup_steps=2, lr=3e-3)
+    if arm == "mechanize":
+        cfg.optimizer.mechanize.s_init = 1.0   # so that 6 steps move the parameters
+    if arm == "prodigy":
+        cfg.optimizer.prodigy.estim_lr0 = 3e-3
     cfg.train.steps = 6
     data = build_data(cfg)
     trainer = Trainer.build(cfg, data)
@@ -32,9 +42,14 @@ def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
         def batch(self, index):
             return data.train.batch(index)
 
-    program = ArmProgram(build_arm("adamw", scfg), trainer.graphdef, shape)
-    runs = run_cells(program, [Cell("adamw", cfg.optimizer.lr, 0)], start, trainer.frozen,
-                     orders={0: TrainerOrder()}, val=data.val_windows[None, :8], steps=cfg.train.steps,
+    built = build_arm(arm, scfg)
+    assert built.lr_free == (arm == "prodigy")
+    # An LR-free cell runs at peak 1: its optimizer gets the schedule's shape, as in train.run.
+    cell = Cell(arm, cfg.optimizer.lr, 0, run_lr=1.0 if built.lr_free else None)
+    program = ArmProgram(built, trainer.graphdef, shape)
+    val = data.val_windows[None, :8]
+    runs = run_cells(program, [cell], start, trainer.frozen,
+                     orders={0: TrainerOrder()}, val=val, steps=cfg.train.steps,
                      eval_every=cfg.train.steps, stress=scfg.stress, vocab_size=data.tokenizer.vocab_size,
                      keep_params=True)
     # Equal up to float rounding: the trainer reduces over 8 sharded devices, the cell on one,
@@ -46,6 +61,12 @@ def test_the_suites_adamw_cell_is_the_trainers_step(tmp_path):
     moved = max(float(np.max(np.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(trainer.params), jax.tree.leaves(start)))
     assert moved > 1e-3   # the runs trained; equal ends are not equal starts
+    if arm == "schedule_free_adamw":
+        # Both evaluate the averaged point, not the point they train at.
+        assert trainer._eval_params is not None and built.eval_params is not None
+        averaged = trainer._eval_params(trainer.opt_state, trainer.params)
+        assert max(float(np.max(np.abs(a - b))) for a, b in
+                   zip(jax.tree.leaves(averaged), jax.tree.leaves(trainer.params))) > 1e-4
 
 
 def test_build_optimizer_checks_its_settings(tmp_path):

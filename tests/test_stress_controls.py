@@ -69,6 +69,10 @@ def test_every_arm_runs_the_cosine_schedule(setup):
             want = expected * cells[0].run_lr / lr
         elif arm.kind == "replay":      # the cosine schedule times the guard's trajectory
             want = expected * runs[arm.source].scale[:, 0]
+        elif arm.lr_free:               # the schedule's shape: a multiplier of its own estimate
+            want = expected / lr
+        elif arm.lr_mode == "constant":  # Schedule-Free: the peak LR; it warms up by itself
+            want = np.full(STEPS, lr)
         else:
             want = expected
         np.testing.assert_allclose(out.lr[:, 0], want, rtol=1e-6, atol=1e-12, err_msg=name)

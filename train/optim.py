@@ -8,13 +8,13 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from typing import Callable, NamedTuple
 
 import ml_collections
 import numpy as np
 import optax
 
 import lbw_jax
+from train.baselines import BASELINES
 from train.models.layout import stacked_layer_axes
 
 GUARDS = lbw_jax.POLICIES
@@ -76,60 +76,18 @@ def build_policy(name: str, kwargs=None):
     return GUARDS[name](**knob_dict(kwargs))
 
 
-def _clip(inner, *, max_norm: float = 1.0):
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not (
-            math.isfinite(max_norm) and max_norm > 0):
-        raise ValueError(f"optimizer.clip.max_norm={max_norm!r} must be a finite positive number")
-    return optax.with_extra_args_support(optax.chain(optax.clip_by_global_norm(max_norm), inner))
-
-
-def _zclip(inner, **kw):
-    return optax.with_extra_args_support(optax.chain(lbw_jax.zclip(**kw), inner))
-
-
-def _plateau(inner, **kw):
-    return optax.chain(inner, optax.contrib.reduce_on_plateau(**kw))
-
-
-class Baseline(NamedTuple):
-    """A baseline of the stress suite around AdamW.
-
-    Attributes:
-      what: what it wraps around AdamW.
-      build: ``build(inner, **knobs)``, the optimizer with AdamW as ``inner``.
-      knobs_of: the function whose keyword parameters (and their published defaults) are
-        its knobs.
-    """
-
-    what: str
-    build: Callable
-    knobs_of: Callable
-
-
-# update_clip's b2 is not a knob: it is AdamW's own (optimizer.b2).
-BASELINES = {
-    "clip": Baseline("optax.clip_by_global_norm(max_norm) ahead of AdamW", _clip, _clip),
-    "zclip": Baseline("lbw_jax.zclip(alpha, z_threshold, warmup_steps) ahead of AdamW",
-                      _zclip, lbw_jax.zclip),
-    "spike_skip": Baseline("lbw_jax.skip_spikes(AdamW, window, threshold, warmup)",
-                           lbw_jax.skip_spikes, lbw_jax.skip_spikes),
-    "update_clip": Baseline("lbw_jax.update_clip(AdamW): StableAdamW's per-tensor update clipping",
-                            lbw_jax.update_clip, lbw_jax.update_clip),
-    "plateau": Baseline("optax.contrib.reduce_on_plateau(...) after AdamW", _plateau,
-                        optax.contrib.reduce_on_plateau),
-}
-
-
 def knob_defaults(name: str) -> dict:
     """The knobs of the policy or baseline ``name`` with their defaults: a policy's
-    dataclass fields (``lbw_jax.knobs.defaults``), a baseline's keyword parameters. The
-    one list of them: ``knob_config`` makes the config fields from it."""
+    dataclass fields (``lbw_jax.knobs.defaults``), a baseline's keyword parameters with
+    defaults (``train.baselines``: those its record fixes from the config are not knobs).
+    The one list of them: ``knob_config`` makes the config fields from it."""
     if name in lbw_jax.LAWS:
         return lbw_jax.knobs.defaults(lbw_jax.LAWS[name])
-    params = inspect.signature(BASELINES[name].knobs_of).parameters.values()
+    record = BASELINES[name]
+    params = inspect.signature(record.knobs_of).parameters.values()
     return {p.name: p.default for p in params
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
-            and not (name == "update_clip" and p.name == "b2")}
+            and p.name not in record.fixed}
 
 
 def baseline_knobs(name: str) -> tuple[str, ...]:
@@ -212,10 +170,22 @@ def fold_deprecated_knobs(cfg) -> list[str]:
     return notes
 
 
-def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransformationExtraArgs:
-    """``inner`` (AdamW) with the baseline ``name`` around it; knobs are checked now (a
-    name the baseline does not have is an error, never ignored). ``kwargs``: its knobs,
-    default ``optimizer.<name>``."""
+def baseline_learning_rate(cfg, name: str):
+    """What baseline ``name`` takes as its learning rate in ``train.run``: the config's
+    schedule, its shape (peak 1) for an LR-free rival, or ``optimizer.lr`` constant for
+    Schedule-Free (``train.baselines.LR_MODES``)."""
+    mode, opt = BASELINES[name].lr, cfg.optimizer
+    if mode == "shape":
+        return schedule_shape(opt.schedule, horizon(cfg), opt.warmup_steps)
+    check_lr(opt.lr)
+    return opt.lr if mode == "constant" else schedule(cfg, horizon(cfg))
+
+
+def build_baseline(cfg, name: str, learning_rate, kwargs=None) -> optax.GradientTransformationExtraArgs:
+    """Baseline ``name`` of ``train.baselines.BASELINES`` around AdamW at
+    ``learning_rate`` (or in its place); knobs are checked now (a name the baseline does
+    not have is an error, never ignored). ``kwargs``: its knobs, default
+    ``optimizer.<name>``."""
     if name not in BASELINES:
         raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
     kw = knob_dict(cfg.optimizer.get(name) if kwargs is None else kwargs)
@@ -223,9 +193,10 @@ def wrap_baseline(cfg, name: str, inner, kwargs=None) -> optax.GradientTransform
     if unknown:
         raise ValueError(f"optimizer.{name}.{unknown[0]}: the {name} baseline has no such "
                          f"knob; its knobs: {', '.join(baseline_knobs(name))}")
-    if name == "update_clip":
-        kw["b2"] = cfg.optimizer.b2
-    return BASELINES[name].build(inner, **kw)
+    kw = {**knob_defaults(name), **kw}
+    record = BASELINES[name]
+    inner = adamw(cfg, learning_rate) if record.role == "wraps" else learning_rate
+    return optax.with_extra_args_support(record.build(cfg.optimizer, inner, **kw))
 
 
 def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,
@@ -240,22 +211,26 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         ``optimizer.guard``, with knobs ``optimizer.<guard>`` (``policy_knobs``).
       policy: an already built policy, used instead of building ``guard``'s.
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
-        with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``).
+        with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``). Without
+        ``learning_rate`` it takes ``baseline_learning_rate``; with one, a rival that
+        replaces AdamW takes it as it is (the stress suite passes each its own).
     """
     opt = cfg.optimizer
-    if learning_rate is None:
-        check_lr(opt.lr)
-        learning_rate = schedule(cfg, horizon(cfg))
-    elif isinstance(learning_rate, numbers.Real):
-        check_lr(learning_rate)
     guard = opt.guard if guard is None else guard
     if baseline is None:
         baseline = opt.get("baseline", "none")
+    if isinstance(learning_rate, numbers.Real):
+        check_lr(learning_rate)
+    if baseline != "none" and policy is None and guard == "none":
+        if learning_rate is None and baseline in BASELINES:
+            learning_rate = baseline_learning_rate(cfg, baseline)
+        return build_baseline(cfg, baseline, learning_rate, baseline_kwargs)
+    if learning_rate is None:
+        check_lr(opt.lr)
+        learning_rate = schedule(cfg, horizon(cfg))
     inner = adamw(cfg, learning_rate)
     if policy is None and guard == "none":
-        if baseline == "none":
-            return optax.with_extra_args_support(inner)
-        return wrap_baseline(cfg, baseline, inner, baseline_kwargs)
+        return optax.with_extra_args_support(inner)
     if baseline != "none":
         raise ValueError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose one "
                          f"(a guard, or a baseline with optimizer.guard='none')")

@@ -17,6 +17,7 @@ import lbw_jax
 from train import data as data_lib
 from train import data_fingerprint
 from train import speed
+from train.baselines import BASELINES
 from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
@@ -157,6 +158,10 @@ class Trainer:
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         self._train_step = self._compile_train_step()
         self._eval_step = self._compile_eval_step()
+        # Schedule-Free trains one point and is evaluated at another (its average).
+        record = None if self.guarded else BASELINES.get(cfg.optimizer.get("baseline", "none"))
+        self._eval_params = (jax.jit(record.eval_params) if record is not None and record.eval_params
+                             else None)
 
     @classmethod
     def build(cls, cfg, data: Data, devices=None) -> "Trainer":
@@ -304,9 +309,10 @@ class Trainer:
         w_sharding = NamedSharding(self.mesh, P(BATCH_AXES))
         # One batch in flight at a time: many independent programs with collectives in
         # flight at once deadlock XLA:CPU's rendezvous (seen with 8 host devices).
+        params = self.params if self._eval_params is None else self._eval_params(self.opt_state, self.params)
         total = count = 0.0
         for i in range(0, len(windows), b):
-            nll, n = self._eval_step(self.params, self.frozen,
+            nll, n = self._eval_step(params, self.frozen,
                                      self._global_batch(windows[i:i + b], sharding),
                                      self._global_batch(weights[i:i + b], w_sharding))
             total, count = total + float(nll), count + float(n)

@@ -170,6 +170,12 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
         raise ConfigError(f"{', '.join(idle)}: set, but optimizer.guard={o.guard!r} and "
                           f"optimizer.baseline={o.get('baseline', 'none')!r}; choose the one "
                           f"these knobs belong to, or drop them")
+    baseline = cfg.optimizer.get("baseline", "none")
+    if (cfg.optimizer.guard == "none" and baseline in optim.BASELINES
+            and optim.BASELINES[baseline].lr == "constant" and cfg.optimizer.schedule != "constant"):
+        raise ConfigError(f"optimizer.baseline={baseline!r} brings its own schedule (warmup, then no "
+                          f"decay: that is its point), but optimizer.schedule="
+                          f"{cfg.optimizer.schedule!r}: set optimizer.schedule=constant")
     try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:

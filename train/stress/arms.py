@@ -6,8 +6,9 @@ the vmapped step with the cell's learning rate (schedule, faults and any replaye
 multiplier already folded in) as a tracer, so one compiled program serves every
 LR and seed.
 
-Kinds:
-  baseline: AdamW, alone or with one baseline around it (``train.optim.BASELINES``).
+Kinds (``ArmSpec``, parsed once from the name):
+  baseline: AdamW, alone or with one baseline or rival of ``train.baselines.BASELINES``
+    around it or in its place.
   guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry.
   control: ``effective_lr_<guard>``, plain AdamW at LR x the guard's mean applied
     multiplier in the same cell (``effective_lr`` alone copies ``stress.effective_lr_of``).
@@ -19,18 +20,55 @@ Kinds:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 import optax
 
 import lbw_jax
 from train import optim
+from train.baselines import BASELINES, probe_of
 
 KINDS = ("baseline", "guard", "control", "replay")
-LABELS = {"adamw": "AdamW", "clip": "AdamW + clip_by_global_norm", "zclip": "AdamW + ZClip",
-          "spike_skip": "AdamW + spike skip", "update_clip": "AdamW + update clipping (StableAdamW)",
-          "plateau": "AdamW + reduce_on_plateau"}
+ADAMW_LABEL = "AdamW"
+
+
+class ArmSpec(NamedTuple):
+    """What an arm's name says, parsed once.
+
+    Attributes:
+      name: the arm's name in ``stress.arms``.
+      kind: one of ``KINDS``.
+      source: the guard arm a control or replay copies; None for the others.
+    """
+
+    name: str
+    kind: str
+    source: str | None = None
+
+
+def parse_arm(name: str, stress) -> ArmSpec:
+    """The spec of arm ``name`` (``stress`` gives ``effective_lr_of``)."""
+    if name == "effective_lr":
+        return ArmSpec(name, "control", stress.effective_lr_of)
+    for prefix, kind in (("effective_lr_", "control"), ("replay_", "replay")):
+        if name.startswith(prefix):
+            return ArmSpec(name, kind, name[len(prefix):])
+    variant = stress.get("variants", {}).get(name)
+    if name == "adamw" or name in BASELINES or (variant is not None and variant.policy in BASELINES):
+        return ArmSpec(name, "baseline")
+    return ArmSpec(name, "guard")
+
+
+def specs_from_results(results: dict) -> dict:
+    """arm -> ``ArmSpec`` from a results file's ``kinds`` and ``sources``."""
+    sources = results.get("sources", {})
+    return {name: ArmSpec(name, kind, sources.get(name)) for name, kind in results["kinds"].items()}
+
+
+def copy_of(specs: dict, source: str, kind: str) -> str | None:
+    """The arm of ``kind`` (control or replay) that copies ``source``, if one ran."""
+    return next((s.name for s in specs.values() if s.kind == kind and s.source == source), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,111 +76,102 @@ class Arm:
     """One optimizer arm.
 
     Attributes:
-      name: the config name.
+      spec: its ``ArmSpec``.
       label: a readable name for reports.
-      kind: one of ``KINDS``.
       make: learning rate (a traced scalar) -> the optimizer; its update takes ``value=``.
-      probe: optimizer state -> {"scale", "skipped"}: the step multiplier the arm applied
-        (1 for arms without one) and the steps it skipped so far.
-      source: the guard arm a control or replay copies (None for the others).
+      probe: optimizer state -> {"scale", "skipped", "estimate"}: the step multiplier the
+        arm applied (1 for arms without one), the steps it skipped so far, and its own
+        step-size estimate (NaN for arms without one).
+      lr_mode: how its LR is given (``train.baselines.LR_MODES``): "schedule" (the cell's
+        LR on the suite's schedule), "shape" (LR-free: the schedule's shape, peak 1; it
+        runs one column) or "constant" (the cell's LR, no schedule: it warms up itself).
+      eval_params: (state, params) -> the parameters to evaluate, or None.
     """
 
-    name: str
+    spec: ArmSpec
     label: str
-    kind: str
     make: Callable[[jnp.ndarray], optax.GradientTransformationExtraArgs]
     probe: Callable[[object], dict]
-    source: str | None = None
+    lr_mode: str = "schedule"
+    eval_params: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def source(self) -> str | None:
+        return self.spec.source
 
     @property
     def is_guard(self) -> bool:
         return self.kind == "guard"
 
+    @property
+    def lr_free(self) -> bool:
+        return self.lr_mode == "shape"
+
 
 def _one(_state):
-    return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32)}
+    return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
+            "estimate": jnp.full([], jnp.nan, jnp.float32)}
 
 
-def _baseline_probe(name):
-    if name == "zclip":
-        return lambda state: {"scale": state[0].last_factor, "skipped": jnp.zeros([], jnp.int32)}
-    if name == "update_clip":
-        return lambda state: {"scale": state.last_factor, "skipped": jnp.zeros([], jnp.int32)}
-    if name == "spike_skip":
-        return lambda state: {"scale": jnp.ones([], jnp.float32), "skipped": state.skipped}
-    if name == "plateau":
-        return lambda state: {"scale": jnp.asarray(state[1].scale, jnp.float32),
-                              "skipped": jnp.zeros([], jnp.int32)}
-    return _one
-
-
-def baseline_kwargs(name: str, cfg) -> dict:
-    """The knobs of baseline ``name``: the config's ``optimizer.<name>``."""
-    return optim.knob_dict(cfg.optimizer.get(name))
-
-
-def source_of(name: str, s) -> str | None:
-    """The guard arm a control or replay copies; None for other arms."""
-    if name == "effective_lr":
-        return s.effective_lr_of
-    for prefix in ("effective_lr_", "replay_"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return None
-
-
-def kind_of(name: str) -> str:
-    if name == "effective_lr" or name.startswith("effective_lr_"):
-        return "control"
-    if name.startswith("replay_"):
-        return "replay"
-    if name == "adamw" or name in optim.BASELINES:
-        return "baseline"
-    return "guard"
+def baseline_label(name: str, cfg) -> str:
+    if name == "clip":
+        return f"{BASELINES[name].label}({cfg.optimizer.clip.max_norm})"
+    return BASELINES[name].label
 
 
 def build_arm(name: str, cfg) -> Arm:
     """The arm called ``name``; knob errors surface here, before any trace."""
     s = cfg.stress
-    kind = kind_of(name)
+    spec = parse_arm(name, s)
     plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
-    if kind == "control":
-        return Arm(name, f"AdamW at {source_of(name, s)}'s mean effective LR", kind, plain, _one,
-                   source=source_of(name, s))
-    if kind == "replay":
-        return Arm(name, f"AdamW replaying {source_of(name, s)}'s multiplier", kind, plain, _one,
-                   source=source_of(name, s))
-    if kind == "baseline":
+    if spec.kind == "control":
+        return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, _one)
+    if spec.kind == "replay":
+        return Arm(spec, f"AdamW replaying {spec.source}'s multiplier", plain, _one)
+    if spec.kind == "baseline":
         if name == "adamw":
-            return Arm(name, LABELS[name], kind, plain, _one)
-        kwargs = baseline_kwargs(name, cfg)
-        optim.wrap_baseline(cfg, name, optax.adamw(1e-3), kwargs)  # checks the knobs now
-        label = LABELS[name] + (f"({cfg.optimizer.clip.max_norm})" if name == "clip" else "")
-        return Arm(name, label, kind,
-                   lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=name,
+            return Arm(spec, ADAMW_LABEL, plain, _one)
+        base, kwargs, label = name, optim.knob_dict(cfg.optimizer.get(name)), None
+        if name in s.variants:   # a baseline with some knobs changed (e.g. a calibrated start)
+            base, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
+            kwargs = {**optim.knob_dict(cfg.optimizer.get(base)), **changed}
+            label = f"{baseline_label(base, cfg)}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
+        optim.build_baseline(cfg, base, 1e-3, kwargs)  # checks the knobs now
+        record = BASELINES[base]
+        return Arm(spec, label or baseline_label(base, cfg),
+                   lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=base,
                                                     baseline_kwargs=kwargs),
-                   _baseline_probe(name))
+                   probe_of(base), lr_mode=record.lr, eval_params=record.eval_params)
     if name in s.variants:   # e.g. an ablation: the policy as configured, some knobs changed
         policy_name, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
         label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
         if policy_name not in lbw_jax.POLICIES:
             raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
-                             f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)}")
+                             f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)} or a baseline of "
+                             f"train.baselines.BASELINES {sorted(BASELINES)}")
         policy_kwargs = {**optim.policy_knobs(cfg, policy_name), **changed}
     elif name in lbw_jax.POLICIES:
         policy_name, policy_kwargs, label = name, optim.policy_knobs(cfg, name), name
     else:
         raise ValueError(f"stress.arms: unknown arm {name!r}; choose from adamw, "
-                         f"{sorted(optim.BASELINES)}, a policy of lbw_jax.POLICIES "
+                         f"{sorted(BASELINES)}, a policy of lbw_jax.POLICIES "
                          f"{sorted(lbw_jax.POLICIES)}, a stress.variants entry {sorted(s.variants)}, "
                          f"effective_lr_<guard arm> or replay_<guard arm>")
     policy = optim.build_policy(policy_name, policy_kwargs)
 
     def guard_probe(state):
         info = lbw_jax.telemetry(state)
-        return {"scale": info["scale"], "skipped": info["skipped"]}
+        return {**_one(state), "scale": info["scale"], "skipped": info["skipped"]}
 
-    return Arm(name, f"lbw_guard({label})", kind,
+    return Arm(spec, f"lbw_guard({label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline="none"),
                guard_probe)

@@ -31,6 +31,7 @@ import json
 import math
 import sys
 
+from train.stress.arms import copy_of, specs_from_results
 from train.stress.headline import headline, stressed_lrs, tuned_adamw
 from train.values import format_pct, pct_change
 
@@ -61,8 +62,8 @@ def rivals(results, policy: str) -> list[str]:
     """The arms the policy is ranked against: baselines and other guards (its own
     ablation variants are not rivals)."""
     own = set(variants_of(results, policy))
-    return [a for a, kind in results["kinds"].items()
-            if kind in ("baseline", "guard") and a != policy and a not in own]
+    return [a for a, spec in specs_from_results(results).items()
+            if spec.kind in ("baseline", "guard") and a != policy and a not in own]
 
 
 def _clean_spread(results, policy: str) -> float:
@@ -118,10 +119,12 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
                      f"{sens.get(policy, math.nan):.3f} vs best rival {best_rival} {sens[best_rival]:.3f}"))
 
     # 3. The oracle: AdamW at the policy's own mean effective LR.
-    control = "effective_lr_" + policy
+    specs = specs_from_results(results)
+    control = copy_of(specs, policy, "control")
     for lr in stressed:
-        if control not in grid:
-            rows.append((f"LR {lr:g}: within 2% of its effective-LR control", False, f"{control} did not run"))
+        if control is None or lr not in {float(k) for k in grid[control]}:
+            rows.append((f"LR {lr:g}: within 2% of its effective-LR control", False,
+                         f"effective_lr_{policy} did not run there"))
             continue
         mine, theirs = _mean(results, policy, lr), _mean(results, control, lr)
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine <= 1.02 * theirs)
@@ -131,7 +134,7 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     # 4. Faults: survived, the smallest cost (ties inside the clean spread), and better
     # than the open-loop replay of its own trajectory.
     spread = _clean_spread(results, policy)
-    replay = "replay_" + policy
+    replay = copy_of(specs, policy, "replay")
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = _cost(results, policy, scenario)
         others = {a: _cost(results, a, scenario)[0] for a in rivals(results, policy)
@@ -147,8 +150,8 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         rows.append((f"{scenario}: survived, smallest cost", ok,
                      f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}{versus}; "
                      f"clean seed spread {spread:.2f}"))
-        if scenario not in results["scenarios"].get(replay, {}):
-            rows.append((f"{scenario}: better than its replay", False, f"{replay} did not run it"))
+        if replay is None or scenario not in results["scenarios"].get(replay, {}):
+            rows.append((f"{scenario}: better than its replay", False, f"replay_{policy} did not run it"))
             continue
         theirs = _cost(results, replay, scenario)[0]
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)

@@ -12,6 +12,7 @@ Per arm:
     grid to tuned AdamW (the best mean of AdamW over the grid); None when a mean
     is non-finite (a diverged seed).
   diverged / cells: diverged clean cells, and how many clean cells ran.
+  lr_free: whether the arm has no LR to choose (one column, flat over the grid).
   vs_replay_pct, vs_control_pct: for a guard, at each stressed LR (above tuned AdamW's,
     where AdamW is more than 5% worse than tuned), its mean final
     perplexity against its replay and its effective-LR control, in % (negative:
@@ -75,13 +76,17 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
     for arm, per in grid.items():
         rows = {float(lr): row for lr, row in per.items()}
         gaps = [pct_change(row["mean"], tuned) for row in rows.values()]
+        flat = any(row.get("flat") for row in rows.values())
+        unique = list(rows.values())[:1] if flat else list(rows.values())
         entry = {
             "kind": results["kinds"][arm],
             "lr_sensitivity": (sum(sum(_log_finals(r, start_log)) / len(r["finals"]) - best
                                    for r in rows.values()) / len(rows)) if arm in full else None,
             "worst_gap_pct": None if any(g is None for g in gaps) else max(gaps),
-            "diverged": sum(row["diverged"] for row in rows.values()),
-            "cells": sum(row["seeds"] for row in rows.values()),
+            # An LR-free arm's one column stands at every LR: count its cells once.
+            "diverged": sum(row["diverged"] for row in unique),
+            "cells": sum(row["seeds"] for row in unique),
+            "lr_free": flat,
         }
         for kind, field in (("replay", "vs_replay_pct"), ("control", "vs_control_pct")):
             other = copies.get(arm, {}).get(kind)

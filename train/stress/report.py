@@ -14,7 +14,7 @@ import numpy as np
 from train.stress import faults as faults_lib
 from train.stress import headline as headline_lib
 from train.stress import summary
-from train.stress.arms import source_of
+from train.stress import target as target_lib
 from train.values import format_pct, plain_json
 
 
@@ -37,6 +37,8 @@ def write(result, out_dir, command: str) -> dict:
               "scenarios": summary.scenarios(result)}
     results = _results_json(result, tables, command)
     tables["headline"] = results["headline"]
+    tables["time_to_target"] = results["time_to_target"]
+    tables["cells"] = results["cells"]
     (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = _figures(result, out, tables["grid"])
     (out / "report.md").write_text(_report_md(result, tables, command, figures))
@@ -63,23 +65,27 @@ def _results_json(result, tables, command):
                 "scale": [_num(v) for v in runs.scale[:, i]],
                 "mean_scale": _num(np.mean(runs.scale[:, i])),
                 "skipped": int(runs.skipped[-1, i]),
+                **({"estimate": [_num(v, 8) for v in runs.estimate[:, i]]}
+                   if np.isfinite(runs.estimate[:, i]).any() else {}),
             })
     grid = {arm: {str(lr): {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
                   for lr, row in per.items()} for arm, per in tables["grid"].items()}
     scen = {arm: {name: {"per_seed": seeds, "summary": summary.aggregate_scenario(seeds)}
                   for name, seeds in per.items()} for arm, per in tables["scenarios"].items()}
-    sources = {name: source_of(name, result.cfg.stress) for name in result.runs}
+    sources = {name: result.specs[name].source for name in result.runs}
     out = plain_json({
         "command": command, "environment": _environment(), "config": result.cfg.to_dict(),
         "n_params": result.n_params, "tokens_per_step": result.tokens_per_step,
         "start_ppl": result.start_ppl, "pretrain": result.pretrain, "labels": result.labels,
-        "kinds": result.kinds, "sources": sources, "control_lrs": result.control_lrs,
+        "kinds": result.kinds, "sources": sources, "lr_free": result.lr_free,
+        "control_lrs": result.control_lrs,
         "eval_steps": next(iter(result.runs.values())).eval_steps,
         "grid": grid, "throughput": tables["throughput"], "scenarios": scen,
         "sequential": result.sequential, "cells": cells,
     })
     # Computed from the JSON grid itself, so any results file gives the same numbers.
     out["headline"] = plain_json(headline_lib.headline(out, result.cfg.stress.stressed_above))
+    out["time_to_target"] = plain_json(target_lib.time_to_target(out))
     return out
 
 
@@ -106,16 +112,86 @@ def _headline_md(result, tables) -> list[str]:
              "control*: at each stressed LR, the guard's mean final perplexity against AdamW replaying "
              "its multiplier trajectory and against AdamW at its mean effective LR (negative: the "
              "guard is better).", "",
-             "| arm | kind | LR sensitivity | worst gap to tuned AdamW | diverged cells | vs replay | vs control |",
-             "|---|---|---|---|---|---|---|"]
+             f"*Time to target*: the fewest steps (mean over seeds, every seed reaching it) in which "
+             f"the arm, at its best LR for it, first evaluates within 1% of tuned AdamW's final perplexity "
+             f"({tables['time_to_target']['target']:.2f}), and the wall time to it (see Time to target).", "",
+             "| arm | kind | LR sensitivity | worst gap to tuned AdamW | diverged cells | time to target "
+             "(at its best LR) | vs replay | vs control |",
+             "|---|---|---|---|---|---|---|---|"]
+    ttt = tables["time_to_target"]
     for name in result.runs:
         h = head[name]
+        best_lr, best_row = target_lib.fastest(ttt["arms"].get(name, {}))
+        where = "" if best_lr is None else (" (no LR)" if name in result.lr_free else f" at {best_lr:g}")
+        reach = target_lib.describe(best_row) + where
         sens = "—" if h["lr_sensitivity"] is None else f"{h['lr_sensitivity']:.3f}"
         per_lr = lambda d: "—" if not d else ", ".join(f"{float(lr):g}: {format_pct(v)}" for lr, v in d.items())
         lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {format_pct(h['worst_gap_pct'])} | "
-                     f"{h['diverged']}/{h['cells']} | {per_lr(h.get('vs_replay_pct'))} | "
+                     f"{h['diverged']}/{h['cells']} | {reach} | {per_lr(h.get('vs_replay_pct'))} | "
                      f"{per_lr(h.get('vs_control_pct'))} |")
     return lines
+
+
+def _time_to_target_md(result, tables) -> list[str]:
+    s, ttt = result.cfg.stress, tables["time_to_target"]
+    lrs = list(s.lrs)
+    lines = ["", "## Time to target", "",
+             f"The first evaluation (every {s.eval_every} steps) at which validation perplexity is within "
+             f"{ttt['within']:.0%} of tuned AdamW's final {ttt['tuned_ppl']:.2f} (target {ttt['target']:.2f}): "
+             f"steps, mean over seeds, and the wall time to it (the step count × the arm's measured seconds "
+             f"per cell-step in this suite, evaluations included). *k/n reached*: only k of n seeds "
+             f"reached it; *never*: none did.", ""]
+    tuned = ttt["tuned_steps"]
+    if tuned is None:
+        lines.append("Tuned AdamW itself does not reach the target in every seed.")
+    elif ttt["faster"]:
+        lines.append(f"Tuned AdamW (LR {ttt['tuned_lr']:g}) reaches it in {tuned:.0f} steps. Faster: " + "; ".join(
+            f"{result.labels[f['arm']]}" + ("" if f["lr"] is None else f" at LR {f['lr']:g}")
+            + f" ({f['mean_steps']:.0f} steps)" for f in ttt["faster"]) + ".")
+    else:
+        lines.append(f"Tuned AdamW (LR {ttt['tuned_lr']:g}) reaches it in {tuned:.0f} steps; no arm at any LR "
+                     f"reaches it in fewer.")
+    lines += ["", "| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|"]
+    for name in result.runs:
+        per = {float(lr): row for lr, row in ttt["arms"].get(name, {}).items()}
+        if name in result.lr_free:
+            row = next(iter(per.values()), None)
+            lines.append(f"| {result.labels[name]} | " + " | ".join([target_lib.describe(row) + " ‡"] * len(lrs)) + " |")
+            continue
+        lines.append(f"| {result.labels[name]} | " + " | ".join(
+            target_lib.describe(per[lr]) if lr in per else "·" for lr in lrs) + " |")
+    return lines
+
+
+def _estimates_md(result, tables) -> list[str]:
+    """The step-size estimates of the arms that keep one (Prodigy's and D-Adaptation's
+    estim_lr, Mechanic's summed s): how fast they rise, on the clean cells."""
+    series = {}
+    for cell in tables["cells"]:
+        if cell["scenario"] == "none" and "estimate" in cell:
+            series.setdefault(cell["arm"], {}).setdefault(float(cell["lr"]), []).append(
+                np.asarray([np.nan if v is None else v for v in cell["estimate"]], np.float64))
+    if not series:
+        return []
+    lines = ["", "## Step-size estimates", "",
+             "The arms that estimate their own step size, on their clean runs (mean over seeds): the estimate "
+             "after the first step, at the run's quarter, half and end, and the first step at which it reaches "
+             "half its final value (how long it takes to rise).", "",
+             "| arm | LR | step 1 | step " + " | step ".join(str(k) for k in _marks(result.cfg.stress.steps))
+             + " | steps to half the final value |", "|---|---|---|---|---|---|---|"]
+    for name, per in series.items():
+        for lr, curves in per.items():
+            y = np.nanmean(np.stack(curves), axis=0)
+            marks = [y[k - 1] for k in _marks(len(y))]
+            half = next((i + 1 for i, v in enumerate(y) if np.isfinite(v) and v >= 0.5 * y[-1]), None)
+            col = "—" if name in result.lr_free else f"{lr:g}"
+            lines.append(f"| {result.labels[name]} | {col} | {y[0]:.3g} | " + " | ".join(f"{v:.3g}" for v in marks)
+                         + f" | {half if half is not None else 'never'} |")
+    return lines
+
+
+def _marks(steps: int) -> list[int]:
+    return [max(1, steps // 4), max(1, steps // 2), steps]
 
 
 def _report_md(result, tables, command, figures) -> str:
@@ -140,7 +216,9 @@ def _report_md(result, tables, command, figures) -> str:
     lines += ["", "## Final validation perplexity", "",
               f"Mean ± std over seeds (the std only with several seeds). † marks runs that diverged "
               f"(non-finite, or more than {s.diverge_ratio}× the starting perplexity of "
-              f"{result.start_ppl:.2f}), with their count; · marks an LR the arm did not run.", ""]
+              f"{result.start_ppl:.2f}), with their count; · marks an LR the arm did not run; ‡ marks an "
+              f"LR-free arm, which has no LR to choose: its one run (peak multiplier 1 on the same "
+              f"schedule shape) stands in every column.", ""]
     lrs = list(s.lrs)
     lines.append("| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " | tokens/s | wall (compile + run) |")
     lines.append("|---" * (len(lrs) + 3) + "|")
@@ -157,6 +235,8 @@ def _report_md(result, tables, command, figures) -> str:
                 text = _fmt(g["mean"]) + (f" ± {_fmt(g['std'])}" if g["seeds"] > 1 else "")
             if g["diverged"]:
                 text += f" †{g['diverged']}/{g['seeds']}"
+            if g.get("flat"):
+                text += " ‡"
             row.append(text)
         t = tables["throughput"][name]
         lines.append(f"| {result.labels[name]} | " + " | ".join(row) +
@@ -165,7 +245,8 @@ def _report_md(result, tables, command, figures) -> str:
     if scaled:
         lines += ["", "Mean step multiplier actually applied over the run (the guard's scale after any "
                   "trust limit, 0 on a skipped step; reduce_on_plateau's scale; ZClip's clip factor; the "
-                  "update clip's smallest per-tensor factor):", "",
+                  "update clip's smallest per-tensor factor; Mechanic's learnt scale of AdamW's "
+                  "accumulated updates, its summed s):", "",
                   "| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|"]
         for name in scaled:
             per = tables["grid"][name]
@@ -179,6 +260,7 @@ def _report_md(result, tables, command, figures) -> str:
                   "same LR (open loop: every seed, and every faulted run, gets the same trajectory). "
                   f"They ran at LRs {', '.join(f'{lr:g}' for lr in result.control_lrs)} "
                   f"(stress.controls_at={s.controls_at})."]
+    lines += _time_to_target_md(result, tables) + _estimates_md(result, tables)
     if tables["scenarios"]:
         lines += ["", "## Failure scenarios", "",
                   f"Injected at step {s.inject_at} of runs at LR {s.scenario_lr} into the arms of "
@@ -252,7 +334,8 @@ def _figures(result, out, grid) -> list[str]:
         for ax, lr in zip(axes, s.lrs):
             for name in arms:
                 runs = result.runs[name]
-                idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
+                idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none"
+                       and (c.lr == lr or name in result.lr_free)]   # an LR-free run stands everywhere
                 if idx:
                     y = series(runs)[:, idx].mean(axis=1)
                     dashed = "--" if result.kinds[name] in ("control", "replay") else "-"

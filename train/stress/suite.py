@@ -14,7 +14,7 @@ from train import data as data_lib
 from train.models import make_mesh
 from train.optim import schedule_shape
 from train.stress import faults as faults_lib
-from train.stress.arms import build_arm, kind_of
+from train.stress.arms import build_arm, parse_arm
 from train.stress.headline import stressed_from_means
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
 from train.trainer import build_data, build_model
@@ -62,7 +62,7 @@ def check_config(cfg) -> None:
 def ordered_arms(s) -> list[str]:
     """Baselines and guards first (AdamW leading: the stressed LRs come from it), then
     the arms that copy a guard: controls and replays need its multipliers."""
-    copies = [a for a in s.arms if kind_of(a) in ("control", "replay")]
+    copies = [a for a in s.arms if parse_arm(a, s).kind in ("control", "replay")]
     rest = [a for a in s.arms if a not in copies]
     rest.sort(key=lambda a: a != "adamw")
     return rest + copies
@@ -83,14 +83,30 @@ def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]
     Every (LR of ``lrs``, seed), then every (scenario, seed) at ``stress.scenario_lr`` when
     the arm is in ``stress.fault_arms``. ``copied`` is the guard arm's ``CellRuns`` for a
     control (its mean multiplier in the same cell) or a replay (its multiplier trajectory
-    averaged over the seeds at the same LR, clean cells only: open loop)."""
+    averaged over the seeds at the same LR, clean cells only: open loop).
+
+    An LR-free arm has no LR to choose: it runs one column, filed under
+    ``stress.scenario_lr`` (where its faulted cells run too) at peak 1, so its step size
+    is its own estimate times the schedule's shape; the report draws it flat over the grid."""
     seeds = range(s.seeds)
+    if arm.lr_free:
+        cells = [Cell(arm.name, s.scenario_lr, seed, run_lr=1.0) for seed in seeds]
+        if arm.name in s.fault_arms:
+            cells += [Cell(arm.name, s.scenario_lr, seed, scenario, run_lr=1.0) for scenario in s.scenarios
+                      for seed in range(s.fault_seeds or s.seeds)]
+        return cells, None
     if arm.kind == "control":
         scales = {(c.lr, c.seed): float(np.mean(copied.scale[:, i]))
                   for i, c in enumerate(copied.cells) if c.scenario == "none"}
         return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in lrs for seed in seeds], None
+    faulted = arm.name in s.fault_arms
+    if arm.kind == "replay" and faulted and s.scenario_lr not in lrs:
+        # A replay faulted at the scenarios' LR needs its clean twin there too, and the
+        # guard's trajectory at that LR to replay.
+        ran = {c.lr for c in copied.cells if c.scenario == "none"}
+        lrs, faulted = (sorted([*lrs, s.scenario_lr]), True) if s.scenario_lr in ran else (lrs, False)
     cells = [Cell(arm.name, lr, seed) for lr in lrs for seed in seeds]
-    if arm.name in s.fault_arms:
+    if faulted:
         cells += [Cell(arm.name, s.scenario_lr, seed, scenario) for scenario in s.scenarios
                   for seed in range(s.fault_seeds or s.seeds)]
     if arm.kind != "replay":
@@ -120,6 +136,8 @@ class SuiteResult:
     runs: dict                 # arm name -> CellRuns
     labels: dict               # arm name -> label
     kinds: dict                # arm name -> kind (arms.KINDS)
+    specs: dict                # arm name -> arms.ArmSpec
+    lr_free: list              # the LR-free arms: one column each, drawn flat over the grid
     control_lrs: list          # the LRs the controls and replays ran at
     start_ppl: float
     pretrain: dict
@@ -163,12 +181,17 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
             f"validation perplexity {pretrain['val_ppl']:.2f}")
 
     shape = schedule_shape(cfg.optimizer.schedule, s.steps, cfg.optimizer.warmup_steps)
-    results, labels, kinds, control_lrs = {}, {}, {}, list(s.lrs)
+    results, labels, kinds, specs, lr_free, control_lrs = {}, {}, {}, {}, [], list(s.lrs)
     for name in ordered_arms(s):
         arm = build_arm(name, cfg)
-        labels[name], kinds[name] = arm.label, arm.kind
         copied = results.get(arm.source)
         cells, multipliers = plan_cells(arm, s, control_lrs if arm.source else s.lrs, copied)
+        if not cells:   # a control where no LR is stressed
+            log(f"stress: {name}: no cells (no stressed LR for it to run at)")
+            continue
+        labels[name], kinds[name], specs[name] = arm.label, arm.kind, arm.spec
+        if arm.lr_free:
+            lr_free.append(name)
         progress = (progress_factory(f"{name} ({len(cells)} cells)", s.steps * len(cells))
                     if progress_factory else None)
         runs = run_chunked(ArmProgram(arm, graphdef, shape, cfg.model.loss_chunk_tokens), cells, s.max_cells, multipliers=multipliers,
@@ -190,7 +213,8 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     sequential = {}
     if s.sequential_cells:
         sequential = _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log)
-    return SuiteResult(cfg=cfg, runs=results, labels=labels, kinds=kinds, control_lrs=control_lrs,
+    return SuiteResult(cfg=cfg, runs=results, labels=labels, kinds=kinds, specs=specs, lr_free=lr_free,
+                       control_lrs=control_lrs,
                        start_ppl=float(results[ordered_arms(s)[0]].val_ppl[0, 0]),
                        pretrain=pretrain, sequential=sequential, n_params=n_params,
                        tokens_per_step=batch * (windows.shape[1] - 1))

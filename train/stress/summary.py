@@ -16,27 +16,36 @@ def diverged(final_ppl: float, start_ppl: float, ratio: float) -> bool:
     return not is_finite(final_ppl) or final_ppl > ratio * start_ppl
 
 
+def _row(runs, idx, result) -> dict:
+    s = result.cfg.stress
+    finals = [float(runs.val_ppl[-1, i]) for i in idx]
+    flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]
+    scales = [float(np.mean(runs.scale[:, i])) for i in idx]
+    finite = [f for f in finals if is_finite(f)]
+    return {
+        "mean": float(np.mean(finite)) if len(finite) == len(finals) else math.nan,
+        "std": float(np.std(finite)) if len(finite) == len(finals) else math.nan,
+        "finals": finals, "diverged": sum(flags), "seeds": len(finals),
+        "mean_scale": float(np.mean(scales)),
+        "run_lr": [runs.cells[i].peak_lr for i in idx],
+    }
+
+
 def grid(result) -> dict:
-    """arm -> lr -> {mean, std, finals, diverged} over seeds, clean cells only."""
+    """arm -> lr -> {mean, std, finals, diverged, ...} over seeds, clean cells only. An
+    LR-free arm ran one column: the same row stands at every LR (marked ``flat``), since
+    that is what a user gets whatever LR they would have chosen."""
     s = result.cfg.stress
     out = {}
     for name, runs in result.runs.items():
-        per_lr = {}
-        ran = {c.lr for c in runs.cells if c.scenario == "none"}
-        for lr in [lr for lr in s.lrs if lr in ran]:   # controls and replays may run a subset
-            idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
-            finals = [float(runs.val_ppl[-1, i]) for i in idx]
-            flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]
-            scales = [float(np.mean(runs.scale[:, i])) for i in idx]
-            finite = [f for f in finals if is_finite(f)]
-            per_lr[lr] = {
-                "mean": float(np.mean(finite)) if len(finite) == len(finals) else math.nan,
-                "std": float(np.std(finite)) if len(finite) == len(finals) else math.nan,
-                "finals": finals, "diverged": sum(flags), "seeds": len(finals),
-                "mean_scale": float(np.mean(scales)),
-                "run_lr": [runs.cells[i].peak_lr for i in idx],
-            }
-        out[name] = per_lr
+        clean = [i for i, c in enumerate(runs.cells) if c.scenario == "none"]
+        if name in getattr(result, "lr_free", ()):
+            row = {**_row(runs, clean, result), "flat": True}
+            out[name] = {lr: dict(row) for lr in s.lrs}
+            continue
+        ran = {runs.cells[i].lr for i in clean}
+        out[name] = {lr: _row(runs, [i for i in clean if runs.cells[i].lr == lr], result)
+                     for lr in s.lrs if lr in ran}   # controls and replays may run a subset
     return out
 
 

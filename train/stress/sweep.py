@@ -46,6 +46,7 @@ class CellRuns:
     grad_norm: np.ndarray
     scale: np.ndarray
     skipped: np.ndarray
+    estimate: np.ndarray       # the arm's own step-size estimate (NaN where it has none)
     lr: np.ndarray             # the learning rate the arm's optimizer was built with, per step
     eval_steps: list[int]
     val_ppl: np.ndarray
@@ -59,10 +60,15 @@ class ArmProgram:
 
     The train step is ``train.step.train_step`` (the step ``train.run`` runs) with the
     cell's learning rate: its peak x the schedule's shape at this step x any LR fault x
-    the replayed multiplier of this step (1 unless the arm is a replay)."""
+    the replayed multiplier of this step (1 unless the arm is a replay). An arm that
+    warms up by itself (``lr_mode`` "constant": Schedule-Free) gets no schedule; an
+    LR-free arm's peak is 1, so it gets the schedule's shape as its multiplier.
+    Evaluation is at ``arm.eval_params`` where the arm has them."""
 
     def __init__(self, arm: Arm, graphdef, schedule_shape, chunk_tokens: int = 0):  # 0: auto (train/loss.py)
         loss = make_loss(graphdef, chunk_tokens=chunk_tokens)
+        if arm.lr_mode == "constant":
+            schedule_shape = lambda step: 1.0
 
         def cell_step(params, opt_state, frozen, tokens, lr, step, faults: faults_lib.Faults, multiplier):
             in_spike = (step >= faults.lr_start) & (step < faults.lr_stop)
@@ -75,16 +81,19 @@ class ArmProgram:
             probe = arm.probe(opt_state)
             # The multiplier actually applied to this step's update: 0 when it was skipped.
             applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["scale"])
-            return params, opt_state, {**metrics, "scale": applied, "skipped": probe["skipped"], "lr": lr_now}
+            return params, opt_state, {**metrics, "scale": applied, "skipped": probe["skipped"],
+                                       "estimate": probe["estimate"], "lr": lr_now}
 
-        def cell_eval(params, frozen, val):
+        def cell_eval(params, opt_state, frozen, val):
+            if arm.eval_params is not None:
+                params = arm.eval_params(opt_state, params)
             _, losses = lax.scan(lambda c, tokens: (c, loss(params, frozen, tokens)), None, val)
             return jnp.mean(losses)
 
         cells = (0, 0, None, 0, 0, None, 0, 0)
         self.init = jax.jit(jax.vmap(lambda params, lr: arm.make(lr).init(params)))
         self.step = jax.jit(jax.vmap(cell_step, in_axes=cells), donate_argnums=(0, 1))
-        self.eval = jax.jit(jax.vmap(cell_eval, in_axes=(0, None, None)))
+        self.eval = jax.jit(jax.vmap(cell_eval, in_axes=(0, 0, None, None)))
         self._executables = {}
 
     def compiled(self, n, params, opt_state, frozen, batch_shape, lrs, fault_params, multipliers, val):
@@ -93,7 +102,7 @@ class ArmProgram:
             tokens = jax.ShapeDtypeStruct((n, *batch_shape), jnp.int32)
             step = self.step.lower(params, opt_state, frozen, tokens, lrs, jnp.int32(0),
                                    fault_params, multipliers).compile()
-            self._executables[n] = (step, self.eval.lower(params, frozen, val).compile())
+            self._executables[n] = (step, self.eval.lower(params, opt_state, frozen, val).compile())
         return self._executables[n]
 
 
@@ -140,14 +149,14 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
     compile_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    records, evals, eval_steps = [], [eval_exe(params, frozen, val)], [0]
+    records, evals, eval_steps = [], [eval_exe(params, opt_state, frozen, val)], [0]
     for step in range(steps):
         tokens = _batches(cells, orders, step, stress, vocab_size, batch_shape)
         params, opt_state, metrics = step_exe(params, opt_state, frozen, tokens, lrs,
                                               jnp.int32(step), fault_params, multipliers)
         records.append(metrics)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            evals.append(eval_exe(params, frozen, val))
+            evals.append(eval_exe(params, opt_state, frozen, val))
             eval_steps.append(step + 1)
         if progress is not None:
             progress.update(n)   # cell-steps: the bar's total counts every cell's steps
@@ -156,7 +165,8 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
 
     stacked = {k: np.stack([r[k] for r in records]) for k in records[0]}
     return CellRuns(cells=list(cells), loss=stacked["loss"], grad_norm=stacked["grad_norm"],
-                    scale=stacked["scale"], skipped=stacked["skipped"], lr=stacked["lr"],
+                    scale=stacked["scale"], skipped=stacked["skipped"], estimate=stacked["estimate"],
+                    lr=stacked["lr"],
                     eval_steps=eval_steps,
                     val_ppl=np.exp(np.stack(evals).astype(np.float64)), compile_s=compile_s,
                     run_s=run_s, final_params=params if keep_params else None)
@@ -173,6 +183,7 @@ def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipli
         return parts[0]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)
     return CellRuns(cells=[c for p in parts for c in p.cells], loss=cat("loss"),
-                    grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"), lr=cat("lr"),
+                    grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"),
+                    estimate=cat("estimate"), lr=cat("lr"),
                     eval_steps=parts[0].eval_steps, val_ppl=cat("val_ppl"),
                     compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts))
