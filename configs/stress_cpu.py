@@ -2,14 +2,13 @@
 Qwen2-architecture model on the embedded Austen corpus, pretrained, then AdamW against
 clipping, the LR-robust rivals of optax.contrib (Mechanic over AdamW, Schedule-Free
 AdamW over the LR grid; Prodigy and D-Adaptation, which have no LR to choose, one run
-each, at their published start and calibrated) and the governor, with its replay
-(faulted too) and effective-LR control at the stressed LRs, on the cosine schedule, LRs 3e-4 to 1e-1,
+each, at their published start and calibrated) and the guards (the reference laws
+reflex and reflex_pro, and the governor with its replay, faulted too, and its
+effective-LR control at the stressed LRs), on the cosine schedule, LRs 3e-4 to 1e-1,
 3 seeds, plus the failure scenarios (one seed). Evaluations every 10 steps resolve the
 time to target. Sized by measurement to collapse AdamW at the high LRs and to finish
 in about 45 minutes on 2 CPU cores; the calibration is in docs/stress/calibration.md,
-the whole grid (every baseline, the reference laws reflex and reflex_pro, every
-control) in stress_cpu_full.py, and the reference laws with 3 seeds in
-stress_governor.py (docs/stress/governor/).
+the whole grid (every baseline, every control) in stress_cpu_full.py.
 
     python -m train.stress --config.output_dir=docs/stress/cpu_default
 """
@@ -39,8 +38,8 @@ def get_config():
     c.optimizer.warmup_steps = 20
 
     s = c.stress
-    s.arms = ("adamw", "clip", *RIVALS, *CALIBRATED, "governor", "replay_governor",
-              "effective_lr_governor")
+    s.arms = ("adamw", "clip", *RIVALS, *CALIBRATED, "reflex", "reflex_pro", "governor",
+              "replay_governor", "effective_lr_governor")
     for name, (rival, knobs) in CALIBRATED.items():
         s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -55,7 +54,7 @@ def get_config():
     s.scenario_lr = 1e-3
     s.inject_at = 75
     s.fault_seeds = 1
-    s.fault_arms = ("adamw", "clip", *RIVALS, "governor", "replay_governor")
+    s.fault_arms = ("adamw", "clip", *RIVALS, "reflex", "reflex_pro", "governor", "replay_governor")
     # At this size 2-4 cells per vmapped program cost 0.85x a lone cell per train step on
     # 2 CPU cores (bench/stress_batching.py), though end to end (evaluations and the host
     # loop included) the default run measured 1.04x slower batched: a wash
