@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.lora.param_dtype = "float32"
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "austen"    # austen | files | hf
+    c.data.source = "austen"    # austen | shakespeare (both embedded) | files | hf
     c.data.path = ""            # files: a text file or a folder of .txt
     c.data.hf_name = "wikitext"
     c.data.hf_config = "wikitext-103-raw-v1"

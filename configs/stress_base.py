@@ -29,6 +29,11 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     # A shared start: train the model first so that a too-large step has something to destroy
     # (the paper fine-tunes a pretrained model). 0: start from the model as built/loaded.
     # It ends a cosine decay, like a released checkpoint, so every arm starts near a minimum.
+    # A domain shift (the paper's setting): the base is pretrained full-parameter on this
+    # corpus with its own tokenizer, cached as a Hugging Face folder (under cache, default
+    # $LBW_JAX_CACHE/stress_bases), and every cell fine-tunes it on data.* with that
+    # tokenizer (LoRA when lora.enabled). "": no shift, the pretraining below runs on data.*.
+    s.base = ml_collections.ConfigDict({"source": "", "cache": ""})
     s.pretrain_steps = 1500
     s.pretrain_lr = 3e-3
     s.pretrain_warmup = 50

@@ -15,9 +15,12 @@ from train.stress.sweep import ArmProgram, Cell, run_cells
 from train.trainer import Trainer, build_data
 
 
-@pytest.mark.parametrize("arm", ["adamw", "mechanize", "prodigy", "schedule_free_adamw"])
+@pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw"])
 def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     cfg = small_config(tmp_path)
+    if arm == "lora":   # a LoRA cell: the adapters train, the base is frozen and shared
+        arm = "adamw"
+        cfg.lora.update(enabled=True, rank=4, dropout=0.0)   # the suite's cells take no dropout key
     schedule = "constant" if arm == "schedule_free_adamw" else "cosine"   # it brings its own
     cfg.optimizer.update(guard="none", baseline="none" if arm == "adamw" else arm, schedule=schedule,
                          warmup_steps=2, lr=3e-3)
@@ -61,6 +64,10 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     moved = max(float(np.max(np.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(trainer.params), jax.tree.leaves(start)))
     assert moved > 1e-3   # the runs trained; equal ends are not equal starts
+    if cfg.lora.enabled:  # what trained is the adapters only
+        from flax import nnx
+        assert all(isinstance(v, nnx.LoRAParam) for v in jax.tree.leaves(
+            trainer.params, is_leaf=lambda x: isinstance(x, nnx.Variable)))
     if arm == "schedule_free_adamw":
         # Both evaluate the averaged point, not the point they train at.
         assert trainer._eval_params is not None and built.eval_params is not None

@@ -18,6 +18,8 @@ import numpy as np
 from train.errors import InputError
 
 AUSTEN_DIR = pathlib.Path(__file__).parent / "corpus" / "austen"
+# The second domain (LoRA fine-tuning onto a new corpus): Shakespeare, one file.
+SHAKESPEARE_FILE = pathlib.Path(__file__).parent / "corpus" / "shakespeare" / "tinyshakespeare.txt.gz"
 _CHAPTER = re.compile(r"^\s*chapter\b", re.IGNORECASE | re.MULTILINE)
 
 
@@ -70,6 +72,14 @@ def austen_documents() -> list[str]:
         starts = [m.start() for m in _CHAPTER.finditer(text)] or [0]
         docs += [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)])]
     return [d for d in docs if d]
+
+
+def shakespeare_documents() -> list[str]:
+    """The plays, cut into documents of about ``DOCUMENT_CHARS`` characters at speech
+    boundaries (``split_text``), so that validation is held-out passages."""
+    if not SHAKESPEARE_FILE.exists():
+        raise FileNotFoundError(f"the embedded Shakespeare corpus is missing: {SHAKESPEARE_FILE}")
+    return split_text(_read_text(SHAKESPEARE_FILE))
 
 
 # A single file is cut into documents of about this many characters, at paragraph

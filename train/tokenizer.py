@@ -8,9 +8,14 @@ import os
 import pathlib
 
 
+def cache_root() -> pathlib.Path:
+    """Where lbw-jax caches what it can rebuild (trained tokenizers, the stress suite's
+    pretrained bases): ``$LBW_JAX_CACHE``, default ``~/.cache/lbw_jax``."""
+    return pathlib.Path(os.environ.get("LBW_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "lbw_jax")))
+
+
 def _cache_dir() -> pathlib.Path:
-    root = os.environ.get("LBW_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "lbw_jax"))
-    return pathlib.Path(root) / "tokenizers"
+    return cache_root() / "tokenizers"
 
 
 class BPETokenizer:
@@ -61,6 +66,14 @@ class BPETokenizer:
 
     def save(self, path):
         self._tok.save(str(path))
+
+    def save_pretrained(self, folder):
+        """Writes it as a Hugging Face tokenizer (``PreTrainedTokenizerFast``) into
+        ``folder``, so that ``AutoTokenizer`` and ``data.tokenizer=pretrained`` load the
+        same ids from a model folder."""
+        from transformers import PreTrainedTokenizerFast
+
+        PreTrainedTokenizerFast(tokenizer_object=self._tok, eos_token=self.EOS).save_pretrained(str(folder))
 
 
 class PretrainedTokenizer:

@@ -52,6 +52,9 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
         files = sorted(data_lib.AUSTEN_DIR.glob("*.txt.gz"))
         corpus = {"source": "austen", "files": data_fingerprint.files_entry(files)}
         train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
+    elif d.source == "shakespeare":
+        corpus = {"source": "shakespeare", "files": data_fingerprint.files_entry([data_lib.SHAKESPEARE_FILE])}
+        train_docs, val_docs = data_lib.split_documents(data_lib.shakespeare_documents(), d.val_fraction, cfg.seed)
     elif d.source == "files":
         if not d.path:
             raise ValueError("data.source='files' needs data.path (a text file or a folder)")
@@ -68,7 +71,7 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
         corpus = {"source": "hf", "name": d.hf_name, "config": d.hf_config,
                   "train": train_id, "validation": val_id}
     else:
-        raise ValueError(f"data.source={d.source!r}; choose austen, files or hf")
+        raise ValueError(f"data.source={d.source!r}; choose austen, shakespeare, files or hf")
 
     if saved_tokenizer is not None and d.tokenizer == "bpe":
         tokenizer = BPETokenizer.from_file(saved_tokenizer)

@@ -13,6 +13,7 @@ from flax import nnx
 from train import data as data_lib
 from train.models import make_mesh
 from train.optim import schedule_shape
+from train.stress import base as stress_base
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm, parse_arm
 from train.stress.headline import stressed_from_means
@@ -146,8 +147,33 @@ class SuiteResult:
     tokens_per_step: int
 
 
+def pretrain_start(cfg, graphdef, params, windows, common, log) -> tuple[object, dict]:
+    """The shared start: ``params`` trained ``stress.pretrain_steps`` steps with AdamW at
+    ``stress.pretrain_lr`` on a cosine schedule, so that a too-large step has something to
+    destroy (the paper fine-tunes a pretrained model). Its data order (``cfg.seed``)
+    differs from every cell's (``cfg.seed + 1 + seed``). Returns the parameters and what
+    the report says of them."""
+    s = cfg.stress
+    shape = schedule_shape("cosine", s.pretrain_steps, s.pretrain_warmup)
+    pre_orders = {0: data_lib.BatchOrder(windows, cfg.train.batch_size, cfg.seed)}
+    runs = run_cells(ArmProgram(build_arm("adamw", cfg), graphdef, shape, cfg.model.loss_chunk_tokens),
+                     [Cell("pretrain", s.pretrain_lr, 0)], params, orders=pre_orders, steps=s.pretrain_steps,
+                     eval_every=s.pretrain_steps, keep_params=True, **common)
+    info = {"steps": s.pretrain_steps, "lr": s.pretrain_lr, "val_ppl": float(runs.val_ppl[-1, 0]),
+            "seconds": runs.compile_s + runs.run_s}
+    log(f"stress: pretrained {s.pretrain_steps} steps at lr {s.pretrain_lr}: "
+        f"validation perplexity {info['val_ppl']:.2f}")
+    return jax.tree.map(lambda x: x[0], runs.final_params), info
+
+
 def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     check_config(cfg)
+    base_info = None
+    if cfg.stress.base.source:
+        # A base pretrained full-parameter on another corpus (cached), then every cell
+        # fine-tunes it on this config's corpus, as train.run does from the same folder.
+        base_info = stress_base.prepare(cfg, log)
+        cfg = stress_base.finetune_config(cfg, base_info["folder"])
     s = cfg.stress
     data = build_data(cfg)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])  # cells are the batch axis: one device
@@ -163,22 +189,10 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     log(f"stress: {n_params:,} trainable parameters, {len(windows)} training windows, "
         f"{val.shape[0] * val.shape[1]} validation windows of {val.shape[2] - 1} tokens")
 
-    pretrain = {"steps": s.pretrain_steps}
+    pretrain = dict(base_info) if base_info is not None else {"steps": s.pretrain_steps}
     if s.pretrain_steps:
-        # A shared start that knows something, so that too large a step can destroy it
-        # (the paper fine-tunes a pretrained model). Its data order (cfg.seed) differs from
-        # every cell's (cfg.seed + 1 + seed).
-        shape = schedule_shape("cosine", s.pretrain_steps, s.pretrain_warmup)
-        adamw = build_arm("adamw", cfg)
-        pre_orders = {0: data_lib.BatchOrder(windows, batch, cfg.seed)}
-        runs = run_cells(ArmProgram(adamw, graphdef, shape, cfg.model.loss_chunk_tokens), [Cell("pretrain", s.pretrain_lr, 0)],
-                         params, orders=pre_orders, steps=s.pretrain_steps,
-                         eval_every=s.pretrain_steps, keep_params=True, **common)
-        params = jax.tree.map(lambda x: x[0], runs.final_params)
-        pretrain.update(lr=s.pretrain_lr, val_ppl=float(runs.val_ppl[-1, 0]),
-                        seconds=runs.compile_s + runs.run_s)
-        log(f"stress: pretrained {s.pretrain_steps} steps at lr {s.pretrain_lr}: "
-            f"validation perplexity {pretrain['val_ppl']:.2f}")
+        params, more = pretrain_start(cfg, graphdef, params, windows, common, log)
+        pretrain.update(more)
 
     shape = schedule_shape(cfg.optimizer.schedule, s.steps, cfg.optimizer.warmup_steps)
     results, labels, kinds, specs, lr_free, control_lrs = {}, {}, {}, {}, [], list(s.lrs)
