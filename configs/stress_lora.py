@@ -22,6 +22,8 @@ def get_config():
     c.lora.rank = 16
     c.lora.alpha = 32.0
     c.lora.dropout = 0.0              # the suite's cells take no dropout key; train.run then matches
-    s.lrs = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
-    s.scenario_lr = 3e-3
+    # Calibrated (docs/stress/calibration.md): tuned AdamW sits at 3e-3 here as in the
+    # full-parameter default, and collapses above the start from 3e-2 (x10 tuned).
+    s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    s.scenario_lr = 1e-3
     return c

@@ -194,6 +194,10 @@ def _marks(steps: int) -> list[int]:
     return [max(1, steps // 4), max(1, steps // 2), steps]
 
 
+def cfg_lora(result) -> bool:
+    return bool(result.cfg.lora.enabled)
+
+
 def _report_md(result, tables, command, figures) -> str:
     s, opt = result.cfg.stress, result.cfg.optimizer
     shape = ("linear warmup over {w} steps, then cosine decay to 10% of the peak" if opt.schedule == "cosine"
@@ -203,13 +207,23 @@ def _report_md(result, tables, command, figures) -> str:
         f"Command: `{command}`", "",
         f"Model: {result.n_params:,} trainable parameters; {result.tokens_per_step:,} tokens a step; "
         f"{s.steps} steps per run; {s.seeds} seed(s) (data order). Every arm runs one schedule "
-        f"({opt.schedule}: {shape}) peaking at the LR of its column, and the same train step as "
-        f"`train.run`; AdamW b1={opt.b1}, b2={opt.b2}, weight decay {opt.weight_decay}.",
+        f"({opt.schedule}: {shape}) peaking at the LR of its column, except those that bring their "
+        f"own: Schedule-Free at the column's LR with its own warmup and no decay, and the LR-free "
+        f"rivals at a multiplier of 1 on the schedule's shape. All take the same train step as "
+        f"`train.run`; AdamW b1={opt.b1}, b2={opt.b2}, weight decay {opt.weight_decay} (the "
+        f"rivals that replace AdamW take the same).",
     ]
+    if cfg_lora(result):
+        lines.append(f"Every cell trains LoRA adapters only (rank {result.cfg.lora.rank}, alpha "
+                     f"{result.cfg.lora.alpha}, on {', '.join(result.cfg.lora.targets)}) on "
+                     f"`data.source={result.cfg.data.source}`; the base is frozen.")
     if result.pretrain.get("steps"):
         p = result.pretrain
+        where = (f" on `{p['source']}` with its own tokenizer (a Hugging Face folder in the cache, "
+                 f"{'reused' if p.get('cached') else 'made by this run'}; validation perplexity there)"
+                 if p.get("source") else "")
         lines.append(f"Every run starts from one model pretrained for {p['steps']} steps at LR "
-                     f"{p['lr']} (validation perplexity {p['val_ppl']:.2f}).")
+                     f"{p['lr']}{where} (validation perplexity {p['val_ppl']:.2f}).")
     env = _environment()
     lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}.", ""]
     lines += _headline_md(result, tables)
