@@ -11,7 +11,8 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs")
 
 def test_the_issue_configs_are_shipped():
     assert {"tiny", "qwen05b", "qwen3b", "qwen7b", "qwen14b", "tinyllama", "stress_cpu",
-            "stress_cpu_full", "stress_gpu", "stress_qwen05b", "stress_ablation"} <= set(CONFIGS)
+            "stress_cpu_full", "stress_gpu", "stress_qwen05b", "stress_ablation", "stress_lora",
+            "stress_llama"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

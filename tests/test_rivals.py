@@ -156,3 +156,15 @@ def test_bad_rival_settings_are_named(setting, message):
             (cfg.optimizer[group] if group else cfg.optimizer)[field] = value
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
+
+
+def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
+    from harness_helpers import small_config, unguarded
+    from train.trainer import Trainer, build_data
+
+    cfg = unguarded(small_config(tmp_path))
+    cfg.optimizer.update(baseline="prodigy", schedule="cosine", warmup_steps=2)
+    trainer = Trainer.build(cfg, build_data(cfg))
+    estimates = [float(trainer.train_step(step)["baseline_estimate"]) for step in range(4)]
+    assert estimates[0] == pytest.approx(1e-6) and estimates[-1] > estimates[0]   # Prodigy's estim_lr
+    assert float(trainer.opt_state.estim_lr) == pytest.approx(estimates[-1])

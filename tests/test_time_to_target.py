@@ -77,3 +77,25 @@ def test_an_lr_free_arm_is_one_flat_line_counted_once():
     # The best mean log-perplexity over the grid: AdamW at 0.01 (a hair below the governor's log 20).
     best = (math.log(20.1) + math.log(19.9)) / 2
     assert h["prodigy"]["lr_sensitivity"] == pytest.approx(math.log(70.0) - best)
+
+
+def test_the_size_axis_ranks_the_arms_at_each_size():
+    from train.stress import sizes
+
+    def one(n_params, governor_at_stressed):
+        r = _results()
+        r["n_params"] = n_params
+        r["grid"]["adamw"]["0.1"] = _row([90.0, 90.0])             # a stressed LR for AdamW
+        r["grid"]["governor"]["0.1"] = _row([governor_at_stressed] * 2)
+        r["grid"]["prodigy"]["0.1"] = _row([70.0, 70.0], flat=True)
+        return r
+
+    table = sizes.sizes([one(1e5, 25.0), one(1e6, 80.0)])
+    small, large = table["sizes"]
+    assert small["stressed"] == [0.1] and small["tuned_lr"] == 0.01
+    gov = table["arms"]["governor"]
+    assert gov[0]["stressed_pct"][0.1] == pytest.approx(25.0)              # 25 / 20 - 1
+    assert [p["rank"] for p in gov] == [1, 2]                             # first, then behind prodigy
+    assert table["holds"] == {"adamw": True, "governor": False, "prodigy": False}
+    text = sizes.markdown(table, {})
+    assert "| governor |" in text and "changes" in text and "0.10M" in text

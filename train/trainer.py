@@ -159,12 +159,15 @@ class Trainer:
         # The guard's policy class: its vocabulary names the regime codes in the records.
         self.law = lbw_jax.LAWS.get(cfg.optimizer.guard)
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
-        self._train_step = self._compile_train_step()
-        self._eval_step = self._compile_eval_step()
         # Schedule-Free trains one point and is evaluated at another (its average).
         record = None if self.guarded else BASELINES.get(cfg.optimizer.get("baseline", "none"))
         self._eval_params = (jax.jit(record.eval_params) if record is not None and record.eval_params
                              else None)
+        # What the baseline's record reads from its state (by name): its applied scale,
+        # skipped steps or step-size estimate (Prodigy's estim_lr), logged as baseline_<key>.
+        self._baseline_probe = record.probe if record is not None else None
+        self._train_step = self._compile_train_step()
+        self._eval_step = self._compile_eval_step()
 
     @classmethod
     def build(cls, cfg, data: Data, devices=None) -> "Trainer":
@@ -227,6 +230,8 @@ class Trainer:
                                interventions=info["interventions"], skipped=info["skipped"])
                 if "reason" in info:  # a law that names why it intervened (the governor)
                     metrics["reason"] = info["reason"]
+            elif self._baseline_probe is not None:
+                metrics.update({f"baseline_{k}": v for k, v in self._baseline_probe(opt_state).items()})
             return params, opt_state, metrics
 
         shard = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
