@@ -165,6 +165,7 @@ def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
     cfg = unguarded(small_config(tmp_path))
     cfg.optimizer.update(baseline="prodigy", schedule="cosine", warmup_steps=2)
     trainer = Trainer.build(cfg, build_data(cfg))
-    estimates = [float(trainer.train_step(step)["baseline_estimate"]) for step in range(4)]
-    assert estimates[0] == pytest.approx(1e-6) and estimates[-1] > estimates[0]   # Prodigy's estim_lr
-    assert float(trainer.opt_state.estim_lr) == pytest.approx(estimates[-1])
+    for step in range(3):   # each step's record is Prodigy's estim_lr after that step
+        logged = float(trainer.train_step(step)["baseline_estimate"])
+        assert logged == pytest.approx(float(trainer.opt_state.estim_lr), rel=1e-6)
+    assert logged == pytest.approx(1e-6, rel=1e-3)     # its published start, hardly moved yet

@@ -25,7 +25,7 @@ def _tiny(tmp_path):
 
 def test_the_shakespeare_corpus_is_embedded_and_split_into_passages():
     docs = data_lib.shakespeare_documents()
-    assert len(docs) > 200 and all(len(d) <= data_lib.DOCUMENT_CHARS for d in docs)
+    assert len(docs) > 200 and max(map(len, docs)) < 2 * data_lib.DOCUMENT_CHARS   # passages of about 4,000
     assert docs[0].startswith("First Citizen:")
 
 
