@@ -122,19 +122,15 @@ def _check_multiplier(name, value):
                          f"(a multiplier of the step size {name} estimates)")
 
 
-# The schedule's shape comes in as ``shape``: their own ``learning_rate`` is the knob.
-def _prodigy(opt, shape, **kw):
-    multiplier = kw.pop("learning_rate")
-    _check_multiplier("prodigy", multiplier)
-    return optax.contrib.prodigy(_floored(shape, multiplier), betas=(opt.b1, opt.b2),
-                                 weight_decay=opt.weight_decay, **kw)
-
-
-def _dadapt_adamw(opt, shape, **kw):
-    multiplier = kw.pop("learning_rate")
-    _check_multiplier("dadapt_adamw", multiplier)
-    return optax.contrib.dadapt_adamw(_floored(shape, multiplier), betas=(opt.b1, opt.b2),
-                                      weight_decay=opt.weight_decay, **kw)
+def _lr_free(name, transform):
+    """The builder of an LR-free rival: the schedule's shape comes in as ``shape``, its
+    own ``learning_rate`` knob multiplies it, and AdamW's betas and weight decay are its."""
+    def build(opt, shape, **kw):
+        multiplier = kw.pop("learning_rate")
+        _check_multiplier(name, multiplier)
+        return transform(_floored(shape, multiplier), betas=(opt.b1, opt.b2),
+                         weight_decay=opt.weight_decay, **kw)
+    return build
 
 
 def _schedule_free_adamw(opt, learning_rate, *, warmup_steps=None, **kw):
@@ -180,11 +176,12 @@ BASELINES = {
                           probe=read(scale=("s", jnp.sum), estimate=("s", jnp.sum))),
     "prodigy": Baseline("Prodigy (optax.contrib.prodigy)",
                         "optax.contrib.prodigy in place of AdamW, with AdamW's betas and weight decay",
-                        "replaces", _prodigy, optax.contrib.prodigy, fixed=("betas", "weight_decay"),
+                        "replaces", _lr_free("prodigy", optax.contrib.prodigy), optax.contrib.prodigy, fixed=("betas", "weight_decay"),
                         probe=read(estimate="estim_lr"), lr="shape"),
     "dadapt_adamw": Baseline("D-Adaptation AdamW (optax.contrib.dadapt_adamw)",
                              "optax.contrib.dadapt_adamw in place of AdamW, with AdamW's betas and weight decay",
-                             "replaces", _dadapt_adamw, optax.contrib.dadapt_adamw,
+                             "replaces", _lr_free("dadapt_adamw", optax.contrib.dadapt_adamw),
+                             optax.contrib.dadapt_adamw,
                              fixed=("betas", "weight_decay"), probe=read(estimate="estim_lr"), lr="shape"),
     "schedule_free_adamw": Baseline(
         "Schedule-Free AdamW (optax.contrib.schedule_free_adamw)",
@@ -196,14 +193,20 @@ BASELINES = {
 }
 
 
+def unprobed(_state=None) -> dict:
+    """Every key of ``PROBES`` at its neutral value: scale 1, nothing skipped, no estimate
+    (NaN). What an arm without a record of its own reports."""
+    return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
+            "estimate": jnp.full([], jnp.nan, jnp.float32)}
+
+
 def probe_of(name: str) -> Callable:
-    """Baseline ``name``'s probe, completed: every key of ``PROBES`` (scale 1, skipped 0
-    and estimate NaN where the record does not read one)."""
+    """Baseline ``name``'s probe, completed to every key of ``PROBES`` (``unprobed`` where
+    the record does not read one)."""
     read_fields = BASELINES[name].probe
 
     def probe(state):
-        out = {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
-               "estimate": jnp.full([], jnp.nan, jnp.float32)}
+        out = unprobed()
         if read_fields is not None:
             out.update({k: jnp.asarray(v, out[k].dtype) for k, v in read_fields(state).items()})
         return out

@@ -27,7 +27,7 @@ import optax
 
 import lbw_jax
 from train import optim
-from train.baselines import BASELINES, probe_of
+from train.baselines import BASELINES, probe_of, unprobed
 
 KINDS = ("baseline", "guard", "control", "replay")
 ADAMW_LABEL = "AdamW"
@@ -116,11 +116,6 @@ class Arm:
         return self.lr_mode == "shape"
 
 
-def _one(_state):
-    return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
-            "estimate": jnp.full([], jnp.nan, jnp.float32)}
-
-
 def baseline_label(name: str, cfg) -> str:
     if name == "clip":
         return f"{BASELINES[name].label}({cfg.optimizer.clip.max_norm})"
@@ -133,12 +128,12 @@ def build_arm(name: str, cfg) -> Arm:
     spec = parse_arm(name, s)
     plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
     if spec.kind == "control":
-        return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, _one)
+        return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, unprobed)
     if spec.kind == "replay":
-        return Arm(spec, f"AdamW replaying {spec.source}'s multiplier", plain, _one)
+        return Arm(spec, f"AdamW replaying {spec.source}'s multiplier", plain, unprobed)
     if spec.kind == "baseline":
         if name == "adamw":
-            return Arm(spec, ADAMW_LABEL, plain, _one)
+            return Arm(spec, ADAMW_LABEL, plain, unprobed)
         base, kwargs, label = name, optim.knob_dict(cfg.optimizer.get(name)), None
         if name in s.variants:   # a baseline with some knobs changed (e.g. a calibrated start)
             base, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
@@ -169,7 +164,7 @@ def build_arm(name: str, cfg) -> Arm:
 
     def guard_probe(state):
         info = lbw_jax.telemetry(state)
-        return {**_one(state), "scale": info["scale"], "skipped": info["skipped"]}
+        return {**unprobed(), "scale": info["scale"], "skipped": info["skipped"]}
 
     return Arm(spec, f"lbw_guard({label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,

@@ -194,10 +194,6 @@ def _marks(steps: int) -> list[int]:
     return [max(1, steps // 4), max(1, steps // 2), steps]
 
 
-def cfg_lora(result) -> bool:
-    return bool(result.cfg.lora.enabled)
-
-
 def _report_md(result, tables, command, figures) -> str:
     s, opt = result.cfg.stress, result.cfg.optimizer
     shape = ("linear warmup over {w} steps, then cosine decay to 10% of the peak" if opt.schedule == "cosine"
@@ -213,7 +209,7 @@ def _report_md(result, tables, command, figures) -> str:
         f"`train.run`; AdamW b1={opt.b1}, b2={opt.b2}, weight decay {opt.weight_decay} (the "
         f"rivals that replace AdamW take the same).",
     ]
-    if cfg_lora(result):
+    if result.cfg.lora.enabled:
         lines.append(f"Every cell trains LoRA adapters only (rank {result.cfg.lora.rank}, alpha "
                      f"{result.cfg.lora.alpha}, on {', '.join(result.cfg.lora.targets)}) on "
                      f"`data.source={result.cfg.data.source}`; the base is frozen.")

@@ -39,7 +39,7 @@ def grid(result) -> dict:
     out = {}
     for name, runs in result.runs.items():
         clean = [i for i, c in enumerate(runs.cells) if c.scenario == "none"]
-        if name in getattr(result, "lr_free", ()):
+        if name in result.lr_free:
             row = {**_row(runs, clean, result), "flat": True}
             out[name] = {lr: dict(row) for lr in s.lrs}
             continue
