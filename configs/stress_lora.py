@@ -4,12 +4,18 @@ own tokenizer (cached as a Hugging Face folder), then LoRA-fine-tuned on Shakesp
 (embedded, held-out passages for validation) with the base's tokenizer, on the cosine
 schedule over an LR grid set higher than a full-parameter one, found by measurement so
 that AdamW collapses at its top (docs/stress/calibration.md). Same arms as the CPU
-default.
+default, plus the governor without its trust region and without its harm control (an
+ablation in the same run, issue 23: which mechanism cuts a healthy LoRA run).
 
     python -m train.stress --config configs/stress_lora.py --config.output_dir=docs/stress/lora_shift
 """
 
+import ml_collections
+
+from configs.stress_ablation import REMOVED
 from configs.stress_cpu import get_config as stress_cpu
+
+ABLATION = ("governor_no_trust", "governor_no_harm")
 
 
 def get_config():
@@ -26,4 +32,8 @@ def get_config():
     # full-parameter default, and collapses above the start from 3e-2 (x10 tuned).
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     s.scenario_lr = 1e-3
+    s.arms = (*s.arms, *ABLATION)
+    s.fault_arms = (*s.fault_arms, *ABLATION)
+    for name in ABLATION:
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": REMOVED[name]})
     return c

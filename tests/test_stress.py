@@ -85,6 +85,9 @@ def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
     assert results["scenarios"]["adamw"]["nan_grad"]["summary"]["survived"] == 0
     assert "| lbw_guard(reflex) | nan_grad | 1/1 |" in report
     assert "| AdamW | nan_grad | 0/1 |" in report
+    # Its cost is the only finite one: it is the best, and AdamW's has no standing.
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in report.splitlines() if "| nan_grad |" in line}
+    assert rows["| lbw_guard(reflex)"][6] == "best" and rows["| AdamW"][6] == "—"
 
 
 def test_a_cell_alone_equals_the_same_cell_in_the_batch(quick_run):

@@ -12,8 +12,8 @@ The goals (issue 23, governor v3), over every seed of the suite:
 3. The oracle: within 2% of AdamW run at the policy's own mean effective LR
    (``effective_lr_<policy>``) at every stressed LR (a control that diverged is met).
 4. Faults: every scenario survived, with the smallest cost among the arms, where a
-   difference inside the seed spread of the policy's clean run at the scenario's LR is
-   a tie; and under every fault better than its own open-loop replay
+   difference inside the seed spread of the clean runs at the scenario's LR (the larger
+   of the two arms' std, ``summary.fault_standings``) is a tie; and under every fault better than its own open-loop replay
    (``replay_<policy>``, blind to the fault).
 (The fifth, the cost per training step, is a benchmark: ``bench/step_overhead.py``.)
 Two goals of governor v2 are dropped because no law can meet them: beating its replay
@@ -33,6 +33,7 @@ import sys
 
 from train.stress.arms import copy_of, specs_from_results
 from train.stress.headline import headline, stressed_lrs, tuned_adamw
+from train.stress.summary import clean_spread, fault_standings
 from train.values import format_pct, pct_change
 
 
@@ -64,16 +65,6 @@ def rivals(results, policy: str) -> list[str]:
     own = set(variants_of(results, policy))
     return [a for a, spec in specs_from_results(results).items()
             if spec.kind in ("baseline", "guard") and a != policy and a not in own]
-
-
-def _clean_spread(results, policy: str) -> float:
-    """The seed spread (std) of the policy's clean run at the scenarios' LR: fault costs
-    closer than this are a tie (0 where the results do not say)."""
-    lr = results.get("config", {}).get("stress", {}).get("scenario_lr")
-    row = next((r for key, r in results["grid"][policy].items()
-                if lr is not None and float(key) == float(lr)), {})
-    std = row.get("std")
-    return float(std) if std is not None and math.isfinite(std) else 0.0
 
 
 def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool, str]]:
@@ -133,20 +124,21 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
 
     # 4. Faults: survived, the smallest cost (ties inside the clean spread), and better
     # than the open-loop replay of its own trajectory.
-    spread = _clean_spread(results, policy)
+    lr = results.get("config", {}).get("stress", {}).get("scenario_lr")
+    spread_of = lambda *arms: max(clean_spread(grid, a, lr) for a in arms)
     replay = copy_of(specs, policy, "replay")
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = _cost(results, policy, scenario)
         others = {a: _cost(results, a, scenario)[0] for a in rivals(results, policy)
                   if scenario in results["scenarios"].get(a, {})}
-        best = min(others, key=lambda a: others[a] if math.isfinite(others[a]) else math.inf, default=None)
+        standing = fault_standings({policy: mine, **others},
+                                   {a: clean_spread(grid, a, lr) for a in (policy, *others)})[policy]
         survived = summary["survived"] == summary["seeds"]
-        if best is None or not math.isfinite(others[best]):
-            ok, versus = survived, ""
-        else:
-            tie = math.isfinite(mine) and abs(mine - others[best]) <= spread and mine > others[best]
-            ok = survived and math.isfinite(mine) and mine <= others[best] + spread
-            versus = f" vs best rival {best} {others[best]:+.2f}" + (" (a tie)" if tie else "")
+        ok = survived and standing["standing"] in ("best", "tie")
+        best = min((a for a in others if math.isfinite(others[a])), key=others.get, default=None)
+        spread = spread_of(policy, *([best] if best else []))
+        versus = "" if best is None else (f" vs best rival {best} {others[best]:+.2f}"
+                                          + (" (a tie)" if standing["standing"] == "tie" else ""))
         rows.append((f"{scenario}: survived, smallest cost", ok,
                      f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}{versus}; "
                      f"clean seed spread {spread:.2f}"))
@@ -154,10 +146,12 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
             rows.append((f"{scenario}: better than its replay", False, f"replay_{policy} did not run it"))
             continue
         theirs = _cost(results, replay, scenario)[0]
+        spread = spread_of(policy, replay)
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
         tie = ok and math.isfinite(theirs) and theirs - mine <= spread
         rows.append((f"{scenario}: better than its replay", ok and not tie,
-                     f"cost {mine:+.2f} vs {theirs:+.2f}" + (" (a tie: inside the clean seed spread)" if tie else "")))
+                     f"cost {mine:+.2f} vs {theirs:+.2f}" + (f" (a tie: inside the clean seed spread {spread:.2f})"
+                                                             if tie else "")))
     return rows
 
 

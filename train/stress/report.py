@@ -194,6 +194,31 @@ def _marks(steps: int) -> list[int]:
     return [max(1, steps // 4), max(1, steps // 2), steps]
 
 
+def _fault_rows(result, tables) -> list[str]:
+    """One row per arm and scenario, with its cost's standing against the scenario's best
+    (summary.fault_standings: a difference inside the clean seed spread is a tie)."""
+    s, grid = result.cfg.stress, tables["grid"]
+    outcome = {(name, scenario): summary.aggregate_scenario(seeds)
+               for name, per in tables["scenarios"].items() for scenario, seeds in per.items()}
+    standings = {}
+    for scenario in s.scenarios:
+        costs = {name: a["ppl_loss"] for (name, sc), a in outcome.items() if sc == scenario}
+        spreads = {name: summary.clean_spread(grid, name, s.scenario_lr) for name in costs}
+        standings.update({(name, scenario): v for name, v in summary.fault_standings(costs, spreads).items()})
+    rows = []
+    for (name, scenario), a in outcome.items():
+        st = standings[(name, scenario)]
+        against = {"best": "best", "failed": "—",
+                   "tie": f"tie ({st['diff']:+.2f} vs {result.labels[st['best']]})",
+                   "worse": f"{st['diff']:+.2f} vs {result.labels[st['best']]}"}[st["standing"]]
+        rows.append(
+            f"| {result.labels[name]} | {scenario} | {a['survived']}/{a['seeds']} | "
+            f"{_fmt(a['before'])} → {_fmt(a['after'])} | {_fmt(a['ppl_loss'])} | "
+            f"{_fmt(summary.clean_spread(grid, name, s.scenario_lr))} | {against} | "
+            f"{a['recovered']}/{a['seeds']} | {_fmt(a['steps_to_recover'], 0)} |")
+    return rows
+
+
 def _report_md(result, tables, command, figures) -> str:
     s, opt = result.cfg.stress, result.cfg.optimizer
     shape = ("linear warmup over {w} steps, then cosine decay to 10% of the peak" if opt.schedule == "cosine"
@@ -278,16 +303,14 @@ def _report_md(result, tables, command, figures) -> str:
                   f"*Survived*: finite and at most {s.diverge_ratio}× the perplexity before the fault. "
                   f"*Cost*: final perplexity minus that of the same arm's clean run (same LR and seed). "
                   f"*Recovered*: from then on within {s.recover_tolerance:.0%} of the clean run, "
-                  f"counted in steps from the fault (evaluations every {s.eval_every} steps).", "",
-                  "| arm | scenario | survived | ppl before → after | cost | recovered | steps to recover |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, per in tables["scenarios"].items():
-            for scenario, seeds in per.items():
-                a = summary.aggregate_scenario(seeds)
-                lines.append(
-                    f"| {result.labels[name]} | {scenario} | {a['survived']}/{a['seeds']} | "
-                    f"{_fmt(a['before'])} → {_fmt(a['after'])} | {_fmt(a['ppl_loss'])} | "
-                    f"{a['recovered']}/{a['seeds']} | {_fmt(a['steps_to_recover'], 0)} |")
+                  f"counted in steps from the fault (evaluations every {s.eval_every} steps). "
+                  f"*Clean spread*: the seed std of the arm's clean run at LR {s.scenario_lr:g}. "
+                  f"*Against the best*: the cost minus the lowest cost of the scenario; a difference "
+                  f"inside the clean spread (the larger of the two arms') is a tie, not a win or a loss.", "",
+                  "| arm | scenario | survived | ppl before → after | cost | clean spread | against the best "
+                  "| recovered | steps to recover |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += _fault_rows(result, tables)
     if result.sequential:
         q = result.sequential
         ratio = q["grid_one_by_one_s"] / q["grid_batched_s"]

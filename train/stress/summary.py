@@ -112,3 +112,37 @@ def aggregate_scenario(seeds: list[dict]) -> dict:
         "steps_to_recover": float(np.mean([r for r in recover if r is not None])) if any(
             r is not None for r in recover) else None,
     }
+
+
+def clean_spread(grid: dict, arm: str, lr) -> float:
+    """The seed spread (std) of ``arm``'s clean run at ``lr``, from a grid keyed by LR as
+    a number (the live tables) or as text (results.json); 0 where it is not known (one
+    seed, an LR the arm did not run, or a non-finite run)."""
+    row = next((r for key, r in grid.get(arm, {}).items()
+                if lr is not None and float(key) == float(lr)), {})
+    std = row.get("std")
+    return float(std) if std is not None and math.isfinite(std) else 0.0
+
+
+def fault_standings(costs: dict, spreads: dict) -> dict:
+    """Each arm's fault cost against the lowest of them (issue 19, item 6): a difference
+    inside the seed spread of the clean runs is a tie, not a win or a loss. The spread
+    of a pair is the larger of the two arms' clean spreads, since either arm's seed noise
+    alone could make it. An arm whose cost is not finite (a seed failed) is ``failed``.
+
+    Returns arm -> {"best": the arm of the lowest finite cost, "diff": cost minus it,
+    "spread": the pair's spread, "standing": "best" | "tie" | "worse" | "failed"}."""
+    finite = {a: c for a, c in costs.items() if c is not None and math.isfinite(c)}
+    if not finite:
+        return {a: {"best": None, "diff": math.nan, "spread": math.nan, "standing": "failed"} for a in costs}
+    best = min(finite, key=finite.get)
+    out = {}
+    for arm, cost in costs.items():
+        spread = max(spreads.get(arm, 0.0), spreads.get(best, 0.0))
+        if arm not in finite:
+            out[arm] = {"best": best, "diff": math.nan, "spread": spread, "standing": "failed"}
+            continue
+        diff = cost - finite[best]
+        standing = "best" if arm == best else ("tie" if diff <= spread else "worse")
+        out[arm] = {"best": best, "diff": diff, "spread": spread, "standing": standing}
+    return out
