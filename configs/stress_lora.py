@@ -4,23 +4,12 @@ own tokenizer (cached as a Hugging Face folder), then LoRA-fine-tuned on Shakesp
 (embedded, held-out passages for validation) with the base's tokenizer, on the cosine
 schedule over an LR grid set higher than a full-parameter one, found by measurement so
 that AdamW collapses at its top (docs/stress/calibration.md). Same arms as the CPU
-default, plus the governor without its trust region and without its harm control (an
-ablation in the same run, issue 23: which mechanism cuts a healthy LoRA run), and with
-its trust region's reference let grow faster after a clamp (``trust_growth`` 1.25 and 2
-against 1.02: a first design against the trust region's lag behind LoRA's A factors
-waking up while the warmup raises the LR; docs/governor.md).
+default.
 
     python -m train.stress --config configs/stress_lora.py --config.output_dir=docs/stress/lora_shift
 """
 
-import ml_collections
-
-from configs.stress_ablation import REMOVED
 from configs.stress_cpu import get_config as stress_cpu
-
-ABLATION = ("governor_no_trust", "governor_no_harm")
-TRUST_GROWTH = {"governor_trust_growth_125": {"trust_growth": 1.25},
-                "governor_trust_growth_2": {"trust_growth": 2.0}}
 
 
 def get_config():
@@ -37,9 +26,4 @@ def get_config():
     # full-parameter default, and collapses above the start from 3e-2 (x10 tuned).
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     s.scenario_lr = 1e-3
-    variants = {**{name: REMOVED[name] for name in ABLATION}, **TRUST_GROWTH}
-    s.arms = (*s.arms, *variants)
-    s.fault_arms = (*s.fault_arms, *variants)
-    for name, knobs in variants.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
     return c

@@ -63,11 +63,24 @@ def test_time_to_target_by_hand():
     assert (part["reached"], part["seeds"], part["mean_steps"]) == (1, 2, None)
     assert t["arms"]["prodigy"][0.001]["reached"] == 0
     assert t["arms"]["adamw"][0.001]["reached"] == 0
-    # Faster than tuned AdamW in every seed: only the governor at 0.01.
-    assert t["faster"] == [{"arm": "governor", "lr": 0.01, "mean_steps": 20.0}]
+    # Faster than tuned AdamW in every seed, by one evaluation (10 steps): only the governor at 0.01.
+    assert t["resolution"] == 10
+    assert t["faster"] == [{"arm": "governor", "lr": 0.01, "mean_steps": 20.0}] and t["ties"] == []
     assert target.describe(gov) == "20 steps (4.0 s)"
     assert target.describe(part) == "1/2 reached" and target.describe(None) == "never"
     assert target.fastest(t["arms"]["governor"]) == (0.01, gov)
+
+
+def test_sooner_by_less_than_one_evaluation_is_a_tie():
+    """Seeds at 20 and 30 against tuned AdamW's 30 and 30: a mean of 25, one seed one
+    evaluation earlier, is a tie, not a faster arm; 20 and 20 is faster."""
+    r = _results()
+    for cell in r["cells"]:
+        if (cell["arm"], cell["lr"], cell["seed"]) == ("governor", 0.01, 1):
+            cell["val_ppl"] = [100, 35, 21.0, 20.0]
+    t = target.time_to_target(r)
+    assert t["arms"]["governor"][0.01]["mean_steps"] == 25.0
+    assert t["faster"] == [] and t["ties"] == [{"arm": "governor", "lr": 0.01, "mean_steps": 25.0}]
 
 
 def test_an_lr_free_arm_is_one_flat_line_counted_once():

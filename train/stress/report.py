@@ -11,6 +11,7 @@ import platform
 import jax
 import numpy as np
 
+from train.stress import fault_table
 from train.stress import faults as faults_lib
 from train.stress import headline as headline_lib
 from train.stress import summary
@@ -39,6 +40,7 @@ def write(result, out_dir, command: str) -> dict:
     tables["headline"] = results["headline"]
     tables["time_to_target"] = results["time_to_target"]
     tables["cells"] = results["cells"]
+    tables["fault_rows"] = fault_table.rows(results) if results["scenarios"] else []
     (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = _figures(result, out, tables["grid"])
     (out / "report.md").write_text(_report_md(result, tables, command, figures))
@@ -142,15 +144,19 @@ def _time_to_target_md(result, tables) -> list[str]:
              f"per cell-step in this suite, evaluations included). *k/n reached*: only k of n seeds "
              f"reached it; *never*: none did.", ""]
     tuned = ttt["tuned_steps"]
+    listed = lambda entries: "; ".join(
+        f"{result.labels[f['arm']]}" + ("" if f["lr"] is None else f" at LR {f['lr']:g}")
+        + f" ({f['mean_steps']:.0f} steps)" for f in entries)
     if tuned is None:
         lines.append("Tuned AdamW itself does not reach the target in every seed.")
-    elif ttt["faster"]:
-        lines.append(f"Tuned AdamW (LR {ttt['tuned_lr']:g}) reaches it in {tuned:.0f} steps. Faster: " + "; ".join(
-            f"{result.labels[f['arm']]}" + ("" if f["lr"] is None else f" at LR {f['lr']:g}")
-            + f" ({f['mean_steps']:.0f} steps)" for f in ttt["faster"]) + ".")
     else:
-        lines.append(f"Tuned AdamW (LR {ttt['tuned_lr']:g}) reaches it in {tuned:.0f} steps; no arm at any LR "
-                     f"reaches it in fewer.")
+        text = f"Tuned AdamW (LR {ttt['tuned_lr']:g}) reaches it in {tuned:.0f} steps. " + (
+            f"Faster by at least one evaluation ({ttt['resolution']} steps): {listed(ttt['faster'])}."
+            if ttt["faster"] else "No arm at any LR reaches it at least one evaluation sooner.")
+        if ttt["ties"]:
+            text += (f" Sooner by less than one evaluation, so a tie (each seed is seen only at an "
+                     f"evaluation): {listed(ttt['ties'])}.")
+        lines.append(text)
     lines += ["", "| arm | " + " | ".join(f"LR {lr:g}" for lr in lrs) + " |", "|---" * (len(lrs) + 1) + "|"]
     for name in result.runs:
         per = {float(lr): row for lr, row in ttt["arms"].get(name, {}).items()}
@@ -192,31 +198,6 @@ def _estimates_md(result, tables) -> list[str]:
 
 def _marks(steps: int) -> list[int]:
     return [max(1, steps // 4), max(1, steps // 2), steps]
-
-
-def _fault_rows(result, tables) -> list[str]:
-    """One row per arm and scenario, with its cost's standing against the scenario's best
-    (summary.fault_standings: a difference inside the clean seed spread is a tie)."""
-    s, grid = result.cfg.stress, tables["grid"]
-    outcome = {(name, scenario): summary.aggregate_scenario(seeds)
-               for name, per in tables["scenarios"].items() for scenario, seeds in per.items()}
-    standings = {}
-    for scenario in s.scenarios:
-        costs = {name: a["ppl_loss"] for (name, sc), a in outcome.items() if sc == scenario}
-        spreads = {name: summary.clean_spread(grid, name, s.scenario_lr) for name in costs}
-        standings.update({(name, scenario): v for name, v in summary.fault_standings(costs, spreads).items()})
-    rows = []
-    for (name, scenario), a in outcome.items():
-        st = standings[(name, scenario)]
-        against = {"best": "best", "failed": "—",
-                   "tie": f"tie ({st['diff']:+.2f} vs {result.labels[st['best']]})",
-                   "worse": f"{st['diff']:+.2f} vs {result.labels[st['best']]}"}[st["standing"]]
-        rows.append(
-            f"| {result.labels[name]} | {scenario} | {a['survived']}/{a['seeds']} | "
-            f"{_fmt(a['before'])} → {_fmt(a['after'])} | {_fmt(a['ppl_loss'])} | "
-            f"{_fmt(summary.clean_spread(grid, name, s.scenario_lr))} | {against} | "
-            f"{a['recovered']}/{a['seeds']} | {_fmt(a['steps_to_recover'], 0)} |")
-    return rows
 
 
 def _report_md(result, tables, command, figures) -> str:
@@ -307,10 +288,8 @@ def _report_md(result, tables, command, figures) -> str:
                   f"*Clean spread*: the seed std of the arm's clean run at LR {s.scenario_lr:g}. "
                   f"*Against the best*: the cost minus the lowest cost of the scenario; a difference "
                   f"inside the clean spread (the larger of the two arms') is a tie, not a win or a loss.", "",
-                  "| arm | scenario | survived | ppl before → after | cost | clean spread | against the best "
-                  "| recovered | steps to recover |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += _fault_rows(result, tables)
+                  *fault_table.HEADER]
+        lines += tables["fault_rows"]
     if result.sequential:
         q = result.sequential
         ratio = q["grid_one_by_one_s"] / q["grid_batched_s"]

@@ -1,0 +1,38 @@
+"""Governor v3's first design measurement (issue 23): the trust region on a LoRA start.
+
+The LoRA domain shift (configs/stress_lora.py) with AdamW, the governor, the governor
+without its trust region, and the governor whose trust reference may grow faster after
+a clamp (``trust_growth`` 1.25 and 2, against the default 1.02). On a LoRA start the B
+factors are zero, so the A factors get no gradient on the first step; when they start
+moving the update's norm jumps against the previous step's, the trust region clamps,
+and a reference that grows by 1.02 a step cannot keep up with a warmup that is still
+raising the LR, so the clamp compounds (docs/governor.md). A faster-growing reference
+accepts a lasting change in a few steps; the question is what it costs under a
+learning-rate spike, which the trust region exists to catch. Two seeds, the burst and
+the LR spike (one seed): a design comparison, not the goals' measurement.
+
+    python -m train.stress --config configs/stress_lora_trust.py --config.output_dir=docs/stress/lora_trust
+"""
+
+import ml_collections
+
+from configs.stress_ablation import REMOVED
+from configs.stress_lora import get_config as stress_lora
+
+DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],
+           "governor_trust_growth_125": {"trust_growth": 1.25},
+           "governor_trust_growth_2": {"trust_growth": 2.0}}
+
+
+def get_config():
+    c = stress_lora()
+    c.output_dir = "runs/stress_lora_trust"
+    s = c.stress
+    s.arms = ("adamw", "governor", *DESIGNS)
+    s.fault_arms = s.arms
+    for name, knobs in DESIGNS.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    s.seeds = 2
+    s.scenarios = ("burst", "lr_spike")
+    s.sequential_cells = 0
+    return c
