@@ -8,7 +8,7 @@ REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_s
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
                 skip_z=6.0, skip_widen=1.15, max_skips=20,
-                use_trust=True, trust_ratio=2.0, trust_decay=0.0, trust_growth=1.02,
+                use_trust=True, trust_ratio=2.0, trust_from=2, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, recover=1.02, recover_band=0.5, eps=1e-12)
 
@@ -93,7 +93,8 @@ class GovernorModel:
             self.step_ref = step_norm
         else:
             bound = self.trust_ratio * self.step_ref
-            clamp = self.use_trust and self.step_ref > 0 and step_norm > bound
+            # From applied step trust_from on (self.n counts this step).
+            clamp = self.use_trust and self.n >= self.trust_from and self.step_ref > 0 and step_norm > bound
             if clamp:
                 multiplier = self.scale * bound / step_norm
                 self.reason = "step_limit"

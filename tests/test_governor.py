@@ -115,6 +115,36 @@ def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
     assert limits[59] == 0 and limits[60] == 1
 
 
+@pytest.mark.parametrize("trust_from", [2, 5])
+def test_trust_from_lets_a_lora_start_pass_and_still_catches_a_spike(trust_from):
+    """A LoRA start: the step triples at applied step 2 (the A factors start moving), then
+    a warmup grows it x2, x1.5, x1.11 to its peak. At the default trust_from=2 the jump is clamped
+    and the clamp compounds (the reference grows by 1.02 a step while the warmup grows the
+    step faster); from step 5 on, the jump passes unclamped, and the 30x LR spike at step
+    40 is clamped either way. Each step equals the plain-Python model's."""
+    n = 60
+    lr_mult = np.minimum(1.0, np.concatenate([[0.1], 0.3 * np.arange(1, n)])).astype(np.float32)
+    lr_mult[40] = 30.0
+    knobs = dict(use_skip=False, use_harm=False, trust_from=trust_from)
+    tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(**knobs))
+    params, model = {"w": jnp.zeros(DIM)}, GovernorModel(**knobs)
+    state, update = tx.init(params), jax.jit(lambda g, s, p: tx.update(g, s, p, value=1.0))
+    g = {"w": jnp.full(DIM, 0.25, jnp.float32)}       # norm 1
+    multipliers = []
+    for t in range(n):
+        out, state = update(g, state, params)
+        _, multiplier, _ = model.step(1.0, 1.0, 0.1 * float(lr_mult[t]))
+        np.testing.assert_allclose(float(jnp.linalg.norm(out["w"])), 0.1 * lr_mult[t] * multiplier,
+                                   rtol=1e-5, err_msg=f"step {t}")
+        multipliers.append(multiplier)
+    limits = int(lbw_jax.telemetry(state)["limits"])
+    assert multipliers[40] < 0.1                        # the spike is caught on its first step
+    if trust_from == 2:
+        assert multipliers[1] < 1 and min(multipliers[1:8]) < 0.5 and limits > 10
+    else:
+        assert multipliers[:40] == [1.0] * 40 and limits >= 1
+
+
 def test_a_cut_scales_with_the_excess():
     """One step of a loss ``jump`` above a flat 2.0: the fast EMA moves by 0.2 jump and
     its best forgets upward by 0.1 of that, so excess = 0.18 jump / (2 + 0.02 jump),
@@ -231,7 +261,7 @@ def test_the_governor_needs_the_loss():
 
 @pytest.mark.parametrize("knobs, name", [
     ({"min_scale": 0.0}, "min_scale"), ({"skip_z": -1}, "skip_z"), ({"max_skips": 0}, "max_skips"),
-    ({"trust_ratio": 0.5}, "trust_ratio"), ({"max_cut": 1.5}, "max_cut"),
+    ({"trust_ratio": 0.5}, "trust_ratio"), ({"trust_from": 1}, "trust_from"), ({"max_cut": 1.5}, "max_cut"),
     ({"recover": 0.9}, "recover"), ({"use_harm": 1}, "use_harm"), ({"warmup_steps": 1}, "warmup_steps"),
     ({"fast_decay": 1.0}, "fast_decay"), ({"tolerance": 0.0}, "tolerance"),
     ({"recover_band": 2.0}, "recover_band"), ({"speed": 2}, "unknown knob"),

@@ -20,9 +20,11 @@ Three mechanisms, each one knob away from off (for ablations):
    while a burst of garbage batches (z of 40 and more) stays skipped. A run of more
    than ``max_skips`` outliers is accepted in any case; it is at most the watchdog's
    ``max_skips``, so the guard accepts a new level before ``train.run`` rolls back.
-2. Trust region on the step (``use_trust``). From the second applied step on, an
-   applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference
-   step is shrunk to that bound, for that step only. The reference is the previous
+2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (the
+   second, by default), an applied step whose norm (at scale 1) exceeds ``trust_ratio``
+   times the reference step is shrunk to that bound, for that step only. (Before it, the
+   reference follows every step unclamped: a later start lets a LoRA start, whose A
+   factors only begin to move once B is nonzero, pass.) The reference is the previous
    applied step (``trust_decay`` 0; an EMA for larger values), so a schedule's
    warmup, which grows the step by less than 2x a step, passes untouched, while a
    learning-rate spike is caught on its first step. A clamped step lets the
@@ -148,6 +150,7 @@ class Governor(Policy):
     # Trust region on the step.
     use_trust: bool = knobs.boolean_knob(True)
     trust_ratio: float = knobs.real_knob(2.0, low=1.0)
+    trust_from: int = knobs.integer_knob(2, low=2)
     trust_decay: float = knobs.decay_knob(0.0)
     trust_growth: float = knobs.real_knob(1.02, low=1.0)
     # Harm control.
@@ -236,10 +239,10 @@ class Governor(Policy):
 
     def limit(self, updates, state: GovernorState):
         """(2) The trust region: this step's norm may be at most ``trust_ratio`` times
-        the reference step (from the second applied step on; ``count`` includes it)."""
+        the reference step (from applied step ``trust_from`` on; ``count`` includes it)."""
         size = optax.tree.norm(updates).astype(jnp.float32)
         bound = self.trust_ratio * state.step_ref
-        clamp = self.use_trust & (state.count > 1) & (state.step_ref > 0) & (size > bound)
+        clamp = self.use_trust & (state.count >= self.trust_from) & (state.step_ref > 0) & (size > bound)
         factor = jnp.where(clamp, bound / (size + self.eps), 1.0)
         # A clamped step lets the reference grow slowly: a spike does not inflate the
         # reference it is judged by, while a lasting change is accepted in time.
