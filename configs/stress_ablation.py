@@ -19,13 +19,18 @@ REMOVED = {
 }
 
 
+def governor_variants(s, variants: dict) -> None:
+    """Runs AdamW, the governor and each ``variants`` entry (name -> changed knobs) as an
+    arm of its own, clean and under every fault."""
+    s.arms = ("adamw", "governor", *variants)
+    s.fault_arms = s.arms
+    for name, knobs in variants.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    s.sequential_cells = 0
+
+
 def get_config():
     c = stress_cpu()
     c.output_dir = "runs/stress_ablation"
-    s = c.stress
-    s.arms = ("adamw", "governor", *REMOVED)
-    s.fault_arms = s.arms
-    for name, knobs in REMOVED.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
-    s.sequential_cells = 0
+    governor_variants(c.stress, REMOVED)
     return c

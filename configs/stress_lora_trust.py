@@ -17,9 +17,7 @@ the goals' measurement.
     python -m train.stress --config configs/stress_lora_trust.py --config.output_dir=docs/stress/lora_trust
 """
 
-import ml_collections
-
-from configs.stress_ablation import REMOVED
+from configs.stress_ablation import REMOVED, governor_variants
 from configs.stress_lora import get_config as stress_lora
 
 DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],
@@ -32,11 +30,7 @@ def get_config():
     c = stress_lora()
     c.output_dir = "runs/stress_lora_trust"
     s = c.stress
-    s.arms = ("adamw", "governor", *DESIGNS)
-    s.fault_arms = s.arms
-    for name, knobs in DESIGNS.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
+    governor_variants(s, DESIGNS)
     s.seeds = 2
     s.scenarios = ("burst", "lr_spike")
-    s.sequential_cells = 0
     return c
