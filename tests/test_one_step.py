@@ -56,11 +56,13 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
                      eval_every=cfg.train.steps, stress=scfg.stress, vocab_size=data.tokenizer.vocab_size,
                      keep_params=True)
     # Equal up to float rounding: the trainer reduces over 8 sharded devices, the cell on one,
-    # and Adam's division by sqrt(v) magnifies the last bits of near-zero gradients. A step of
-    # the schedule off, or a different optimizer, moves parameters by ~lr = 3e-3.
+    # and Adam's division by sqrt(v) magnifies the last bits of near-zero gradients; Mechanic
+    # magnifies them again, since its scale s follows a sum of g·Δ over every parameter (it
+    # drifts by ~1e-5 here, with jax 0.10.2). A step of the schedule off, or a different
+    # optimizer, moves parameters by ~lr = 3e-3, so a hundredth of lr still tells them apart.
     np.testing.assert_allclose(runs.loss[:, 0], losses, rtol=1e-5)
     for got, want in zip(jax.tree.leaves(runs.final_params), jax.tree.leaves(trainer.params)):
-        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=cfg.optimizer.lr / 100)
     moved = max(float(np.max(np.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(trainer.params), jax.tree.leaves(start)))
     assert moved > 1e-3   # the runs trained; equal ends are not equal starts
