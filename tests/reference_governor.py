@@ -10,7 +10,7 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 skip_z=6.0, skip_widen=1.15, max_skips=20,
                 use_trust=True, trust_ratio=2.0, trust_from=2, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
-                max_cut=0.5, recover=1.02, recover_band=0.5, eps=1e-12)
+                max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5, eps=1e-12)
 
 
 class GovernorModel:
@@ -26,6 +26,7 @@ class GovernorModel:
         self.step_ref = 0.0
         self.run = 0
         self.reason = "none"
+        self.anchor = 0.0               # the scale when the current stretch of harm began
 
     def step(self, loss, grad_norm, step_norm):
         """One finite update: returns (skipped, applied multiplier, regime). ``step_norm``
@@ -80,7 +81,14 @@ class GovernorModel:
         elif harm:
             self.reason = "harm"
         if self.n > 1:
-            if harm:
+            if harm and self.anchor == 0.0:
+                self.anchor = self.scale
+            elif not harm:
+                self.anchor = 0.0
+            if harm and self.level_cuts:
+                # To the level the excess sets, from the scale where this harm began; never up.
+                self.scale = min(self.scale, self.anchor * (excess / self.tolerance) ** -self.cut_power)
+            elif harm:
                 self.scale *= max(self.max_cut, (excess / self.tolerance) ** -self.cut_power)
             elif excess <= self.recover_band * self.tolerance:
                 self.scale *= self.recover

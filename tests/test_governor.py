@@ -51,10 +51,18 @@ class GovernorReplayTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_matches_the_plain_python_rules_at_every_step(self):
+        self._replay(dict(max_skips=3))
+
+    @chex.variants(with_jit=True)
+    def test_level_cuts_match_the_plain_python_rules_at_every_step(self):
+        scales = self._replay(dict(max_skips=3, level_cuts=True), check_coverage=False)
+        # The same script's stretch of harm, cut to a level instead of compounding.
+        assert 0.1 < min(scales[140:200]) < 0.9 and scales[-1] == 1.0
+
+    def _replay(self, knobs, check_coverage=True):
         losses, grads, lr_mult = _script()
         direction = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
         direction /= np.linalg.norm(direction)
-        knobs = dict(max_skips=3)
         tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(**knobs))
         params = {"w": jnp.zeros(DIM)}
         state, update = tx.init(params), self.variant(
@@ -85,7 +93,7 @@ class GovernorReplayTest(chex.TestCase):
             seen.add(regime)
             reasons.add(model.reason)
             scales.append(model.scale)
-        if self.variant.type == chex.ChexVariantType.WITH_JIT:
+        if self.variant.type == chex.ChexVariantType.WITH_JIT and check_coverage:
             assert seen == {"calm", "skip", "step_limit", "regression"}, seen
             assert reasons >= set(REASONS) - {"none"}, reasons
             assert min(scales[:83]) == 1.0               # skipped faults cost no scale
@@ -93,6 +101,7 @@ class GovernorReplayTest(chex.TestCase):
             assert min(scales[140:200]) < 0.1            # cut while the loss lost ground
             assert scales[-1] == 1.0                     # and recovered once it improved
             assert int(info["skipped"]) == 5 and int(info["limits"]) >= 5
+        return scales
 
 
 def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
@@ -161,6 +170,31 @@ def test_a_cut_scales_with_the_excess():
         scale, excess = cut_after(jump)
         np.testing.assert_allclose(excess, 0.18 * jump / (2 + 0.02 * jump), rtol=1e-5)
         np.testing.assert_allclose(scale, 0.03 / excess, rtol=1e-5)
+
+
+def test_level_cuts_hold_a_persisting_excess_where_compounding_floors_it():
+    """The loss steps up by 0.3 above a flat 2.0 and stays there for 30 steps. The excess
+    rises and then decays as the recent best forgets upward, staying above the tolerance
+    for many steps: compounding cuts on each of them, to the floor; level cuts go to
+    tolerance / (the largest excess) of the scale where the harm began, and hold there."""
+    def run(**knobs):
+        tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(use_skip=False, **knobs))
+        params = {"w": jnp.zeros(4)}
+        state, update = tx.init(params), jax.jit(lambda s, v: tx.update({"w": jnp.full(4, 0.1)}, s, params, value=v))
+        scales, excess = [], []
+        for loss in [2.0] * 12 + [2.3] * 30:
+            _, state = update(state, loss)
+            info = lbw_jax.telemetry(state)
+            scales.append(float(info["policy_scale"]))
+            excess.append(float(info["excess"]))
+        return np.array(scales), np.array(excess)
+    compounding, _ = run()
+    level, excess = run(level_cuts=True)
+    harmful = excess > 0.03
+    assert harmful.sum() >= 5                          # a stretch of harm, not one step
+    assert compounding.min() < 0.05                    # cut on every harmful step
+    np.testing.assert_allclose(level.min(), 0.03 / excess.max(), rtol=1e-5)
+    assert level.min() > 0.2 and (np.diff(level[harmful]) <= 0).all()   # a level, never up
 
 
 def _train_like(losses, noise_seed=0, **knobs):

@@ -35,7 +35,11 @@ Three mechanisms, each one knob away from off (for ablations):
    ``forget`` a step (so "recent" means the last ~1/forget steps). When the EMA lies
    more than ``tolerance`` (relative to the loss) above that best, training is losing
    ground: the scale is multiplied by (tolerance / excess) ** cut_power, at most a cut
-   to ``max_cut`` a step, so a cut scales with the measured excess. While the EMA is
+   to ``max_cut`` a step, so a cut scales with the measured excess. With
+   ``level_cuts`` the cut targets a level instead of compounding: the scale becomes
+   the one at which this stretch of harm began times (tolerance / excess) **
+   cut_power (never above where it is), so an excess that persists while the loss EMA
+   lags holds the scale rather than cutting it again on every step. While the EMA is
    within ``recover_band`` x tolerance of its best, the scale recovers by ``recover``
    a step; in between it holds. The scale stays in [``min_scale``, 1].
 
@@ -100,6 +104,8 @@ class GovernorState(NamedTuple):
       reason: the ``GovernorReason`` code of the last intervention.
       skips, cuts, limits: steps skipped, cut by the harm control, and clamped by the
         trust region.
+      anchor: the scale at which the current stretch of harm began (0 when the last
+        applied step was not harmful); ``level_cuts`` cuts relative to it.
     """
 
     scale: jax.Array
@@ -120,6 +126,7 @@ class GovernorState(NamedTuple):
     skips: jax.Array
     cuts: jax.Array
     limits: jax.Array
+    anchor: jax.Array
 
     def telemetry(self) -> dict[str, jax.Array]:
         """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those),
@@ -160,6 +167,7 @@ class Governor(Policy):
     tolerance: float = knobs.real_knob(0.03, low=0.0, low_open=True)
     cut_power: float = knobs.real_knob(1.0, low=0.0, low_open=True)
     max_cut: float = knobs.fraction_knob(0.5)
+    level_cuts: bool = knobs.boolean_knob(False)
     recover: float = knobs.real_knob(1.02, low=1.0)
     recover_band: float = knobs.real_knob(0.5, low=0.0, high=1.0)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
@@ -177,7 +185,8 @@ class Governor(Policy):
         return GovernorState(
             scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
             grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
-            loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n())
+            loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n(),
+            anchor=f())
 
     def decide(self, grads, state: GovernorState, *, step, value, inner_state):
         del step, inner_state  # the governor counts its own applied steps
@@ -213,9 +222,14 @@ class Governor(Policy):
         best = jnp.where(first, loss, jnp.minimum(fast, state.best + self.forget * (fast - state.best)))
         excess = _excess(fast, best, self.eps)
         harm = self.use_harm & ~first & (excess > self.tolerance)
-        cut = jnp.maximum(self.max_cut, (excess / self.tolerance) ** (-self.cut_power))
+        ratio = (excess / self.tolerance) ** (-self.cut_power)
+        anchor = jnp.where(harm, jnp.where(state.anchor > 0, state.anchor, state.scale), 0.0)
+        if self.level_cuts:   # to a level set by the excess, from where this harm began
+            cut_scale = jnp.minimum(state.scale, anchor * ratio)
+        else:                 # compounding: a cut on every harmful step
+            cut_scale = state.scale * jnp.maximum(self.max_cut, ratio)
         near_best = excess <= self.recover_band * self.tolerance
-        scale = jnp.where(harm, state.scale * cut,
+        scale = jnp.where(harm, cut_scale,
                           jnp.where(near_best & ~first, state.scale * self.recover, state.scale))
         scale = jnp.clip(scale, self.min_scale, 1.0).astype(jnp.float32)
 
@@ -226,7 +240,8 @@ class Governor(Policy):
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
             grad_var=grad_var, fast=fast, best=best, run=jnp.zeros([], jnp.int32),
             loss_z=loss_z, grad_z=grad_z, reason=reason.astype(jnp.int32),
-            cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32))
+            cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32),
+            anchor=anchor.astype(jnp.float32))
         # A skipped step widens the variance of the signal that was out (see the docstring).
         skipped = state._replace(
             loss_var=jnp.where(loss_out, loss_sd ** 2 * self.skip_widen, state.loss_var),
