@@ -8,7 +8,7 @@ REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_s
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
                 skip_z=6.0, skip_widen=1.15, max_skips=20,
-                use_trust=True, trust_ratio=2.0, trust_from=2, trust_decay=0.0, trust_growth=1.02,
+                use_trust=True, trust_ratio=2.0, trust_from=11, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5, eps=1e-12)
 

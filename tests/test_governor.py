@@ -124,17 +124,20 @@ def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
     assert limits[59] == 0 and limits[60] == 1
 
 
-@pytest.mark.parametrize("trust_from", [2, 5])
+@pytest.mark.parametrize("trust_from", [2, 5, None])
 def test_trust_from_lets_a_lora_start_pass_and_still_catches_a_spike(trust_from):
     """A LoRA start: the step triples at applied step 2 (the A factors start moving), then
-    a warmup grows it x2, x1.5, x1.11 to its peak. At the default trust_from=2 the jump is clamped
-    and the clamp compounds (the reference grows by 1.02 a step while the warmup grows the
-    step faster); from step 5 on, the jump passes unclamped, and the 30x LR spike at step
-    40 is clamped either way. Each step equals the plain-Python model's."""
+    a warmup grows it x2, x1.5, x1.11 to its peak. With v2.1's trust_from=2 the jump is
+    clamped and the clamp compounds (the reference grows by 1.02 a step while the warmup
+    grows the step faster); from step 5 on (or the default 11), the jump passes unclamped,
+    and the 30x LR spike at step 40 is clamped either way. Each step equals the
+    plain-Python model's."""
     n = 60
     lr_mult = np.minimum(1.0, np.concatenate([[0.1], 0.3 * np.arange(1, n)])).astype(np.float32)
     lr_mult[40] = 30.0
-    knobs = dict(use_skip=False, use_harm=False, trust_from=trust_from)
+    knobs = dict(use_skip=False, use_harm=False)
+    if trust_from is not None:      # None: the default
+        knobs["trust_from"] = trust_from
     tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(**knobs))
     params, model = {"w": jnp.zeros(DIM)}, GovernorModel(**knobs)
     state, update = tx.init(params), jax.jit(lambda g, s, p: tx.update(g, s, p, value=1.0))

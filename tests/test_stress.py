@@ -146,6 +146,20 @@ def test_ablation_variants_are_arms_of_their_own():
         check_config(cfg)
 
 
+def test_a_guard_label_names_the_knobs_the_config_changed():
+    """A knob set in optimizer.<policy> changes the law the arm runs, so its label says so,
+    beside a variant's own knobs; a knob at its default stays out of the label."""
+    from configs.stress_ablation import get_config as ablation_config
+    from train.stress.arms import build_arm
+
+    cfg = ablation_config()
+    assert build_arm("governor", cfg).label == "lbw_guard(governor)"
+    cfg.optimizer.governor.trust_from = 2
+    cfg.optimizer.governor.tolerance = 0.03          # the default
+    assert build_arm("governor", cfg).label == "lbw_guard(governor, trust_from=2)"
+    assert build_arm("governor_no_trust", cfg).label == "lbw_guard(governor, trust_from=2, use_trust=False)"
+
+
 @pytest.mark.parametrize("arm, knob, value, message", [
     ("zclip", "z_threshold", -1.0, "zclip: knob z_threshold"),
     ("update_clip", "eps", 0.0, "update_clip: knob eps"),

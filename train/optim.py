@@ -105,7 +105,7 @@ def knob_config() -> ml_collections.ConfigDict:
     return tree
 
 
-def _set_knobs(cfg, name: str) -> dict:
+def set_knobs(cfg, name: str) -> dict:
     """The knobs of ``name`` that ``cfg`` sets away from their defaults."""
     group = cfg.optimizer.get(name)
     if group is None:
@@ -126,7 +126,7 @@ def inactive_knobs(cfg) -> list[str]:
     opt = cfg.optimizer
     active = {opt.guard, opt.get("baseline", "none")}
     return [f"optimizer.{name}.{k}={v!r}" for name in (*lbw_jax.LAWS, *BASELINES)
-            if name not in active for k, v in _set_knobs(cfg, name).items()]
+            if name not in active for k, v in set_knobs(cfg, name).items()]
 
 
 # The form before knobs were config fields: optimizer.policy_kwargs / .baseline_kwargs.
@@ -154,7 +154,7 @@ def fold_deprecated_knobs(cfg) -> list[str]:
             what = "policy" if selector == "guard" else "baseline"
             raise ValueError(f"optimizer.{group}.{unknown[0]}: the {name} {what} has no such knob; "
                              f"its knobs: {', '.join(known)}")
-        already = _set_knobs(cfg, name)
+        already = set_knobs(cfg, name)
         clash = sorted(k for k in values if k in already and already[k] != values[k])
         if clash:
             raise ValueError(f"optimizer.{group}.{clash[0]}={values[clash[0]]!r} and optimizer."

@@ -1,4 +1,4 @@
-"""The governor (v2.1): lbw-jax's own control law, and ``lbw_guard``'s default. It acts
+"""The governor (v2.2): lbw-jax's own control law, and ``lbw_guard``'s default. It acts
 only on evidence of harm, measured against this run's own recent past, and otherwise
 leaves the step alone.
 
@@ -21,10 +21,12 @@ Three mechanisms, each one knob away from off (for ablations):
    than ``max_skips`` outliers is accepted in any case; it is at most the watchdog's
    ``max_skips``, so the guard accepts a new level before ``train.run`` rolls back.
 2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (the
-   second, by default), an applied step whose norm (at scale 1) exceeds ``trust_ratio``
-   times the reference step is shrunk to that bound, for that step only. (Before it, the
-   reference follows every step unclamped: a later start lets a LoRA start, whose A
-   factors only begin to move once B is nonzero, pass.) The reference is the previous
+   11th by default, once the calibration's 10 steps are over), an applied step whose norm
+   (at scale 1) exceeds ``trust_ratio`` times the reference step is shrunk to that bound,
+   for that step only. Before it the reference follows every step unclamped: a LoRA
+   start, whose A factors only begin to move once B is nonzero, grows the step several
+   times over in its first steps, and a trust region from the second step clamped it
+   into a lasting cut (v2.1; docs/governor.md measures both). The reference is the previous
    applied step (``trust_decay`` 0; an EMA for larger values), so a schedule's
    warmup, which grows the step by less than 2x a step, passes untouched, while a
    learning-rate spike is caught on its first step. A clamped step lets the
@@ -157,7 +159,7 @@ class Governor(Policy):
     # Trust region on the step.
     use_trust: bool = knobs.boolean_knob(True)
     trust_ratio: float = knobs.real_knob(2.0, low=1.0)
-    trust_from: int = knobs.integer_knob(2, low=2)
+    trust_from: int = knobs.integer_knob(11, low=2)
     trust_decay: float = knobs.decay_knob(0.0)
     trust_growth: float = knobs.real_knob(1.02, low=1.0)
     # Harm control.

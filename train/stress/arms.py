@@ -147,20 +147,24 @@ def build_arm(name: str, cfg) -> Arm:
                    probe_of(base), lr_mode=record.lr, eval_params=record.eval_params)
     if name in s.variants:   # e.g. an ablation: the policy as configured, some knobs changed
         policy_name, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
-        label = f"{policy_name}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
         if policy_name not in lbw_jax.POLICIES:
             raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
                              f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)} or a baseline of "
                              f"train.baselines.BASELINES {sorted(BASELINES)}")
         policy_kwargs = {**optim.policy_knobs(cfg, policy_name), **changed}
     elif name in lbw_jax.POLICIES:
-        policy_name, policy_kwargs, label = name, optim.policy_knobs(cfg, name), name
+        policy_name, changed = name, {}
+        policy_kwargs = optim.policy_knobs(cfg, name)
     else:
         raise ValueError(f"stress.arms: unknown arm {name!r}; choose from adamw, "
                          f"{sorted(BASELINES)}, a policy of lbw_jax.POLICIES "
                          f"{sorted(lbw_jax.POLICIES)}, a stress.variants entry {sorted(s.variants)}, "
                          f"effective_lr_<guard arm> or replay_<guard arm>")
     policy = optim.build_policy(policy_name, policy_kwargs)
+    # The label names every knob away from the library's default, those the config sets
+    # (optimizer.<policy>) as well as the variant's, so a report says which law it ran.
+    configured = {k: v for k, v in optim.set_knobs(cfg, policy_name).items() if k not in changed}
+    label = ", ".join([policy_name, *(f"{k}={v}" for k, v in {**configured, **changed}.items())])
 
     def guard_probe(state):
         info = lbw_jax.telemetry(state)
