@@ -43,8 +43,9 @@ def test_quick_profile_writes_the_report_table_and_figures(quick_run):
         assert f"![{name}]({name})" in report
     # One table row per arm, with a finite mean in the LR column and no "± 0.00" (one seed).
     table = report.split("## Final validation perplexity")[1].split("Mean step multiplier")[0]
-    labels = ("| AdamW |", "| lbw_guard(reflex) |", "| AdamW replaying reflex's multiplier |",
-              "| AdamW at reflex's mean effective LR |")
+    # The quick profile sets reflex's stats_every to 2, so its label names it.
+    labels = ("| AdamW |", "| lbw_guard(reflex, stats_every=2) |",
+              "| AdamW replaying reflex's multiplier |", "| AdamW at reflex's mean effective LR |")
     rows = [line for line in table.splitlines() if line.startswith(labels)]
     assert len(rows) == 4
     for row in rows:
@@ -83,11 +84,11 @@ def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
     assert adamw["final_ppl"] is None and all(x is None for x in adamw["loss"][step + 1:])
     assert results["scenarios"]["reflex"]["nan_grad"]["summary"]["survived"] == 1
     assert results["scenarios"]["adamw"]["nan_grad"]["summary"]["survived"] == 0
-    assert "| lbw_guard(reflex) | nan_grad | 1/1 |" in report
+    assert "| lbw_guard(reflex, stats_every=2) | nan_grad | 1/1 |" in report
     assert "| AdamW | nan_grad | 0/1 |" in report
     # Its cost is the only finite one: it is the best, and AdamW's has no standing.
     rows = {line.split(" | ")[0]: line.split(" | ") for line in report.splitlines() if "| nan_grad |" in line}
-    assert rows["| lbw_guard(reflex)"][6] == "best" and rows["| AdamW"][6] == "—"
+    assert rows["| lbw_guard(reflex, stats_every=2)"][6] == "best" and rows["| AdamW"][6] == "—"
 
 
 def test_a_cell_alone_equals_the_same_cell_in_the_batch(quick_run):
