@@ -12,7 +12,7 @@ the burst and the LR spike (one seed): a design comparison, not the goals' measu
     python -m train.stress --config configs/stress_cpu_v3.py --config.output_dir=docs/stress/cpu_v3_designs
 """
 
-from configs.stress_ablation import governor_variants
+from configs.stress_ablation import design_comparison
 from configs.stress_cpu import get_config as stress_cpu
 from configs.stress_lora_v3 import DESIGNS
 
@@ -22,11 +22,5 @@ CANDIDATES = ("governor_trust_from_11", "governor_trust_growth_2")
 def get_config():
     c = stress_cpu()
     c.output_dir = "runs/stress_cpu_v3"
-    # The governor arm is v2.1, the default when this was measured (v2.2 starts the trust
-    # region at step 11): pinned, so the config still reproduces its report.
-    c.optimizer.governor.trust_from = 2
-    s = c.stress
-    governor_variants(s, {name: DESIGNS[name] for name in CANDIDATES})
-    s.seeds = 2
-    s.scenarios = ("burst", "lr_spike")
+    design_comparison(c, {name: DESIGNS[name] for name in CANDIDATES})
     return c

@@ -25,7 +25,7 @@ measurement.
     python -m train.stress --config configs/stress_lora_v3.py --config.output_dir=docs/stress/lora_v3_designs
 """
 
-from configs.stress_ablation import REMOVED, governor_variants
+from configs.stress_ablation import REMOVED, design_comparison
 from configs.stress_lora import get_config as stress_lora
 
 DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],
@@ -40,11 +40,5 @@ DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],
 def get_config():
     c = stress_lora()
     c.output_dir = "runs/stress_lora_v3"
-    # The governor arm is v2.1, the default when this was measured (v2.2 starts the trust
-    # region at step 11): pinned, so the config still reproduces its report.
-    c.optimizer.governor.trust_from = 2
-    s = c.stress
-    governor_variants(s, DESIGNS)
-    s.seeds = 2
-    s.scenarios = ("burst", "lr_spike")
+    design_comparison(c, DESIGNS)
     return c

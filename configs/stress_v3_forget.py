@@ -19,14 +19,16 @@ slower forgetting also cuts longer after a fault). ``:lora`` is the LoRA shift,
     python -m train.stress --config configs/stress_v3_forget.py:cpu --config.output_dir=docs/stress/v3_forget/cpu
 """
 
-from configs.stress_ablation import governor_variants
+from configs.stress_ablation import design_comparison
 from configs.stress_cpu import get_config as stress_cpu
 from configs.stress_lora import get_config as stress_lora
+from configs.stress_lora_v3 import DESIGNS as LORA_DESIGNS
 
 SETTINGS = {"lora": stress_lora, "cpu": stress_cpu}
-DESIGNS = {"governor_trust_from_11": {"trust_from": 11},
-           "governor_trust_from_11_forget_003": {"trust_from": 11, "forget": 0.03},
-           "governor_trust_from_11_forget_001": {"trust_from": 11, "forget": 0.01}}
+TRUST_FROM_11 = LORA_DESIGNS["governor_trust_from_11"]
+DESIGNS = {"governor_trust_from_11": TRUST_FROM_11,
+           "governor_trust_from_11_forget_003": {**TRUST_FROM_11, "forget": 0.03},
+           "governor_trust_from_11_forget_001": {**TRUST_FROM_11, "forget": 0.01}}
 
 
 def get_config(setting: str = "lora"):
@@ -34,11 +36,5 @@ def get_config(setting: str = "lora"):
         raise ValueError(f"configs/stress_v3_forget.py:{setting}: choose one of {sorted(SETTINGS)}")
     c = SETTINGS[setting]()
     c.output_dir = f"runs/stress_v3_forget_{setting}"
-    # The governor arm is v2.1, the default when this was measured (v2.2 starts the trust
-    # region at step 11): pinned, so the config still reproduces its report.
-    c.optimizer.governor.trust_from = 2
-    s = c.stress
-    governor_variants(s, DESIGNS)
-    s.seeds = 2
-    s.scenarios = ("burst", "lr_spike")
+    design_comparison(c, DESIGNS)
     return c
