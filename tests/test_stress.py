@@ -13,6 +13,7 @@ import pytest
 
 from configs.stress_cpu import get_config
 from harness_helpers import ROOT
+from train import machine
 from train.stress import faults as faults_lib
 from train.stress.suite import check_config
 
@@ -59,6 +60,9 @@ def test_quick_profile_writes_the_report_table_and_figures(quick_run):
     assert results["kinds"] == {"adamw": "baseline", "reflex": "guard", "replay_reflex": "replay",
                                 "effective_lr_reflex": "control"}
     assert results["command"].startswith("python -m train.stress --quick")
+    # The figures name the CPU they came from (stressed cells differ between CPU models).
+    assert results["environment"]["cpu"] == machine.describe()["cpu"]
+    assert f"{results['environment']['cpu']}, jax " in report
     # The headline metrics lead the report, and results.json holds the same ones.
     assert report.index("## Headline") < report.index("## Final validation perplexity")
     assert set(results["headline"]) >= {"adamw", "reflex", "replay_reflex", "_tuned"}

@@ -11,6 +11,7 @@ import platform
 import jax
 import numpy as np
 
+from train import machine
 from train.stress import fault_table
 from train.stress import faults as faults_lib
 from train.stress import headline as headline_lib
@@ -48,10 +49,13 @@ def write(result, out_dir, command: str) -> dict:
 
 
 def _environment():
+    # The CPU model too (train.machine): another model can give other stressed cells from
+    # the same code, since a run that runs away amplifies the last bits XLA:CPU's code
+    # generation for that CPU changes.
     device = jax.devices()[0]
     return {"jax": jax.__version__, "platform": device.platform,
             "device": getattr(device, "device_kind", str(device)), "machine": platform.machine(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "cpu": machine.describe()["cpu"]}
 
 
 def _results_json(result, tables, command):
@@ -227,7 +231,7 @@ def _report_md(result, tables, command, figures) -> str:
         lines.append(f"Every run starts from one model pretrained for {p['steps']} steps at LR "
                      f"{p['lr']}{where} (validation perplexity {p['val_ppl']:.2f}).")
     env = _environment()
-    lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}.", ""]
+    lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu']}, jax {env['jax']}.", ""]
     lines += _headline_md(result, tables)
     lines += ["", "## Final validation perplexity", "",
               f"Mean ± std over seeds (the std only with several seeds). † marks runs that diverged "
