@@ -42,6 +42,7 @@ def write(result, out_dir, command: str) -> dict:
     tables["time_to_target"] = results["time_to_target"]
     tables["cells"] = results["cells"]
     tables["fault_rows"] = fault_table.rows(results) if results["scenarios"] else []
+    tables["environment"] = results["environment"]   # read once, for both files
     (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = _figures(result, out, tables["grid"])
     (out / "report.md").write_text(_report_md(result, tables, command, figures))
@@ -230,7 +231,7 @@ def _report_md(result, tables, command, figures) -> str:
                  if p.get("source") else "")
         lines.append(f"Every run starts from one model pretrained for {p['steps']} steps at LR "
                      f"{p['lr']}{where} (validation perplexity {p['val_ppl']:.2f}).")
-    env = _environment()
+    env = tables["environment"]
     lines += [f"Machine: {env['platform']} ({env['device']}), {env['cpu']}, jax {env['jax']}.", ""]
     lines += _headline_md(result, tables)
     lines += ["", "## Final validation perplexity", "",
