@@ -3,6 +3,7 @@
 from lbw_jax import knobs
 from lbw_jax.baselines import skip_spikes, update_clip, zclip
 from lbw_jax.guard import GuardState, lbw_guard
+from lbw_jax.scaled_lr import ScaledLRState, scaled_lr
 from lbw_jax.policies import (LAWS, POLICIES, Decision, Governor, Policy, Reflex, ReflexPro,
                               governor, reflex, reflex_pro)
 from lbw_jax.sensing import all_finite
@@ -12,4 +13,5 @@ __version__ = "0.1.0"
 
 __all__ = ["lbw_guard", "GuardState", "Policy", "Decision", "reflex", "reflex_pro", "governor",
            "Reflex", "ReflexPro", "Governor", "LAWS", "POLICIES", "telemetry", "regime_name",
-           "reason_name", "knobs", "all_finite", "zclip", "skip_spikes", "update_clip"]
+           "reason_name", "knobs", "all_finite", "zclip", "skip_spikes", "update_clip", "scaled_lr",
+           "ScaledLRState"]

@@ -22,6 +22,7 @@ import optax
 
 from lbw_jax._skip import zero_updates
 from lbw_jax.policies.base import Policy
+from lbw_jax.scaled_lr import LR_SCALE, find_scaled_lr
 from lbw_jax.sensing import all_finite, tensor_view
 
 
@@ -37,7 +38,8 @@ class GuardState(NamedTuple):
       interventions: updates on which the policy intervened (``Decision.intervened``:
         it cut or pinned the scale, or skipped the step) or its ``limit`` bounded the step.
       skipped: updates skipped: the gradients or the ``value=`` loss were not
-        finite (such updates leave every other field untouched), or the policy
+        finite, or the inner optimizer's new scalar state was not (an estimate
+        gone 0/0; such updates leave every other field untouched), or the policy
         asked to skip a pathological step (``Decision.skip``).
       policy_state: the control law's own state (telemetry and memory).
       inner_state: the inner optimizer's state.
@@ -58,8 +60,8 @@ _CHAIN_FORM = (
 
 
 def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Policy | None = None,
-              skip_non_finite: bool = True,
-              stacked_axes: Callable | None = None) -> optax.GradientTransformationExtraArgs:
+              skip_non_finite: bool = True, stacked_axes: Callable | None = None,
+              scale_inside: bool = False) -> optax.GradientTransformationExtraArgs:
     """Wraps an optimizer with the Learn-by-Wire guard.
 
     Args:
@@ -85,7 +87,9 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
 
     With ``skip_non_finite``, non-finite gradients or a non-finite ``value`` skip
     the step: the update is zero and the inner state, the policy's statistics and
-    the scale stay as they were; ``skipped`` counts such steps.
+    the scale stay as they were; ``skipped`` counts such steps. So does a step after
+    which a scalar of the inner state is not finite (D-Adaptation's estimate after an
+    all-zero first gradient is 0/0, with a finite zero update): it is undone.
     """
     if inner is None:
         raise TypeError(f"lbw_guard() was called without the optimizer to govern. {_CHAIN_FORM}")
@@ -102,6 +106,8 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
             f"lbw_guard: policy must be a lbw_jax.Policy (e.g. lbw_jax.reflex()), got {policy!r}.")
     if not isinstance(skip_non_finite, bool):
         raise TypeError(f"lbw_guard: skip_non_finite must be True or False, got {skip_non_finite!r}.")
+    if not isinstance(scale_inside, bool):
+        raise TypeError(f"lbw_guard: scale_inside must be True or False, got {scale_inside!r}.")
     if stacked_axes is not None and not callable(stacked_axes):
         raise TypeError(f"lbw_guard: stacked_axes must be a function (key_path, leaf) -> int, "
                         f"got {stacked_axes!r}.")
@@ -109,13 +115,18 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
     per_tensor = stacked_axes is not None and policy.reads_tensors
 
     def init_fn(params):
+        inner_state = inner.init(params)
+        if scale_inside and not find_scaled_lr(inner_state):
+            raise TypeError("lbw_guard(scale_inside=True): the inner optimizer has no lbw_jax.scaled_lr "
+                            "inside to take the scale; build it as lbw_jax.scaled_lr(factory, "
+                            "learning_rate, ...) (or wrap one, as optax.contrib.mechanize does).")
         return GuardState(
             step=jnp.zeros([], jnp.int32),
             multiplier=jnp.ones([], jnp.float32),
             interventions=jnp.zeros([], jnp.int32),
             skipped=jnp.zeros([], jnp.int32),
             policy_state=policy.init(params),
-            inner_state=inner.init(params))
+            inner_state=inner_state)
 
     def update_fn(updates, state, params=None, **extra_args):
         value = extra_args.get("value")
@@ -125,19 +136,46 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
                                                inner_state=state.inner_state)
         intervened = jnp.asarray(decision.intervened, jnp.bool_)
 
+        def skip(finite):
+            # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
+            # the policy's new state (its statistics saw a finite step, its scale may move).
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+            return zero_updates(inner, updates, state.inner_state, params, extra_args), state._replace(
+                policy_state=keep(policy_state, state.policy_state),
+                interventions=keep(state.interventions + intervened.astype(jnp.int32),
+                                   state.interventions),
+                skipped=optax.safe_increment(state.skipped))
+
+        def propose(scale):
+            if not scale_inside:
+                return inner.update(updates, state.inner_state, params, **extra_args)
+            return inner.update(updates, state.inner_state, params, **extra_args, **{LR_SCALE: scale})
+
         def governed(_):
-            inner_updates, inner_state = inner.update(
-                updates, state.inner_state, params, **extra_args)
-            # A one-step bound on what the inner optimizer proposes (identity for most laws).
-            factor, new_policy_state = policy.limit(inner_updates, policy_state)
-            multiplier = (policy_state.scale * factor).astype(jnp.float32)
+            scale = policy_state.scale.astype(jnp.float32)
+            inner_updates, inner_state = propose(scale)
+            # A one-step bound on what the inner optimizer proposes (identity for most laws),
+            # read per unit of scale in both forms, as the unscaled step of AdamW.
+            per_unit = inner_updates if not scale_inside else jax.tree.map(
+                lambda u: u / scale.astype(u.dtype), inner_updates)
+            factor, new_policy_state = policy.limit(per_unit, policy_state)
+            multiplier = (scale * factor).astype(jnp.float32)
             counted = intervened | (factor < 1.0)
-            # Multiply in float32 and cast back, so bf16 updates see the exact scale.
-            scaled = jax.tree.map(lambda u: (u * multiplier).astype(u.dtype), inner_updates)
-            return scaled, GuardState(
+            if scale_inside:
+                # The state followed the step it proposed: a bounded step is taken again.
+                scaled, inner_state = lax.cond(factor < 1.0, lambda: propose(multiplier),
+                                               lambda: (inner_updates, inner_state))
+            else:
+                # Multiply in float32 and cast back, so bf16 updates see the exact scale.
+                scaled = jax.tree.map(lambda u: (u * multiplier).astype(u.dtype), inner_updates)
+            applied = scaled, GuardState(
                 step=step, multiplier=multiplier,
                 interventions=state.interventions + counted.astype(jnp.int32),
                 skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
+            healthy = scalars_finite(inner_state)
+            if healthy is None:
+                return applied
+            return lax.cond(healthy, lambda: applied, lambda: skip(jnp.array(False)))
 
         finite = jnp.array(True)
         if skip_non_finite:
@@ -148,19 +186,20 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
             return governed(None)
         policy_skip = jnp.asarray(decision.skip) if policy.may_skip else jnp.array(False)
 
-        def skip(_):
-            # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
-            # the policy's new state (its statistics saw a finite step, its scale may move).
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-            return zero_updates(inner, updates, state.inner_state, params, extra_args), state._replace(
-                policy_state=keep(policy_state, state.policy_state),
-                interventions=keep(state.interventions + intervened.astype(jnp.int32),
-                                   state.interventions),
-                skipped=optax.safe_increment(state.skipped))
-
         # A cond, as in optax.apply_if_finite: the skipped branch leaves the inner
         # state's buffers as they are. (A select would make XLA copy every moment
         # buffer on every step to keep the old value alive; measured slower.)
-        return lax.cond(finite & ~policy_skip, governed, skip, None)
+        return lax.cond(finite & ~policy_skip, governed, lambda _: skip(finite), None)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def scalars_finite(inner_state) -> jax.Array | None:
+    """Whether every floating scalar of an optimizer state is finite (step-size estimates,
+    running sums; a per-parameter buffer stays finite while its gradients are), or None
+    when it has none (AdamW: then nothing is checked and nothing is compiled)."""
+    scalars = [x for x in jax.tree.leaves(inner_state)
+               if jnp.ndim(x) == 0 and jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+    if not scalars:
+        return None
+    return jnp.all(jnp.stack([jnp.isfinite(x) for x in scalars]))

@@ -15,18 +15,20 @@ from train.stress.sweep import ArmProgram, Cell, run_cells
 from train.trainer import Trainer, build_data
 
 
-@pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw"])
+@pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw",
+                                 "governor@prodigy", "governor@schedule_free_adamw"])
 def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     cfg = small_config(tmp_path)
     if arm == "lora":   # a LoRA cell: the adapters train, the base is frozen and shared
         arm = "adamw"
         cfg.lora.update(enabled=True, rank=4, dropout=0.0)   # the suite's cells take no dropout key
-    schedule = "constant" if arm == "schedule_free_adamw" else "cosine"   # it brings its own
-    cfg.optimizer.update(guard="none", baseline="none" if arm == "adamw" else arm, schedule=schedule,
+    guard, rival = arm.split("@") if "@" in arm else ("none", arm)   # a guard over a rival
+    schedule = "constant" if rival == "schedule_free_adamw" else "cosine"   # it brings its own
+    cfg.optimizer.update(guard=guard, baseline="none" if rival == "adamw" else rival, schedule=schedule,
                          warmup_steps=2, lr=3e-3)
     if arm == "mechanize":
         cfg.optimizer.mechanize.s_init = 1.0   # so that 6 steps move the parameters
-    if arm == "prodigy":
+    if rival == "prodigy":
         cfg.optimizer.prodigy.estim_lr0 = 3e-3
     cfg.train.steps = 6
     data = build_data(cfg)
@@ -46,7 +48,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
             return data.train.batch(index)
 
     built = build_arm(arm, scfg)
-    assert built.lr_free == (arm == "prodigy")
+    assert built.lr_free == (rival == "prodigy")
     # An LR-free cell runs at peak 1: its optimizer gets the schedule's shape, as in train.run.
     cell = Cell(arm, cfg.optimizer.lr, 0, run_lr=1.0 if built.lr_free else None)
     program = ArmProgram(built, trainer.graphdef, shape)
@@ -70,7 +72,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
         from flax import nnx
         assert all(isinstance(v, nnx.LoRAParam) for v in jax.tree.leaves(
             trainer.params, is_leaf=lambda x: isinstance(x, nnx.Variable)))
-    if arm == "schedule_free_adamw":
+    if rival == "schedule_free_adamw":
         # Both evaluate the averaged point, not the point they train at.
         assert trainer._eval_params is not None and built.eval_params is not None
         averaged = trainer._eval_params(trainer.opt_state, trainer.params)

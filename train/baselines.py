@@ -1,6 +1,8 @@
 """The one registry of what AdamW is compared with: the baselines that wrap it (clipping,
 spike skipping, reduce_on_plateau, Mechanic) and the rivals that replace it with their
-own step-size rule (Prodigy, D-Adaptation, Schedule-Free AdamW).
+own step-size rule (Prodigy, D-Adaptation, Schedule-Free AdamW, MoMo-Adam). The rivals
+and Mechanic can also run inside the guard (``guardable``): their builder then takes the
+guard's scale as a multiplier of their learning rate (``lbw_jax.scaled_lr``).
 
 A record says everything ``train.run``, the stress suite and its report need: its
 label, whether it wraps or replaces AdamW, its knobs (the keyword parameters of one
@@ -52,6 +54,11 @@ class Baseline(NamedTuple):
       lr: one of ``LR_MODES``.
       eval_params: ``(state, params) -> params`` to evaluate (Schedule-Free's averaged
         point), or None: evaluate the parameters as trained.
+      guardable: whether ``lbw_guard`` may wrap it: its builder takes ``scaled=True`` and
+        then builds it around ``lbw_jax.scaled_lr``, so the guard's scale enters as its
+        learning-rate multiplier (``scale_inside``). The others act on the step
+        themselves (clipping, skipping, a plateau scale): a guard over them would be two
+        controls of one step.
     """
 
     label: str
@@ -63,6 +70,7 @@ class Baseline(NamedTuple):
     probe: Callable | None = None
     lr: str = "schedule"
     eval_params: Callable | None = None
+    guardable: bool = False
 
     @property
     def lr_free(self) -> bool:
@@ -101,7 +109,17 @@ def _plateau(opt, inner, **kw):
 
 
 def _mechanize(opt, inner, **kw):
+    # Guarded, ``inner`` is AdamW built by lbw_jax.scaled_lr: Mechanic forwards the
+    # guard's lr_scale to it, so its anchor and accumulated updates follow the steps taken.
     return optax.contrib.mechanize(inner, **kw)
+
+
+def _made(factory, learning_rate, scaled, **kw):
+    """``factory(learning_rate, **kw)``, or around ``lbw_jax.scaled_lr`` (``scaled``) so
+    that a guard hands it its scale as a learning-rate multiplier."""
+    if scaled:
+        return lbw_jax.scaled_lr(factory, learning_rate, **kw)
+    return factory(learning_rate, **kw)
 
 
 # Prodigy and D-Adaptation divide by a sum weighted by the learning rate: a schedule that
@@ -125,21 +143,27 @@ def _check_multiplier(name, value):
 def _lr_free(name, transform):
     """The builder of an LR-free rival: the schedule's shape comes in as ``shape``, its
     own ``learning_rate`` knob multiplies it, and AdamW's betas and weight decay are its."""
-    def build(opt, shape, **kw):
+    def build(opt, shape, *, scaled=False, **kw):
         multiplier = kw.pop("learning_rate")
         _check_multiplier(name, multiplier)
-        return transform(_floored(shape, multiplier), betas=(opt.b1, opt.b2),
-                         weight_decay=opt.weight_decay, **kw)
+        return _made(transform, _floored(shape, multiplier), scaled, betas=(opt.b1, opt.b2),
+                     weight_decay=opt.weight_decay, **kw)
     return build
 
 
-def _schedule_free_adamw(opt, learning_rate, *, warmup_steps=None, **kw):
+def _schedule_free_adamw(opt, learning_rate, *, scaled=False, warmup_steps=None, **kw):
     # Its own warmup, and no decay: that is its point. None: the config's warmup_steps.
     warmup = opt.warmup_steps if warmup_steps is None else warmup_steps
     if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
         raise ValueError(f"optimizer.schedule_free_adamw.warmup_steps={warmup!r} must be an integer >= 0")
-    return optax.contrib.schedule_free_adamw(learning_rate, warmup_steps=int(warmup) or None,
-                                             b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, **kw)
+    return _made(optax.contrib.schedule_free_adamw, learning_rate, scaled, warmup_steps=int(warmup) or None,
+                 b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, **kw)
+
+
+def _momo_adam(opt, learning_rate, *, scaled=False, **kw):
+    # The user's LR is its ceiling: it steps by min(learning_rate, a Polyak step).
+    return _made(optax.contrib.momo_adam, learning_rate, scaled, b1=opt.b1, b2=opt.b2,
+                 weight_decay=opt.weight_decay, **kw)
 
 
 def _schedule_free_eval(state, params):
@@ -173,23 +197,33 @@ BASELINES = {
     "mechanize": Baseline("Mechanic (optax.contrib.mechanize over AdamW)",
                           "optax.contrib.mechanize(AdamW, weight_decay, eps, s_init, num_betas)",
                           "wraps", _mechanize, optax.contrib.mechanize,
-                          probe=read(scale=("s", jnp.sum), estimate=("s", jnp.sum))),
+                          probe=read(scale=("s", jnp.sum), estimate=("s", jnp.sum)), guardable=True),
     "prodigy": Baseline("Prodigy (optax.contrib.prodigy)",
                         "optax.contrib.prodigy in place of AdamW, with AdamW's betas and weight decay",
                         "replaces", _lr_free("prodigy", optax.contrib.prodigy), optax.contrib.prodigy, fixed=("betas", "weight_decay"),
-                        probe=read(estimate="estim_lr"), lr="shape"),
+                        probe=read(estimate="estim_lr"), lr="shape", guardable=True),
     "dadapt_adamw": Baseline("D-Adaptation AdamW (optax.contrib.dadapt_adamw)",
                              "optax.contrib.dadapt_adamw in place of AdamW, with AdamW's betas and weight decay",
                              "replaces", _lr_free("dadapt_adamw", optax.contrib.dadapt_adamw),
                              optax.contrib.dadapt_adamw,
-                             fixed=("betas", "weight_decay"), probe=read(estimate="estim_lr"), lr="shape"),
+                             fixed=("betas", "weight_decay"), probe=read(estimate="estim_lr"), lr="shape",
+                             guardable=True),
     "schedule_free_adamw": Baseline(
         "Schedule-Free AdamW (optax.contrib.schedule_free_adamw)",
         "optax.contrib.schedule_free_adamw in place of AdamW (its own warmup, no decay), with "
         "AdamW's betas and weight decay, evaluated at schedule_free_eval_params",
         "replaces", _schedule_free_adamw, optax.contrib.schedule_free_adamw,
         fixed=("learning_rate", "b1", "b2", "weight_decay", "state_dtype"), lr="constant",
-        eval_params=_schedule_free_eval),
+        eval_params=_schedule_free_eval, guardable=True),
+    # MoMo's Polyak step reads the loss (value=) and a lower bound of it: 0 by default,
+    # or estimated online (adapt_lower_bound).
+    "momo_adam": Baseline(
+        "MoMo-Adam (optax.contrib.momo_adam)",
+        "optax.contrib.momo_adam in place of AdamW: Adam with the step min(learning_rate, a "
+        "Polyak step), with AdamW's betas and weight decay",
+        "replaces", _momo_adam, optax.contrib.momo_adam,
+        fixed=("learning_rate", "b1", "b2", "weight_decay"),
+        guardable=True),
 }
 
 

@@ -181,11 +181,13 @@ def baseline_learning_rate(cfg, name: str):
     return opt.lr if mode == "constant" else schedule(cfg, horizon(cfg))
 
 
-def build_baseline(cfg, name: str, learning_rate, kwargs=None) -> optax.GradientTransformationExtraArgs:
+def build_baseline(cfg, name: str, learning_rate, kwargs=None, *, scaled: bool = False
+                   ) -> optax.GradientTransformationExtraArgs:
     """Baseline ``name`` of ``train.baselines.BASELINES`` around AdamW at
     ``learning_rate`` (or in its place); knobs are checked now (a name the baseline does
     not have is an error, never ignored). ``kwargs``: its knobs, default
-    ``optimizer.<name>``."""
+    ``optimizer.<name>``. ``scaled``: built to run inside the guard, taking its scale as
+    a learning-rate multiplier (a ``guardable`` record only)."""
     if name not in BASELINES:
         raise ValueError(f"optimizer.baseline={name!r}; choose none or one of {sorted(BASELINES)}")
     kw = knob_dict(cfg.optimizer.get(name) if kwargs is None else kwargs)
@@ -195,14 +197,27 @@ def build_baseline(cfg, name: str, learning_rate, kwargs=None) -> optax.Gradient
                          f"knob; its knobs: {', '.join(baseline_knobs(name))}")
     kw = {**knob_defaults(name), **kw}
     record = BASELINES[name]
-    inner = adamw(cfg, learning_rate) if record.role == "wraps" else learning_rate
-    return optax.with_extra_args_support(record.build(cfg.optimizer, inner, **kw))
+    if scaled and not record.guardable:
+        raise ValueError(f"optimizer.baseline={name!r} cannot run inside the guard: {record.label} acts "
+                         f"on the step itself, so the two would be two controls of one step; choose "
+                         f"one (a guard with optimizer.baseline='none', or this baseline with "
+                         f"optimizer.guard='none'). The guard runs over "
+                         f"{', '.join(n for n, r in BASELINES.items() if r.guardable)}")
+    if record.role == "replaces":
+        # (Only a guardable record's builder takes ``scaled``.)
+        scaling = {"scaled": True} if scaled else {}
+        return optax.with_extra_args_support(record.build(cfg.optimizer, learning_rate, **scaling, **kw))
+    opt = cfg.optimizer
+    inner = (lbw_jax.scaled_lr(optax.adamw, learning_rate, b1=opt.b1, b2=opt.b2,
+                               weight_decay=opt.weight_decay) if scaled else adamw(cfg, learning_rate))
+    return optax.with_extra_args_support(record.build(opt, inner, **kw))
 
 
 def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,
                     baseline: str | None = None, baseline_kwargs=None
                     ) -> optax.GradientTransformationExtraArgs:
-    """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper.
+    """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper, or a
+    guardable rival (``train.baselines``) inside the guard.
 
     Args:
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
@@ -213,7 +228,10 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
         with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``). Without
         ``learning_rate`` it takes ``baseline_learning_rate``; with one, a rival that
-        replaces AdamW takes it as it is (the stress suite passes each its own).
+        replaces AdamW takes it as it is (the stress suite passes each its own). With a
+        guard too, the guard wraps it and hands it its scale as a multiplier of its
+        learning rate (``lbw_guard(..., scale_inside=True)``); a baseline that acts on
+        the step itself (clipping, skipping, a plateau scale) is refused.
     """
     opt = cfg.optimizer
     guard = opt.guard if guard is None else guard
@@ -225,20 +243,25 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         if learning_rate is None and baseline in BASELINES:
             learning_rate = baseline_learning_rate(cfg, baseline)
         return build_baseline(cfg, baseline, learning_rate, baseline_kwargs)
-    if learning_rate is None:
-        check_lr(opt.lr)
-        learning_rate = schedule(cfg, horizon(cfg))
-    inner = adamw(cfg, learning_rate)
-    if policy is None and guard == "none":
-        return optax.with_extra_args_support(inner)
-    if baseline != "none":
-        raise ValueError(f"optimizer.guard={guard!r} and optimizer.baseline={baseline!r}: choose one "
-                         f"(a guard, or a baseline with optimizer.guard='none')")
+    guarded_rival = baseline != "none"
+    if guarded_rival:
+        if baseline not in BASELINES:
+            raise ValueError(f"optimizer.baseline={baseline!r}; choose none or one of {sorted(BASELINES)}")
+        if learning_rate is None:
+            learning_rate = baseline_learning_rate(cfg, baseline)
+        inner = build_baseline(cfg, baseline, learning_rate, baseline_kwargs, scaled=True)
+    else:
+        if learning_rate is None:
+            check_lr(opt.lr)
+            learning_rate = schedule(cfg, horizon(cfg))
+        inner = adamw(cfg, learning_rate)
+        if policy is None and guard == "none":
+            return optax.with_extra_args_support(inner)
     policy = build_policy(guard, policy_knobs(cfg, guard)) if policy is None else policy
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
     return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,
-                             stacked_axes=stacked_layer_axes)
+                             stacked_axes=stacked_layer_axes, scale_inside=guarded_rival)
 
 
 def check_lr(lr) -> None:

@@ -160,7 +160,8 @@ class Trainer:
         self.law = lbw_jax.LAWS.get(cfg.optimizer.guard)
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         # Schedule-Free trains one point and is evaluated at another (its average).
-        record = None if self.guarded else BASELINES.get(cfg.optimizer.get("baseline", "none"))
+        # (Also inside the guard: a guarded rival is evaluated and probed as the bare one.)
+        record = BASELINES.get(cfg.optimizer.get("baseline", "none"))
         self._eval_params = (jax.jit(record.eval_params) if record is not None and record.eval_params
                              else None)
         # What the baseline's record reads from its state (by name): its applied scale,
@@ -230,7 +231,7 @@ class Trainer:
                                interventions=info["interventions"], skipped=info["skipped"])
                 if "reason" in info:  # a law that names why it intervened (the governor)
                     metrics["reason"] = info["reason"]
-            elif self._baseline_probe is not None:
+            if self._baseline_probe is not None:
                 metrics.update({f"baseline_{k}": v for k, v in self._baseline_probe(opt_state).items()})
             return params, opt_state, metrics
 

@@ -171,8 +171,7 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
                           f"optimizer.baseline={o.get('baseline', 'none')!r}; choose the one "
                           f"these knobs belong to, or drop them")
     baseline = cfg.optimizer.get("baseline", "none")
-    if (cfg.optimizer.guard == "none" and baseline in optim.BASELINES
-            and optim.BASELINES[baseline].lr == "constant" and cfg.optimizer.schedule != "constant"):
+    if (baseline in optim.BASELINES and optim.BASELINES[baseline].lr == "constant" and cfg.optimizer.schedule != "constant"):
         raise ConfigError(f"optimizer.baseline={baseline!r} brings its own schedule (warmup, then no "
                           f"decay: that is its point), but optimizer.schedule="
                           f"{cfg.optimizer.schedule!r}: set optimizer.schedule=constant")
@@ -199,4 +198,6 @@ def _as_config_field(message: str, opt) -> str:
     match = re.match(r"(\w+): knob (\w+)=", message)
     if group == "none" or match is None:
         return message
+    if match.group(1) == opt.get("baseline", "none"):   # a rival's knob, inside a guard
+        group = match.group(1)
     return f"optimizer.{group}.{match.group(2)}=" + message[match.end():]

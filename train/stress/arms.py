@@ -9,7 +9,11 @@ LR and seed.
 Kinds (``ArmSpec``, parsed once from the name):
   baseline: AdamW, alone or with one baseline or rival of ``train.baselines.BASELINES``
     around it or in its place.
-  guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry.
+  guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry,
+    over AdamW, or over a guardable rival: ``<guard>@<rival>`` (``governor@dadapt_adamw_lr0``,
+    the rival a baseline name or a variant of one), which takes the guard's scale as its
+    learning-rate multiplier. Such an arm has no control or replay: both are AdamW
+    open loop, and the rival's open-loop twin would need the rival's own state to replay.
   control: ``effective_lr_<guard>``, plain AdamW at LR x the guard's mean applied
     multiplier in the same cell (``effective_lr`` alone copies ``stress.effective_lr_of``).
   replay: ``replay_<guard>``, plain AdamW whose LR follows the guard's multiplier
@@ -53,7 +57,12 @@ def parse_arm(name: str, stress) -> ArmSpec:
         return ArmSpec(name, "control", stress.effective_lr_of)
     for prefix, kind in (("effective_lr_", "control"), ("replay_", "replay")):
         if name.startswith(prefix):
+            if "@" in name:
+                raise ValueError(f"stress.arms: {name!r}: a guard over a rival has no {kind}; the "
+                                 f"{kind}s run plain AdamW, which would not be the rival's open loop")
             return ArmSpec(name, kind, name[len(prefix):])
+    if "@" in name:
+        return ArmSpec(name, "guard")
     variant = stress.get("variants", {}).get(name)
     if name == "adamw" or name in BASELINES or (variant is not None and variant.policy in BASELINES):
         return ArmSpec(name, "baseline")
@@ -86,6 +95,7 @@ class Arm:
         LR on the suite's schedule), "shape" (LR-free: the schedule's shape, peak 1; it
         runs one column) or "constant" (the cell's LR, no schedule: it warms up itself).
       eval_params: (state, params) -> the parameters to evaluate, or None.
+      policy: a guard arm's (policy name, built policy); None for the others.
     """
 
     spec: ArmSpec
@@ -94,6 +104,7 @@ class Arm:
     probe: Callable[[object], dict]
     lr_mode: str = "schedule"
     eval_params: Callable | None = None
+    policy: tuple | None = None
 
     @property
     def name(self) -> str:
@@ -122,10 +133,27 @@ def baseline_label(name: str, cfg) -> str:
     return BASELINES[name].label
 
 
+def _rival(name: str, cfg) -> tuple[str, dict, str]:
+    """(baseline, knobs, label) of a baseline name or a ``stress.variants`` entry of one."""
+    s = cfg.stress
+    if name in s.variants:   # a baseline with some knobs changed (e.g. a calibrated start)
+        base, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
+        kwargs = {**optim.knob_dict(cfg.optimizer.get(base)), **changed}
+        label = f"{baseline_label(base, cfg)}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
+        return base, kwargs, label
+    if name not in BASELINES:
+        raise ValueError(f"stress.arms: {name!r} is not a baseline of train.baselines.BASELINES "
+                         f"{sorted(BASELINES)} or a stress.variants entry of one")
+    return name, optim.knob_dict(cfg.optimizer.get(name)), baseline_label(name, cfg)
+
+
 def build_arm(name: str, cfg) -> Arm:
     """The arm called ``name``; knob errors surface here, before any trace."""
     s = cfg.stress
     spec = parse_arm(name, s)
+    if "@" in name:
+        guard, rival = name.split("@", 1)
+        return _guarded(build_arm(guard, cfg), spec, rival, cfg)
     plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
     if spec.kind == "control":
         return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, unprobed)
@@ -134,14 +162,10 @@ def build_arm(name: str, cfg) -> Arm:
     if spec.kind == "baseline":
         if name == "adamw":
             return Arm(spec, ADAMW_LABEL, plain, unprobed)
-        base, kwargs, label = name, optim.knob_dict(cfg.optimizer.get(name)), None
-        if name in s.variants:   # a baseline with some knobs changed (e.g. a calibrated start)
-            base, changed = s.variants[name].policy, optim.knob_dict(s.variants[name].kwargs)
-            kwargs = {**optim.knob_dict(cfg.optimizer.get(base)), **changed}
-            label = f"{baseline_label(base, cfg)}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
+        base, kwargs, label = _rival(name, cfg)
         optim.build_baseline(cfg, base, 1e-3, kwargs)  # checks the knobs now
         record = BASELINES[base]
-        return Arm(spec, label or baseline_label(base, cfg),
+        return Arm(spec, label,
                    lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=base,
                                                     baseline_kwargs=kwargs),
                    probe_of(base), lr_mode=record.lr, eval_params=record.eval_params)
@@ -166,11 +190,31 @@ def build_arm(name: str, cfg) -> Arm:
     configured = {k: v for k, v in optim.set_knobs(cfg, policy_name).items() if k not in changed}
     label = ", ".join([policy_name, *(f"{k}={v}" for k, v in {**configured, **changed}.items())])
 
-    def guard_probe(state):
-        info = lbw_jax.telemetry(state)
-        return {**unprobed(), "scale": info["scale"], "skipped": info["skipped"]}
-
     return Arm(spec, f"lbw_guard({label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline="none"),
-               guard_probe)
+               _guard_probe, policy=(policy_name, policy))
+
+
+def _guard_probe(state):
+    info = lbw_jax.telemetry(state)
+    return {**unprobed(), "scale": info["scale"], "skipped": info["skipped"]}
+
+
+def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
+    """The guard arm ``guard`` over rival ``rival`` (``<guard>@<rival>``)."""
+    if guard.kind != "guard" or "@" in guard.name:
+        raise ValueError(f"stress.arms: {spec.name!r}: {guard.name!r} before the @ is not a guard "
+                         f"(a policy of lbw_jax.POLICIES or a stress.variants entry of one)")
+    base, kwargs, label = _rival(rival, cfg)
+    policy_name, policy = guard.policy
+    optim.build_baseline(cfg, base, 1e-3, kwargs, scaled=True)  # refuses what cannot be guarded
+    record, read_rival = BASELINES[base], probe_of(base)
+
+    def probe(state):   # the guard's scale and skips, the rival's own estimate
+        return {**_guard_probe(state), "estimate": read_rival(state)["estimate"]}
+
+    return Arm(spec, f"{guard.label[:-1]} over {label})",
+               lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
+                                                baseline=base, baseline_kwargs=kwargs),
+               probe, lr_mode=record.lr, eval_params=record.eval_params)

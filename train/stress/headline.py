@@ -8,6 +8,9 @@ Per arm:
     log-perplexity of any arm. 0 means the arm is as good as the best run anywhere
     at every LR; the cap at the start makes a diverged cell cost as much as
     having learnt nothing. Only for arms that ran the whole grid.
+  lr_sensitivity_up: the same mean over the LRs from tuned AdamW's up: the LRs a guard
+    can act on (its scale is at most 1, so below tuned it can only equal AdamW). An
+    LR-free arm counts with its one run, which stands at every LR.
   worst_gap_pct: the largest gap, in %, of the arm's mean final perplexity over the
     grid to tuned AdamW (the best mean of AdamW over the grid); None when a mean
     is non-finite (a diverged seed).
@@ -61,10 +64,13 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
     grid, start_log = results["grid"], math.log(results["start_ppl"])
     lrs = sorted({float(lr) for per in grid.values() for lr in per})
     full = [arm for arm, per in grid.items() if {float(lr) for lr in per} == set(lrs)]
+    tuned_lr, tuned = tuned_adamw(grid)
+    up = {lr for lr in lrs if lr >= tuned_lr}
     best = min(sum(math.log(f) for f in row["finals"]) / len(row["finals"])
                for arm in full for row in grid[arm].values()
                if row["finals"] and all(is_finite(f) and f > 0 for f in row["finals"]))
-    tuned_lr, tuned = tuned_adamw(grid)
+    sensitivity = lambda rows: sum(sum(_log_finals(r, start_log)) / len(r["finals"]) - best
+                                   for r in rows) / len(rows)
     stressed = stressed_lrs(grid, tolerance)
     copies = {}
     for arm, source in results.get("sources", {}).items():
@@ -80,8 +86,9 @@ def headline(results: dict, tolerance: float = 0.05) -> dict:
         unique = list(rows.values())[:1] if flat else list(rows.values())
         entry = {
             "kind": results["kinds"][arm],
-            "lr_sensitivity": (sum(sum(_log_finals(r, start_log)) / len(r["finals"]) - best
-                                   for r in rows.values()) / len(rows)) if arm in full else None,
+            "lr_sensitivity": sensitivity(list(rows.values())) if arm in full else None,
+            "lr_sensitivity_up": (sensitivity([rows[lr] for lr in sorted(up)])
+                                  if up <= set(rows) else None),
             "worst_gap_pct": None if any(g is None for g in gaps) else max(gaps),
             # An LR-free arm's one column stands at every LR: count its cells once.
             "diverged": sum(row["diverged"] for row in unique),

@@ -122,18 +122,20 @@ def _headline_md(result, tables) -> list[str]:
              f"*Time to target*: the fewest steps (mean over seeds, every seed reaching it) in which "
              f"the arm, at its best LR for it, first evaluates within 1% of tuned AdamW's final perplexity "
              f"({tables['time_to_target']['target']:.2f}), and the wall time to it (see Time to target).", "",
-             "| arm | kind | LR sensitivity | worst gap to tuned AdamW | diverged cells | time to target "
-             "(at its best LR) | vs replay | vs control |",
-             "|---|---|---|---|---|---|---|---|"]
+             "*From tuned up*: the same sensitivity over the LRs from tuned AdamW's up, the ones a "
+             "guard can act on (an LR-free arm counts with its one run).", "",
+             "| arm | kind | LR sensitivity | from tuned up | worst gap to tuned AdamW | diverged cells | "
+             "time to target (at its best LR) | vs replay | vs control |",
+             "|---|---|---|---|---|---|---|---|---|"]
     ttt = tables["time_to_target"]
     for name in result.runs:
         h = head[name]
         best_lr, best_row = target_lib.fastest(ttt["arms"].get(name, {}))
         where = "" if best_lr is None else (" (no LR)" if name in result.lr_free else f" at {best_lr:g}")
         reach = target_lib.describe(best_row) + where
-        sens = "—" if h["lr_sensitivity"] is None else f"{h['lr_sensitivity']:.3f}"
+        sens, up = ("—" if h.get(k) is None else f"{h[k]:.3f}" for k in ("lr_sensitivity", "lr_sensitivity_up"))
         per_lr = lambda d: "—" if not d else ", ".join(f"{float(lr):g}: {format_pct(v)}" for lr, v in d.items())
-        lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {format_pct(h['worst_gap_pct'])} | "
+        lines.append(f"| {result.labels[name]} | {h['kind']} | {sens} | {up} | {format_pct(h['worst_gap_pct'])} | "
                      f"{h['diverged']}/{h['cells']} | {reach} | {per_lr(h.get('vs_replay_pct'))} | "
                      f"{per_lr(h.get('vs_control_pct'))} |")
     return lines

@@ -1,0 +1,36 @@
+"""The guard over the LR-free and LR-robust rivals, next to each bare rival, on the suite's
+two settings: ``:cpu``, the CPU default (configs/stress_cpu.py), and ``:lora``, the LoRA
+shift (configs/stress_lora.py). Same model, data, schedule, LR grid, seeds and faults as
+those; the arms are the question's: AdamW, the governor over AdamW, and D-Adaptation and
+Prodigy (started at 1e-3), Schedule-Free AdamW and MoMo-Adam (with its online lower bound
+of the loss), each bare and inside the governor (``governor@<rival>``), every arm faulted.
+
+    python -m train.stress --config configs/stress_guarded.py:cpu --config.output_dir=docs/stress/guarded/cpu
+    python -m train.stress --config configs/stress_guarded.py:lora --config.output_dir=docs/stress/guarded/lora
+"""
+
+import ml_collections
+
+from configs.stress_cpu import CALIBRATED
+from configs.stress_cpu import get_config as stress_cpu
+from configs.stress_lora import get_config as stress_lora
+
+SETTINGS = {"cpu": stress_cpu, "lora": stress_lora}
+# MoMo's Polyak step uses a lower bound of the loss; its default, 0, is far below a
+# language model's loss (about 4.8 nats here), which leaves the cap at the LR: the online
+# estimate (adapt_lower_bound) is what makes it differ from AdamW.
+VARIANTS = {**CALIBRATED, "momo_adam_lb": ("momo_adam", {"adapt_lower_bound": True})}
+RIVALS = ("dadapt_adamw_lr0", "prodigy_lr0", "schedule_free_adamw", "momo_adam_lb")
+
+
+def get_config(setting: str = "cpu"):
+    if setting not in SETTINGS:
+        raise ValueError(f"configs/stress_guarded.py:{setting}: choose one of {sorted(SETTINGS)}")
+    c = SETTINGS[setting]()
+    c.output_dir = f"runs/stress_guarded_{setting}"
+    s = c.stress
+    for name, (rival, knobs) in VARIANTS.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
+    s.arms = ("adamw", "governor", *RIVALS, *(f"governor@{r}" for r in RIVALS))
+    s.fault_arms = s.arms
+    return c
