@@ -3,9 +3,12 @@
 Builds the default run's trainer four times (plain AdamW; lbw_guard with reflex, with
 and without the non-finite skip; lbw_guard with the governor), then times the jitted training step (forward,
 backward, governed update) over the same batches, arms interleaved in rounds; the
-figure is the median over rounds of the mean step time.
+figure is the median over rounds of the mean step time. ``--rivals`` times the rivals
+that can run inside the guard instead, each bare and inside the governor
+(``optimizer.guard=governor`` with ``optimizer.baseline=<rival>``), against the bare rival.
 
     python bench/step_overhead.py
+    python bench/step_overhead.py --rivals
 """
 
 from __future__ import annotations
@@ -17,23 +20,40 @@ import time
 import jax
 
 from configs.tiny import get_config
+from train.baselines import BASELINES
 from train.trainer import Trainer, build_data
+
+
+def _arms(rivals: bool) -> dict:
+    """name -> (guard, baseline, skip_non_finite, the arm it is compared with)."""
+    if not rivals:
+        return {"adamw": ("none", "none", True, "adamw"),
+                "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw"),
+                "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw"),
+                "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw")}
+    out = {}
+    for name, record in BASELINES.items():
+        if record.guardable:
+            out[name] = ("none", name, True, name)
+            out[f"lbw_guard({name}, governor)"] = ("governor", name, True, name)
+    return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="steps per arm per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rivals", action="store_true",
+                        help="time the rivals bare and inside the governor instead")
     args = parser.parse_args()
 
-    arms = {"adamw": dict(guard="none"), "lbw_guard(adamw, reflex)": dict(guard="reflex"),
-            "lbw_guard(adamw, reflex, skip_non_finite=False)": dict(guard="reflex", skip=False),
-            "lbw_guard(adamw, governor)": dict(guard="governor")}
+    arms = _arms(args.rivals)
     data, trainers = None, {}
-    for name, arm in arms.items():
+    for name, (guard, baseline, skip, _) in arms.items():
         cfg = get_config()
-        cfg.optimizer.guard = arm["guard"]
-        cfg.optimizer.skip_non_finite = arm.get("skip", True)
+        cfg.optimizer.update(guard=guard, baseline=baseline, skip_non_finite=skip)
+        if baseline != "none" and BASELINES[baseline].lr == "constant":
+            cfg.optimizer.schedule = "constant"   # Schedule-Free brings its own
         if data is None:
             data = build_data(cfg)
         trainer = Trainer.build(cfg, data)
@@ -51,15 +71,14 @@ def main():
             jax.block_until_ready(trainer.params)
             per_round[name].append((time.perf_counter() - start) / args.steps)
 
-    base = statistics.median(per_round["adamw"])
-    n_params = sum(x.size for x in jax.tree.leaves(trainers["adamw"].params))
+    n_params = sum(x.size for x in jax.tree.leaves(next(iter(trainers.values())).params))
     print(f"default model ({n_params / 1e6:.2f}M parameters), batch {get_config().train.batch_size} x "
           f"{get_config().data.seq_len} tokens, {args.rounds} rounds x {args.steps} steps per arm")
-    print("| training step | median step (ms) | vs adamw |")
+    print("| training step | median step (ms) | vs |")
     print("|---|---|---|")
     for name, times in per_round.items():
-        t = statistics.median(times)
-        print(f"| {name} | {1e3 * t:.1f} | {t / base:.3f}x |")
+        t, versus = statistics.median(times), arms[name][3]
+        print(f"| {name} | {1e3 * t:.1f} | {t / statistics.median(per_round[versus]):.3f}x {versus} |")
 
 
 if __name__ == "__main__":

@@ -138,3 +138,19 @@ def test_an_orbax_without_the_hook_still_records_every_checksum(tmp_path, monkey
     sums = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "checksums").iterdir()}
     assert sorted(sums) == _steps_on_disk(tmp_path) == [0, 4, 8]
     assert all(record["files"] for record in sums.values())
+
+
+def test_a_one_line_error_keeps_its_cause_wherever_the_library_put_it():
+    from train.errors import first_line
+    cause = os.strerror(28)                        # "No space left on device"
+    middle = OSError(f"{'/a/long/path' * 20}: {cause}: {'while writing a shard ' * 12}")
+    assert len(str(middle)) > 300 and cause in first_line(middle) and " ... " in first_line(middle)
+    assert first_line(RuntimeError(f"write failed\n{cause}")) == f"RuntimeError: write failed [{cause}]"
+    try:
+        try:
+            raise OSError(28, cause)
+        except OSError as e:
+            raise RuntimeError("tensorstore: write failed") from e
+    except RuntimeError as e:
+        assert first_line(e) == f"RuntimeError: tensorstore: write failed [{cause}]"
+    assert first_line(ValueError("bad value\nmore")) == "ValueError: bad value"

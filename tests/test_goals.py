@@ -68,7 +68,7 @@ def test_goals_met_and_missed_are_told_apart():
     assert [goal for goal, _, _ in good] == [
         "no harm at tuned AdamW's LR 0.001: within 1%",   # the only LR where AdamW is within 5%
         "within 5% of tuned AdamW at every LR from 0.001 up", "no diverged cell",
-        "lowest LR sensitivity", "LR 0.01: within 2% of its effective-LR control",
+        "lowest LR sensitivity from 0.001 up", "LR 0.01: within 2% of its effective-LR control",
         "LR 0.1: within 2% of its effective-LR control", "nan_grad: survived, smallest cost",
         "nan_grad: better than its replay"]
     bad = dict((goal, ok) for goal, ok, _ in goals.check(
@@ -79,7 +79,7 @@ def test_goals_met_and_missed_are_told_apart():
     assert bad["LR 0.1: within 2% of its effective-LR control"] is True          # 22 < 50
     assert bad["nan_grad: survived, smallest cost"] is False                      # clip lost only 0.5
     assert bad["nan_grad: better than its replay"] is False                       # 0.7 > 0.6
-    assert bad["lowest LR sensitivity"] is True and bad["no diverged cell"] is True
+    assert bad["lowest LR sensitivity from 0.001 up"] is True and bad["no diverged cell"] is True
 
 
 def test_a_fault_cost_inside_the_clean_seed_spread_is_a_tie():
@@ -122,6 +122,55 @@ def test_goals_exit_non_zero_on_a_missed_goal(tmp_path, capsys):
     assert "Rivals: adamw, clip." in out and "**no**" in out
 
 
+def test_a_goal_whose_yardstick_did_not_run_is_not_measured(tmp_path, capsys):
+    r = _results(governor=(20.1, 20.5, 20.9))
+    for arm in ("replay_governor", "effective_lr_governor"):
+        for table in ("grid", "kinds", "sources", "labels", "scenarios"):
+            r[table].pop(arm, None)
+    rows = {goal: ok for goal, ok, _ in goals.check(r, "governor")}
+    assert rows["LR 0.01: within 2% of its effective-LR control"] is None
+    assert rows["nan_grad: better than its replay"] is None
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(r))
+    assert goals.main([str(path)]) == 0                       # every measured goal is met
+    out = capsys.readouterr().out
+    assert "| not measured |" in out and "5 of 5 measured goals met; 3 not measured." in out
+
+
+def test_lr_sensitivity_is_ranked_over_the_lrs_a_guard_can_act_on():
+    """Below tuned AdamW's LR (1e-2 here) a guard can only equal AdamW: an LR-free arm
+    (one run, flat over the grid) that beats the governor over the whole grid only
+    because of the column below tuned is behind it from tuned up."""
+    r = _results(governor=(40.0, 20.5, 20.9))
+    r["grid"]["adamw"]["0.01"] = _row([19.0, 19.0])          # tuned AdamW at 1e-2 now
+    flat = lambda v: {lr: dict(_row([v, v]), flat=True) for lr in LRS}
+    r["grid"]["dadapt"] = flat(21.0)
+    r["kinds"]["dadapt"], r["sources"]["dadapt"], r["labels"]["dadapt"] = "baseline", None, "dadapt"
+    h = headline(r)
+    best = math.log(19.0)
+    assert h["governor"]["lr_sensitivity_up"] == pytest.approx((math.log(20.5) + math.log(20.9) - 2 * best) / 2)
+    assert h["dadapt"]["lr_sensitivity_up"] == pytest.approx(math.log(21.0) - best)
+    assert h["dadapt"]["lr_sensitivity"] < h["governor"]["lr_sensitivity"]   # 1e-3's 40 weighs
+    rows = {goal: (ok, figures) for goal, ok, figures in goals.check(r, "governor")}
+    ok, figures = rows["lowest LR sensitivity from 0.01 up"]
+    assert ok and "whole grid" in figures
+    assert h["replay_governor"]["lr_sensitivity_up"] is not None   # it ran every LR from tuned up
+    assert h["replay_governor"]["lr_sensitivity"] is None           # but not the whole grid
+
+
+def test_fault_costs_are_ranked_among_the_arms_that_train():
+    """An arm whose clean run at the scenarios' LR ends within 5% of the start loses
+    nothing to a fault: it is listed as not training, not ranked."""
+    r = _results(governor=(20.1, 20.5, 20.9), gov_cost=0.7)
+    r["config"] = {"stress": {"scenario_lr": 1e-3}}
+    r["grid"]["clip"]["0.001"] = _row([96.0, 96.0])           # 4% below the start of 100
+    rows = {goal: (ok, figures) for goal, ok, figures in goals.check(r, "governor")}
+    ok, figures = rows["nan_grad: survived, smallest cost"]
+    assert ok and "not training: clip +0.50" in figures
+    r["grid"]["clip"]["0.001"] = _row([94.0, 94.0])           # 6% below: it trains, and costs less
+    assert not dict((g, ok) for g, ok, _ in goals.check(r, "governor"))["nan_grad: survived, smallest cost"]
+
+
 def test_ablation_rows_show_the_change_against_the_full_policy():
     r = _results()
     r["grid"]["governor_no_skip"] = dict(r["grid"]["governor"], **{"0.01": _row([22.5, 22.5])})
@@ -157,3 +206,36 @@ def test_an_unknown_policy_or_file_is_one_line_with_exit_code_2(tmp_path, capsys
         "error: goals: the results have no arm 'nope'; arms: ['adamw']")
     assert goals.main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def _with_guarded_rival(bare=21.0, guarded=21.1, cost=0.3, survived=2):
+    r = _results(governor=(20.1, 20.5, 20.9), gov_cost=0.2)
+    r["config"] = {"stress": {"scenario_lr": 1e-3}}
+    r["grid"]["governor"]["0.001"]["std"] = 0.15     # a cost 0.1 above the governor's is inside it
+    for arm, value in (("dadapt", bare), ("governor@dadapt", guarded)):
+        r["grid"][arm] = {lr: dict(_row([value, value]), flat=True) for lr in LRS}
+        r["kinds"][arm], r["sources"][arm], r["labels"][arm] = (
+            "guard" if "@" in arm else "baseline"), None, arm
+    r["scenarios"]["governor@dadapt"] = {"nan_grad": {"summary": {"ppl_loss": cost, "survived": survived,
+                                                                  "seeds": 2}}}
+    return r
+
+
+def test_the_guard_over_a_rival_is_checked_against_the_bare_rival_and_the_guard(tmp_path, capsys):
+    from train.stress import guarded
+    rows = {goal: (ok, figures) for goal, ok, figures in guarded.check(_with_guarded_rival())}
+    assert rows["governor@dadapt: no harm to dadapt at its one run: within 1%"] == (True, "21.10 vs 21.00 (+0.48%)")
+    ok, figures = rows["governor@dadapt, nan_grad: survived, cost within the governor's"]
+    assert ok and "margin +0.10, clean seed spread 0.15" in figures
+    assert rows["governor@dadapt: within 5% of tuned AdamW (20.00 at 0.001) at every LR"][0] is False  # +5.5%
+    assert rows["governor@dadapt: no diverged cell"][0] is True
+    bad = {goal: ok for goal, ok, _ in guarded.check(_with_guarded_rival(guarded=21.3, cost=0.3, survived=1))}
+    assert bad["governor@dadapt: no harm to dadapt at its one run: within 1%"] is False    # +1.4%
+    assert bad["governor@dadapt, nan_grad: survived, cost within the governor's"] is False
+    good = _with_guarded_rival(bare=20.8, guarded=20.6)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(good))
+    assert guarded.main([str(path)]) == 0
+    assert "4 of 4 measured goals met; 0 not measured." in capsys.readouterr().out
+    path.write_text(json.dumps(_results()))
+    assert guarded.main([str(path)]) == 2          # no guard over a rival in the file

@@ -185,3 +185,26 @@ def test_the_suite_names_a_guard_over_a_rival():
         build_arm("governor@clip", cfg)
     with pytest.raises(ValueError, match="before the @ is not a guard"):
         build_arm("prodigy@dadapt_adamw", cfg)
+
+
+def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
+    from harness_helpers import small_config, unguarded
+    from train.fingerprint import differences
+    from train.run import train
+
+    cfg = unguarded(small_config(tmp_path, steps=4, log_every=1))
+    cfg.optimizer.update(guard="governor", baseline="dadapt_adamw", schedule="cosine", warmup_steps=2)
+    cfg.optimizer.dadapt_adamw.estim_lr0 = 1e-3
+    summary = train(cfg)
+    import json
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["optimizer"]["guard"], saved["optimizer"]["baseline"]) == ("governor", "dadapt_adamw")
+    from train.metrics import read_metrics
+    rows = read_metrics(tmp_path)
+    last = [row for row in rows if "loss" in row][-1]   # the last training step's record
+    assert {"scale", "regime", "skipped", "baseline_estimate"} <= set(last)
+    assert last["baseline_estimate"] >= 1e-3 and last["skipped"] == 0 and summary["status"] == "finished"
+    # The resume check compares the knobs of both parts.
+    flat = lambda knob: {"optimizer.guard": "governor", "optimizer.baseline": "dadapt_adamw",
+                         "optimizer.dadapt_adamw.estim_lr0": knob, "optimizer.governor.tolerance": 0.05}
+    assert differences(flat(1e-3), flat(1e-2)) == ["optimizer.dadapt_adamw.estim_lr0: 0.001 -> 0.01"]

@@ -16,6 +16,9 @@ Exit codes (``python -m train.run``):
 
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_CONFIG = 2
 EXIT_DIVERGED = 3
 EXIT_CHECKPOINT = 4
@@ -53,12 +56,29 @@ class CheckpointError(RunError):
     exit_code = EXIT_CHECKPOINT
 
 
+# Causes a one-line error must never lose, wherever a library puts them (tensorstore puts
+# the paths first and the cause last; orbax may raise a wrapper whose cause is chained).
+KEPT_CAUSES = tuple(os.strerror(code) for code in (
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO, errno.ENOENT))
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def first_line(error: BaseException) -> str:
     """``Type: first line`` of an error from a library, for a one-line message; a long
-    line keeps its start and its end (tensorstore puts the paths first and the cause,
-    e.g. "No space left on device", last)."""
+    line keeps its start and its end, and a cause of ``KEPT_CAUSES`` found anywhere in
+    the error, its later lines or its chained causes (e.g. "No space left on device")
+    is kept in the line, appended when the cut or the first line lost it."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     line = lines[0] if lines else ""
     if len(line) > 300:
         line = f"{line[:140]} ... {line[-160:]}"
-    return f"{type(error).__name__}: {line}"
+    text = " ".join(str(e) + " " + str(getattr(e, "strerror", "") or "") for e in _chain(error))
+    lost = [cause for cause in KEPT_CAUSES if cause in text and cause not in line]
+    return f"{type(error).__name__}: {line}" + "".join(f" [{cause}]" for cause in lost)

@@ -1,20 +1,27 @@
 """Checks a policy's goals against stress-suite results, prints them as markdown and
-exits 1 when any goal is missed (so it can gate a change), 2 (one line) when a file is
-missing or malformed or the results hold no such policy:
+exits 1 when any measured goal is missed (so it can gate a change), 2 (one line) when a
+file is missing or malformed or the results hold no such policy:
 ``python -m train.stress.goals RESULTS.json [ABLATION.json] [--policy governor]``.
+A goal whose yardstick did not run (a control, a replay) is "not measured", apart from
+"missed": it does not count in the exit status, and the last line says how many.
 
 The goals (issue 23, governor v3), over every seed of the suite:
 1. No harm: within 1% of AdamW at tuned AdamW's LR, and at every LR where AdamW is
    within ``--stressed-above`` (5%) of its best.
 2. The learning rate stops mattering: within 5% of tuned AdamW at every LR from tuned
-   up to the top of the grid; no diverged cell; the lowest LR sensitivity of all arms
-   that ran the whole grid (the LR-robust rivals, where the results hold them, included).
+   up to the top of the grid; no diverged cell; the lowest LR sensitivity over the LRs a
+   guard can act on (``lr_sensitivity_up``: from tuned AdamW's up; a scale of at most 1
+   can only equal AdamW below), of all arms that ran them, LR-free arms with their one run
+   (the whole-grid figure is printed beside it).
 3. The oracle: within 2% of AdamW run at the policy's own mean effective LR
    (``effective_lr_<policy>``) at every stressed LR (a control that diverged is met).
-4. Faults: every scenario survived, with the smallest cost among the arms, where a
-   difference inside the seed spread of the clean runs at the scenario's LR (the larger
-   of the two arms' std, ``summary.fault_standings``) is a tie; and under every fault better than its own open-loop replay
-   (``replay_<policy>``, blind to the fault).
+4. Faults: every scenario survived, with the smallest cost among the arms that train
+   (``training_arms``: their clean run at the scenario's LR ends at least 5% below the
+   start; a fault costs an arm that hardly moves nothing, so the others are listed as
+   not training, with their cost), where a difference inside the seed spread of the
+   clean runs at the scenario's LR (the larger of the two arms' std,
+   ``summary.fault_standings``) is a tie; and under every fault better than its own
+   open-loop replay (``replay_<policy>``, blind to the fault).
 (The fifth, the cost per training step, is a benchmark: ``bench/step_overhead.py``.)
 Two goals of governor v2 are dropped because no law can meet them: beating its replay
 on a clean run (the replay of the same trajectory is the same run) and being within 5%
@@ -37,17 +44,17 @@ from train.stress.summary import clean_spread, fault_standings
 from train.values import format_pct, pct_change
 
 
-def _gap(mine, theirs) -> str:
+def gap(mine, theirs) -> str:
     return format_pct(pct_change(mine, theirs), 2, missing="non-finite")
 
 
-def _mean(results, arm, lr):
+def mean_final(results, arm, lr):
     """The arm's mean final perplexity at ``lr`` (NaN when non-finite or not run)."""
     value = next((row["mean"] for key, row in results["grid"][arm].items() if float(key) == float(lr)), None)
     return math.nan if value is None else value
 
 
-def _cost(results, arm, scenario):
+def fault_cost(results, arm, scenario):
     summary = results["scenarios"][arm][scenario]["summary"]
     return math.nan if summary["ppl_loss"] is None else summary["ppl_loss"], summary
 
@@ -67,8 +74,22 @@ def rivals(results, policy: str) -> list[str]:
             if spec.kind in ("baseline", "guard") and a != policy and a not in own]
 
 
-def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool, str]]:
-    """(goal, met, figures) for every goal of ``policy``."""
+TRAINS_BY = 0.05   # an arm trains when its clean run ends at least this far below the start
+
+
+def training_arms(results, arms, lr) -> tuple[list[str], list[str]]:
+    """(arms that train, arms that do not): whether each arm's mean clean final at ``lr``
+    is at least ``TRAINS_BY`` below the start perplexity."""
+    if lr is None:   # a results file that does not say where the faults ran: rank them all
+        return list(arms), []
+    start = results["start_ppl"]
+    trains = lambda a: mean_final(results, a, lr) <= (1 - TRAINS_BY) * start
+    return [a for a in arms if trains(a)], [a for a in arms if not trains(a)]
+
+
+def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool | None, str]]:
+    """(goal, met, figures) for every goal of ``policy``; ``met`` is None for a goal that
+    was not measured (its yardstick did not run)."""
     grid = results["grid"]
     if policy not in grid:
         raise ValueError(f"goals: the results have no arm {policy!r}; arms: {sorted(grid)}")
@@ -79,48 +100,50 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     rows = []
 
     # 1. No harm where AdamW itself is healthy.
-    mine = _mean(results, policy, tuned_lr)
+    mine = mean_final(results, policy, tuned_lr)
     rows.append((f"no harm at tuned AdamW's LR {tuned_lr:g}: within 1%", mine <= 1.01 * tuned,
-                 f"{mine:.2f} vs {tuned:.2f} ({_gap(mine, tuned)})"))
+                 f"{mine:.2f} vs {tuned:.2f} ({gap(mine, tuned)})"))
     for lr in lrs:
-        mine, adamw = _mean(results, policy, lr), _mean(results, "adamw", lr)
+        mine, adamw = mean_final(results, policy, lr), mean_final(results, "adamw", lr)
         if lr == tuned_lr or not adamw <= (1 + tolerance) * tuned:
             continue
         rows.append((f"no harm at healthy LR {lr:g}: within 1% of AdamW", mine <= 1.01 * adamw,
-                     f"{mine:.2f} vs {adamw:.2f} ({_gap(mine, adamw)})"))
+                     f"{mine:.2f} vs {adamw:.2f} ({gap(mine, adamw)})"))
 
     # 2. The learning rate stops mattering.
     above = [lr for lr in lrs if lr >= tuned_lr]
-    gaps = {lr: pct_change(_mean(results, policy, lr), tuned) for lr in above}
+    gaps = {lr: pct_change(mean_final(results, policy, lr), tuned) for lr in above}
     worst = max(above, key=lambda lr: gaps[lr] if gaps[lr] is not None else math.inf)
     ok = all(g is not None and g <= 100 * tolerance for g in gaps.values())
     rows.append((f"within 5% of tuned AdamW at every LR from {tuned_lr:g} up", ok,
-                 f"worst at {worst:g}: " + (f"{_mean(results, policy, worst):.2f} ({_gap(_mean(results, policy, worst), tuned)})"
+                 f"worst at {worst:g}: " + (f"{mean_final(results, policy, worst):.2f} ({gap(mean_final(results, policy, worst), tuned)})"
                                             if gaps[worst] is not None else "non-finite")))
     rows.append(("no diverged cell", head[policy]["diverged"] == 0,
                  f"{head[policy]['diverged']} of {head[policy]['cells']} diverged"))
-    sens = {a: head[a]["lr_sensitivity"] for a in [policy, *rivals(results, policy)]
-            if head[a]["lr_sensitivity"] is not None}
+    sens = {a: head[a]["lr_sensitivity_up"] for a in [policy, *rivals(results, policy)]
+            if head[a].get("lr_sensitivity_up") is not None}
+    whole = lambda a: "—" if head[a]["lr_sensitivity"] is None else f"{head[a]['lr_sensitivity']:.3f}"
     best_rival = min((a for a in sens if a != policy), key=sens.get, default=None)
-    if best_rival is None:
-        rows.append(("lowest LR sensitivity", policy in sens, "no rival ran the whole grid"))
+    if best_rival is None or policy not in sens:
+        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", None, "no rival ran those LRs"
+                     if best_rival is None else f"{policy} did not run every LR from {tuned_lr:g} up"))
     else:
-        ok = policy in sens and sens[policy] < sens[best_rival]
-        rows.append(("lowest LR sensitivity", ok,
-                     f"{sens.get(policy, math.nan):.3f} vs best rival {best_rival} {sens[best_rival]:.3f}"))
+        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", sens[policy] < sens[best_rival],
+                     f"{sens[policy]:.3f} vs best rival {best_rival} {sens[best_rival]:.3f} (whole grid: "
+                     f"{whole(policy)} vs {whole(best_rival)})"))
 
     # 3. The oracle: AdamW at the policy's own mean effective LR.
     specs = specs_from_results(results)
     control = copy_of(specs, policy, "control")
     for lr in stressed:
         if control is None or lr not in {float(k) for k in grid[control]}:
-            rows.append((f"LR {lr:g}: within 2% of its effective-LR control", False,
+            rows.append((f"LR {lr:g}: within 2% of its effective-LR control", None,
                          f"effective_lr_{policy} did not run there"))
             continue
-        mine, theirs = _mean(results, policy, lr), _mean(results, control, lr)
+        mine, theirs = mean_final(results, policy, lr), mean_final(results, control, lr)
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine <= 1.02 * theirs)
         rows.append((f"LR {lr:g}: within 2% of its effective-LR control", ok,
-                     f"{mine:.2f} vs {theirs:.2f} ({_gap(mine, theirs)})"))
+                     f"{mine:.2f} vs {theirs:.2f} ({gap(mine, theirs)})"))
 
     # 4. Faults: survived, the smallest cost (ties inside the clean spread), and better
     # than the open-loop replay of its own trajectory.
@@ -128,9 +151,10 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     spread_of = lambda *arms: max(clean_spread(grid, a, lr) for a in arms)
     replay = copy_of(specs, policy, "replay")
     for scenario in results["scenarios"].get(policy, {}):
-        mine, summary = _cost(results, policy, scenario)
-        others = {a: _cost(results, a, scenario)[0] for a in rivals(results, policy)
-                  if scenario in results["scenarios"].get(a, {})}
+        mine, summary = fault_cost(results, policy, scenario)
+        faulted = [a for a in rivals(results, policy) if scenario in results["scenarios"].get(a, {})]
+        training, idle = training_arms(results, faulted, lr)
+        others = {a: fault_cost(results, a, scenario)[0] for a in training}
         standing = fault_standings({policy: mine, **others},
                                    {a: clean_spread(grid, a, lr) for a in (policy, *others)})[policy]
         survived = summary["survived"] == summary["seeds"]
@@ -139,13 +163,14 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         spread = spread_of(policy, *([best] if best else []))
         versus = "" if best is None else (f" vs best rival {best} {others[best]:+.2f}"
                                           + (" (a tie)" if standing["standing"] == "tie" else ""))
+        not_training = "".join(f"; not training: {a} {fault_cost(results, a, scenario)[0]:+.2f}" for a in idle)
         rows.append((f"{scenario}: survived, smallest cost", ok,
                      f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}{versus}; "
-                     f"clean seed spread {spread:.2f}"))
+                     f"clean seed spread {spread:.2f}{not_training}"))
         if replay is None or scenario not in results["scenarios"].get(replay, {}):
-            rows.append((f"{scenario}: better than its replay", False, f"replay_{policy} did not run it"))
+            rows.append((f"{scenario}: better than its replay", None, f"replay_{policy} did not run it"))
             continue
-        theirs = _cost(results, replay, scenario)[0]
+        theirs = fault_cost(results, replay, scenario)[0]
         spread = spread_of(policy, replay)
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
         tie = ok and math.isfinite(theirs) and theirs - mine <= spread
@@ -161,7 +186,7 @@ def ablation(results, ablated, policy: str) -> list[str]:
     head = ("| arm | " + " | ".join(f"LR {float(lr):g}" for lr in lrs) + " | "
             + " | ".join(f"{s} cost" for s in scenarios) + " |")
     lines = [head, "|---" * (1 + len(lrs) + len(scenarios)) + "|"]
-    base = {lr: _mean(ablated, policy, lr) for lr in lrs}
+    base = {lr: mean_final(ablated, policy, lr) for lr in lrs}
     # The policy and its variants; a file that holds other arms too (one suite run with
     # the ablation inside) shows AdamW as well, for reference.
     own = variants_of(ablated, policy)
@@ -169,11 +194,11 @@ def ablation(results, ablated, policy: str) -> list[str]:
     for arm in arms:
         cells = []
         for lr in lrs:
-            value = _mean(ablated, arm, lr)
+            value = mean_final(ablated, arm, lr)
             cells.append(f"{value:.2f}" if arm == policy else f"{value:.2f} ({value - base[lr]:+.2f})")
         for s in scenarios:
             has = s in ablated["scenarios"].get(arm, {})
-            cells.append(f"{_cost(ablated, arm, s)[0]:+.2f}" if has else "—")
+            cells.append(f"{fault_cost(ablated, arm, s)[0]:+.2f}" if has else "—")
         lines.append(f"| {ablated['labels'][arm]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -200,12 +225,16 @@ def main(argv=None) -> int:
         return 2
     print(f"| goal ({args.policy}) | met | figures |\n|---|---|---|")
     for goal, ok, figures in rows:
-        print(f"| {goal} | {'yes' if ok else '**no**'} | {figures} |")
-    met = sum(ok for _, ok, _ in rows)
-    print(f"\n{met} of {len(rows)} goals met. Rivals: {', '.join(rivals(results, args.policy))}.")
+        print(f"| {goal} | {MET[ok]} | {figures} |")
+    measured = [ok for _, ok, _ in rows if ok is not None]
+    print(f"\n{sum(measured)} of {len(measured)} measured goals met; {len(rows) - len(measured)} not "
+          f"measured. Rivals: {', '.join(rivals(results, args.policy))}.")
     if ablated is not None:
         print("\n" + "\n".join(ablation(results, ablated, args.policy)))
-    return 0 if met == len(rows) else 1
+    return 0 if all(measured) else 1
+
+
+MET = {True: "yes", False: "**no**", None: "not measured"}
 
 
 if __name__ == "__main__":
