@@ -16,9 +16,10 @@ from configs.stress_cpu import get_config as stress_cpu
 from configs.stress_lora import get_config as stress_lora
 
 SETTINGS = {"cpu": stress_cpu, "lora": stress_lora}
-# MoMo's Polyak step uses a lower bound of the loss; its default, 0, is far below a
-# language model's loss (about 4.8 nats here), which leaves the cap at the LR: the online
-# estimate (adapt_lower_bound) is what makes it differ from AdamW.
+# MoMo's Polyak step (f - f*) / ||d||² uses a lower bound f* of the loss. Its default, 0,
+# is far below what a language model's loss can reach (about 4.8 nats at the start here),
+# so the Polyak step is overestimated and the cap loosened; MoMo's own remedy is the
+# online estimate of the bound (adapt_lower_bound), which the suite runs.
 VARIANTS = {**CALIBRATED, "momo_adam_lb": ("momo_adam", {"adapt_lower_bound": True})}
 RIVALS = ("dadapt_adamw_lr0", "prodigy_lr0", "schedule_free_adamw", "momo_adam_lb")
 

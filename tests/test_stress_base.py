@@ -1,4 +1,4 @@
-"""The stress suite's domain shift (train.stress.base): a base pretrained on Austen is
+"""The stress suite's domain shift (train.stress.shift_base): a base pretrained on Austen is
 saved once as a Hugging Face folder with its tokenizer and reused; the cells fine-tune it
 on Shakespeare with that tokenizer, and train.run runs the same fine-tune from the folder."""
 
@@ -10,7 +10,7 @@ import transformers
 from configs.stress_lora import get_config
 from harness_helpers import SMALL_ARCH, run_cli
 from train import data as data_lib
-from train.stress import base as stress_base
+from train.stress import shift_base as stress_base
 from train.trainer import build_data
 
 

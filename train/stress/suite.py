@@ -13,10 +13,11 @@ from flax import nnx
 from train import data as data_lib
 from train.models import make_mesh
 from train.optim import schedule_shape
-from train.stress import base as stress_base
+from train.stress import shift_base
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm, parse_arm
 from train.stress.headline import stressed_from_means
+from train.stress.start import pretrain_start, val_batches
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
 from train.trainer import build_data, build_model
 
@@ -121,16 +122,6 @@ def mean_trajectory(runs: CellRuns, lr: float) -> np.ndarray:
     return runs.scale[:, idx].astype(np.float64).mean(axis=1)
 
 
-def val_batches(windows, eval_batches, batch_size):
-    """The first ``eval_batches`` batches of ``batch_size`` validation windows (fewer if
-    the split is shorter), as one array [batches, batch_size, window]."""
-    n = min(len(windows) // batch_size, eval_batches)
-    if n < 1:
-        raise ValueError(f"the validation split has {len(windows)} windows, fewer than one batch "
-                         f"of {batch_size}: raise data.val_fraction or lower train.batch_size")
-    return windows[:n * batch_size].reshape(n, batch_size, -1)
-
-
 @dataclasses.dataclass
 class SuiteResult:
     cfg: object
@@ -147,33 +138,14 @@ class SuiteResult:
     tokens_per_step: int
 
 
-def pretrain_start(cfg, graphdef, params, windows, common, log) -> tuple[object, dict]:
-    """The shared start: ``params`` trained ``stress.pretrain_steps`` steps with AdamW at
-    ``stress.pretrain_lr`` on a cosine schedule, so that a too-large step has something to
-    destroy (the paper fine-tunes a pretrained model). Its data order (``cfg.seed``)
-    differs from every cell's (``cfg.seed + 1 + seed``). Returns the parameters and what
-    the report says of them."""
-    s = cfg.stress
-    shape = schedule_shape("cosine", s.pretrain_steps, s.pretrain_warmup)
-    pre_orders = {0: data_lib.BatchOrder(windows, cfg.train.batch_size, cfg.seed)}
-    runs = run_cells(ArmProgram(build_arm("adamw", cfg), graphdef, shape, cfg.model.loss_chunk_tokens),
-                     [Cell("pretrain", s.pretrain_lr, 0)], params, orders=pre_orders, steps=s.pretrain_steps,
-                     eval_every=s.pretrain_steps, keep_params=True, **common)
-    info = {"steps": s.pretrain_steps, "lr": s.pretrain_lr, "val_ppl": float(runs.val_ppl[-1, 0]),
-            "seconds": runs.compile_s + runs.run_s}
-    log(f"stress: pretrained {s.pretrain_steps} steps at lr {s.pretrain_lr}: "
-        f"validation perplexity {info['val_ppl']:.2f}")
-    return jax.tree.map(lambda x: x[0], runs.final_params), info
-
-
 def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     check_config(cfg)
     base_info = None
     if cfg.stress.base.source:
         # A base pretrained full-parameter on another corpus (cached), then every cell
         # fine-tunes it on this config's corpus, as train.run does from the same folder.
-        base_info = stress_base.prepare(cfg, log)
-        cfg = stress_base.finetune_config(cfg, base_info["folder"])
+        base_info = shift_base.prepare(cfg, log)
+        cfg = shift_base.finetune_config(cfg, base_info["folder"])
     s = cfg.stress
     data = build_data(cfg)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])  # cells are the batch axis: one device
