@@ -208,3 +208,22 @@ def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     flat = lambda knob: {"optimizer.guard": "governor", "optimizer.baseline": "dadapt_adamw",
                          "optimizer.dadapt_adamw.estim_lr0": knob, "optimizer.governor.tolerance": 0.05}
     assert differences(flat(1e-3), flat(1e-2)) == ["optimizer.dadapt_adamw.estim_lr0: 0.001 -> 0.01"]
+
+
+def test_the_governor_over_momo_runs_without_its_trust_region_unless_told_otherwise(capsys):
+    cfg = _cfg("momo_adam")
+    cfg.optimizer.guard = "governor"
+    validate(cfg)
+    assert cfg.optimizer.governor.use_trust is False          # config.json holds what runs
+    assert "optimizer.governor.use_trust=False over optimizer.baseline='momo_adam'" in capsys.readouterr().out
+    assert optim.rival_guard_knobs(cfg, "governor", "momo_adam") == {}   # set now: it stands
+    fresh = _cfg("momo_adam")
+    fresh.optimizer.guard = "governor"
+    assert optim.rival_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
+    fresh.optimizer.governor.trust_ratio = 4.0                # another knob set: still applied
+    assert optim.rival_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
+    assert optim.rival_guard_knobs(fresh, "governor", "dadapt_adamw") == {}
+    scfg = stress_cpu()
+    scfg.stress.variants["momo_lb"] = {"policy": "momo_adam", "kwargs": {"adapt_lower_bound": True}}
+    arm = build_arm("governor@momo_lb", scfg)
+    assert arm.label.startswith("lbw_guard(governor, use_trust=False over MoMo-Adam")

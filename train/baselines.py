@@ -59,6 +59,10 @@ class Baseline(NamedTuple):
         learning-rate multiplier (``scale_inside``). The others act on the step
         themselves (clipping, skipping, a plateau scale): a guard over them would be two
         controls of one step.
+      guard_knobs: policy -> knobs it takes over this rival unless the config sets them
+        away from their defaults (``train.optim.rival_guard_knobs``), with ``guard_why``
+        saying why: MoMo's Polyak step varies by design, which the governor's one-step
+        trust region would clamp as spikes.
     """
 
     label: str
@@ -71,6 +75,8 @@ class Baseline(NamedTuple):
     lr: str = "schedule"
     eval_params: Callable | None = None
     guardable: bool = False
+    guard_knobs: dict | None = None
+    guard_why: str = ""
 
     @property
     def lr_free(self) -> bool:
@@ -223,7 +229,11 @@ BASELINES = {
         "Polyak step), with AdamW's betas and weight decay",
         "replaces", _momo_adam, optax.contrib.momo_adam,
         fixed=("learning_rate", "b1", "b2", "weight_decay"),
-        guardable=True),
+        guardable=True, guard_knobs={"governor": {"use_trust": False}},
+        guard_why="MoMo's step is min(learning_rate, a Polyak step) and varies from step to step by "
+                  "design; the governor's trust region, which bounds a step to twice the previous "
+                  "one, clamps that variation as spikes (measured: a 0.03-0.4 multiplier at healthy "
+                  "LRs, docs/guard_over_rivals.md)"),
 }
 
 

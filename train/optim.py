@@ -170,6 +170,32 @@ def fold_deprecated_knobs(cfg) -> list[str]:
     return notes
 
 
+def rival_guard_knobs(cfg, guard: str, baseline: str, changed=()) -> dict:
+    """The knobs policy ``guard`` takes over rival ``baseline`` (its record's
+    ``guard_knobs``), except those the config sets away from their defaults or
+    ``changed`` names (a suite variant's own knobs): what the user chose stands."""
+    record = BASELINES.get(baseline)
+    wanted = ((record.guard_knobs or {}).get(guard, {}) if record is not None else {})
+    chosen = set(set_knobs(cfg, guard)) | set(changed)
+    return {k: v for k, v in wanted.items() if k not in chosen}
+
+
+def fold_rival_guard_knobs(cfg) -> list[str]:
+    """Sets ``rival_guard_knobs`` in the config of a guard over a rival, so the run and
+    its ``config.json`` hold what runs; returns a note per knob set."""
+    opt = cfg.optimizer
+    guard, baseline = opt.guard, opt.get("baseline", "none")
+    if guard == "none" or baseline == "none" or guard not in lbw_jax.LAWS:
+        return []
+    knobs = rival_guard_knobs(cfg, guard, baseline)
+    with cfg.unlocked():
+        for k, v in knobs.items():
+            opt[guard][k] = v
+    return [f"optimizer.{guard}.{k}={v!r} over optimizer.baseline={baseline!r}: "
+            f"{BASELINES[baseline].guard_why} (a value set away from the knob's default stands)"
+            for k, v in knobs.items()]
+
+
 def baseline_learning_rate(cfg, name: str):
     """What baseline ``name`` takes as its learning rate in ``train.run``: the config's
     schedule, its shape (peak 1) for an LR-free rival, or ``optimizer.lr`` constant for
@@ -257,7 +283,9 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         inner = adamw(cfg, learning_rate)
         if policy is None and guard == "none":
             return optax.with_extra_args_support(inner)
-    policy = build_policy(guard, policy_knobs(cfg, guard)) if policy is None else policy
+    if policy is None:
+        over = rival_guard_knobs(cfg, guard, baseline) if guarded_rival else {}
+        policy = build_policy(guard, {**policy_knobs(cfg, guard), **over})
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
     return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,

@@ -160,6 +160,7 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
             _fail(flag, _get(cfg, flag), "True or False")
     try:
         notes = optim.fold_deprecated_knobs(cfg)   # the old policy_kwargs form, moved
+        notes += optim.fold_rival_guard_knobs(cfg)  # a guard's knobs over a rival that needs them
     except ValueError as e:
         raise ConfigError(str(e)) from e
     for note in notes:

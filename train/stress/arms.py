@@ -95,7 +95,8 @@ class Arm:
         LR on the suite's schedule), "shape" (LR-free: the schedule's shape, peak 1; it
         runs one column) or "constant" (the cell's LR, no schedule: it warms up itself).
       eval_params: (state, params) -> the parameters to evaluate, or None.
-      policy: a guard arm's (policy name, built policy); None for the others.
+      policy: a guard arm's (policy name, its knobs, the knobs its variant changes); None
+        for the others.
     """
 
     spec: ArmSpec
@@ -193,7 +194,7 @@ def build_arm(name: str, cfg) -> Arm:
     return Arm(spec, f"lbw_guard({label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline="none"),
-               _guard_probe, policy=(policy_name, policy))
+               _guard_probe, policy=(policy_name, policy_kwargs, changed))
 
 
 def _guard_probe(state):
@@ -207,14 +208,18 @@ def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
         raise ValueError(f"stress.arms: {spec.name!r}: {guard.name!r} before the @ is not a guard "
                          f"(a policy of lbw_jax.POLICIES or a stress.variants entry of one)")
     base, kwargs, label = _rival(rival, cfg)
-    policy_name, policy = guard.policy
+    policy_name, policy_kwargs, changed = guard.policy
     optim.build_baseline(cfg, base, 1e-3, kwargs, scaled=True)  # refuses what cannot be guarded
+    # The knobs the guard takes over this rival (as train.run sets them), named in the label.
+    over = optim.rival_guard_knobs(cfg, policy_name, base, changed)
+    policy = optim.build_policy(policy_name, {**policy_kwargs, **over})
+    guard_label = guard.label[:-1] + "".join(f", {k}={v}" for k, v in over.items())
     record, read_rival = BASELINES[base], probe_of(base)
 
     def probe(state):   # the guard's scale and skips, the rival's own estimate
         return {**_guard_probe(state), "estimate": read_rival(state)["estimate"]}
 
-    return Arm(spec, f"{guard.label[:-1]} over {label})",
+    return Arm(spec, f"{guard_label} over {label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline=base, baseline_kwargs=kwargs),
                probe, lr_mode=record.lr, eval_params=record.eval_params)
