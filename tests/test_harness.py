@@ -214,3 +214,31 @@ def test_pretrained_lora_run_on_a_datasets_corpus(tmp_path):
     assert "frozen" not in saved
     assert all("lora" in "/".join(map(str, path)) for path, _ in
                jax.tree_util.tree_flatten_with_path(saved["params"])[0])
+
+
+def test_a_signal_during_an_in_process_run_saves_and_then_reaches_the_callers_handler(tmp_path):
+    """In-process (a test runner, a user's script), a SIGTERM ends the run with a
+    checkpoint and is then handed to the caller's own handler: a signal meant to stop
+    the caller stops it, and a stopped run is never taken for a finished one."""
+    import threading
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    cfg = small_config(tmp_path, steps=100000, checkpoint_every=100000, eval_every=100000, log_every=1)
+
+    def send_after_three_steps():
+        metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 300
+        while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=send_after_three_steps, daemon=True)
+    sender.start()
+    try:
+        summary = train(cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sender.join(timeout=60)
+    assert received == [signal.SIGTERM]                     # handed on, once
+    assert summary["signal"] == "SIGTERM" and summary["stopped_at"] >= 3
+    assert (tmp_path / "checkpoints" / str(summary["stopped_at"])).is_dir()

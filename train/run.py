@@ -59,9 +59,21 @@ def train(cfg) -> dict:
     """Runs (or resumes) the run that ``cfg`` describes; returns its summary.
 
     Raises a ``train.errors.RunError`` (config, input, checkpoint or divergence) with
-    a one-line message; ``python -m train.run`` turns it into an exit code."""
+    a one-line message; ``python -m train.run`` turns it into an exit code. A SIGTERM or
+    SIGINT during the run saves a checkpoint and ends it, then reaches the caller's own
+    handler as if ``train`` had not held it: a caller (a test runner, a user's script)
+    that a signal should stop is stopped, and a stopped run never passes for a finished
+    one."""
+    summary, stop = _train_stoppable(cfg)
+    if stop:
+        signal.raise_signal(signal.Signals[stop.signal])   # the caller's handlers are back
+    return summary
+
+
+def _train_stoppable(cfg):
+    """``run`` under ``_StopRequested``: (its summary, the stop flag)."""
     with _StopRequested() as stop:
-        return run(cfg, stop)
+        return run(cfg, stop), stop
 
 
 def split_knob_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:
@@ -132,7 +144,7 @@ def main(argv, config, verbose, knobs=None):
     route_library_output(cfg.output_dir)
     try:
         apply_knobs(cfg, knobs or {})
-        summary = train(cfg)
+        summary, _ = _train_stoppable(cfg)   # a signal ends the CLI with its exit code below
     except RunError as e:
         if verbose.value:
             traceback.print_exc()
