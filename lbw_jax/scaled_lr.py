@@ -32,16 +32,14 @@ LR_SCALE = "lr_scale"   # the extra argument of ``update`` that carries the scal
 
 
 class ScaledLRState(NamedTuple):
-    """State of ``scaled_lr``.
+    """State of ``scaled_lr`` (its type marks where the guard's scale is taken).
 
     Attributes:
-      learning_rate: the learning rate of the last update, ``lr_t * lr_scale``, float32
-        (the schedule's first value before any update).
       inner_state: the ``optax.inject_hyperparams`` state of the optimizer; its ``count``
-        is the step of ``learning_rate``'s schedule.
+        is the step of ``learning_rate``'s schedule, and ``hyperparams["learning_rate"]``
+        the learning rate of the last update, ``lr_t * lr_scale``.
     """
 
-    learning_rate: jax.Array
     inner_state: Any
 
 
@@ -70,8 +68,7 @@ def scaled_lr(factory: Callable[..., optax.GradientTransformation], learning_rat
         learning_rate=jnp.asarray(first, jnp.float32), **kwargs)
 
     def init_fn(params):
-        return ScaledLRState(learning_rate=jnp.asarray(first, jnp.float32),
-                             inner_state=injected.init(params))
+        return ScaledLRState(inner_state=injected.init(params))
 
     def update_fn(updates, state, params=None, **extra_args):
         scale = jnp.asarray(extra_args.pop(LR_SCALE, 1.0), jnp.float32)
@@ -84,7 +81,7 @@ def scaled_lr(factory: Callable[..., optax.GradientTransformation], learning_rat
         inner = inner._replace(hyperparams={**inner.hyperparams,
                                             "learning_rate": lr.astype(jnp.asarray(old).dtype)})
         new_updates, inner = injected.update(updates, inner, params, **extra_args)
-        return new_updates, ScaledLRState(learning_rate=lr, inner_state=inner)
+        return new_updates, ScaledLRState(inner_state=inner)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
