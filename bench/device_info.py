@@ -56,8 +56,9 @@ def main():
     stats = devices[0].memory_stats() or {}
     if "bytes_limit" in stats:
         lines["memory available to jax"] = f"{stats['bytes_limit'] / 1024 ** 3:.1f} GiB"
-    for package in ("jax", "jaxlib", "jax-cuda12-plugin", "flax", "optax", "orbax-checkpoint",
-                    "ml_collections", "tensorboardX", "transformers", "torch"):
+    # The CUDA 12 and CUDA 13 plugins are separate packages (the lent H200 image has 13).
+    for package in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax",
+                    "orbax-checkpoint", "ml_collections", "tensorboardX", "transformers", "torch"):
         lines[package] = _version(package)
     lines.update(_cuda_versions())
     try:

@@ -3,8 +3,8 @@
 on the Austen corpus, seq 256, batch 16, bf16 compute), pretrained 600 steps at
 LR 1e-3, then every arm 300 steps on the cosine schedule, LRs 3e-4 to 1e-1,
 2 seeds, plus the failure scenarios; all of an arm's cells vmapped in one program.
-The setting where AdamW collapses from LR 1e-2 on one H100 (measured once, with governor v1:
-`git show dd99cac:docs/stress/gpu/README.md`).
+The setting where AdamW collapses from LR 1e-2 on one GPU (governor v2.2 on one H200:
+docs/stress/gpu/report.md and docs/gpu.md, section 9).
 
     python -m train.stress --config configs/stress_gpu.py
 """
