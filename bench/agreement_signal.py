@@ -15,7 +15,7 @@ from train.trainer import build_data, build_model
 from train.step import make_loss
 from train.stress.sweep import stack
 from train.optim import schedule_shape
-from train import data as data_lib
+from train.data import dataset as data_lib
 cfg = get_config()  # the stress suite's model and data
 data = build_data(cfg)
 model = build_model(cfg, data.tokenizer.vocab_size, make_mesh(1,1,1,devices=jax.devices()[:1]))

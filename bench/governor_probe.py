@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from flax import nnx  # noqa: E402
 
 from configs.stress_cpu import get_config  # noqa: E402
-from train import data as data_lib  # noqa: E402
+from train.data import dataset as data_lib  # noqa: E402
 from train.models import make_mesh  # noqa: E402
 from train.stress.arms import build_arm  # noqa: E402
 from train.optim import schedule_shape  # noqa: E402

@@ -14,7 +14,7 @@ keeps what it had measured: the set-up line first, each policy's compile time an
 memory plan as soon as it is compiled, each round's step times as the round ends,
 then the final table.
 
-MFU counts ``train.speed.flops_per_token`` (6 x matmul parameters incl. the LM head +
+MFU counts ``train.records.speed.flops_per_token`` (6 x matmul parameters incl. the LM head +
 12 x layers x heads x head_dim x T; a LoRA base 4x) against the device's bf16 dense
 peak; it is omitted where the peak is unknown (a CPU). Memory: XLA's plan for each step
 (``memory_analysis``: arguments + temporaries), and the device's peak where it keeps
@@ -40,7 +40,8 @@ import jax
 
 from configs.base import base_config
 from train.models.config import named_config, with_overrides
-from train.trainer import Trainer, synthetic_data
+from train.data.build import synthetic_data
+from train.trainer import Trainer
 
 GIB = 1024 ** 3
 say = functools.partial(print, flush=True)

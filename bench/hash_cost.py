@@ -25,9 +25,9 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from train import data as data_lib  # noqa: E402
-from train import data_fingerprint  # noqa: E402
-from train.checkpoint import file_digests  # noqa: E402
+from train.data import dataset as data_lib  # noqa: E402
+from train.data import fingerprint as data_fingerprint  # noqa: E402
+from train.session.checkpoint import file_digests  # noqa: E402
 
 
 def _timed(fn, repeats=3):

@@ -21,7 +21,8 @@ import time
 import jax
 
 from configs.base import base_config
-from train.trainer import Trainer, synthetic_data
+from train.data.build import synthetic_data
+from train.trainer import Trainer
 
 GIB = 1024 ** 3
 VOCAB = 151_936

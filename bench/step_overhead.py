@@ -20,7 +20,7 @@ import time
 import jax
 
 from configs.tiny import get_config
-from train.baselines import BASELINES
+from train.baseline_registry import BASELINES
 from train.trainer import Trainer, build_data
 
 

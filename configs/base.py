@@ -2,7 +2,8 @@
 
 import ml_collections
 
-from train import optim, watchdog
+from train import optim
+from train.session import watchdog
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -57,7 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.vocab_size = 4096    # bpe only
     c.data.seq_len = 128
     c.data.val_fraction = 0.05  # austen / files; hf datasets use their own validation split
-    # A resume refuses data that changed since the run began (train/data_fingerprint.py:
+    # A resume refuses data that changed since the run began (train/data/fingerprint.py:
     # the corpus files' sizes and hashes, the split); True accepts the change, listed.
     c.data.accept_changes = False
 
@@ -78,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.guard = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
     # Or, with guard="none", one baseline around AdamW or rival in its place (the registry
-    # train.baselines.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
+    # train.baseline_registry.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
     # the LR-free prodigy and dadapt_adamw (optimizer.lr is not read: their learning_rate
     # knob multiplies the step size they estimate, on the schedule's shape); and
     # schedule_free_adamw (optimizer.lr with its own warmup and no decay: schedule=constant).
@@ -100,13 +101,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
     c.train.keep_checkpoints = 3
-    # The divergence watchdog (train/watchdog.py; README, Training): "rollback" restores
+    # The divergence watchdog (train/session/watchdog.py; README, Training): "rollback" restores
     # the last good checkpoint, skips the batches that led up to the event and lowers
     # the LR; "stop" exits with code 3. It fires on a non-finite loss or parameter
     # norm, the loss above loss_factor x its running level for `patience` steps, or
     # more than max_skips consecutive skipped steps.
     c.train.on_divergence = "rollback"   # rollback | stop
-    c.train.watchdog = watchdog.config()  # its settings, explained in train.watchdog.DEFAULTS
+    c.train.watchdog = watchdog.config()  # its settings, explained in train.session.watchdog.DEFAULTS
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1

@@ -1,6 +1,6 @@
 """Small text samples from the embedded corpus."""
 
-from train.data import austen_documents
+from train.data.dataset import austen_documents
 
 
 def austen_sample(chapters: int = 12) -> str:

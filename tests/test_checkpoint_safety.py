@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
-from train.checkpoint import CheckpointRestoreError, Checkpoints
-from train.metrics import read_metrics
+from train.session.checkpoint import CheckpointRestoreError, Checkpoints
+from train.records.metrics import read_metrics
 from train.run import train
-from train.watchdog import Watchdog
+from train.session.watchdog import Watchdog
 
 
 def _steps_on_disk(run_dir):

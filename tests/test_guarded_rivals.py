@@ -189,7 +189,7 @@ def test_the_suite_names_a_guard_over_a_rival():
 
 def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     from harness_helpers import small_config, unguarded
-    from train.fingerprint import differences
+    from train.session.resume_rules import differences
     from train.run import train
 
     cfg = unguarded(small_config(tmp_path, steps=4, log_every=1))
@@ -199,7 +199,7 @@ def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     import json
     saved = json.loads((tmp_path / "config.json").read_text())
     assert (saved["optimizer"]["guard"], saved["optimizer"]["baseline"]) == ("governor", "dadapt_adamw")
-    from train.metrics import read_metrics
+    from train.records.metrics import read_metrics
     rows = read_metrics(tmp_path)
     last = [row for row in rows if "loss" in row][-1]   # the last training step's record
     assert {"scale", "regime", "skipped", "baseline_estimate"} <= set(last)

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config
-from train.metrics import read_metrics
+from train.records.metrics import read_metrics
 from train.run import train
 
 

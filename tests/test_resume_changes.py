@@ -8,7 +8,7 @@ import pytest
 from data_fixtures import austen_sample
 from harness_helpers import small_config
 from train.errors import ConfigError, InputError
-from train.metrics import read_metrics
+from train.records.metrics import read_metrics
 from train.run import train
 
 
@@ -113,7 +113,7 @@ def test_a_run_folder_written_with_policy_kwargs_resumes(tmp_path):
 
 
 def test_the_resume_check_compares_the_active_policys_knobs_only():
-    from train.fingerprint import differences
+    from train.session.resume_rules import differences
 
     saved = {"optimizer.guard": "reflex", "optimizer.baseline": "none",
              "optimizer.reflex.stats_every": 2, "optimizer.governor.tolerance": 0.03}

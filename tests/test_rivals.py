@@ -1,4 +1,4 @@
-"""The registry of baselines and LR-robust rivals (train.baselines): each rival is exactly
+"""The registry of baselines and LR-robust rivals (train.baseline_registry): each rival is exactly
 its optax.contrib transform, its probe reads state by name, the arm names parse into
 one typed spec, and adding a rival is one record."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from configs.base import base_config
 from configs.stress_cpu import get_config as stress_cpu
-from train import baselines, optim
+from train import baseline_registry as baselines, optim
 from train.errors import ConfigError
 from train.stress.arms import ArmSpec, build_arm, copy_of, parse_arm, specs_from_results
 from train.validate import check_config as validate

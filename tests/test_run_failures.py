@@ -13,8 +13,8 @@ import lbw_jax
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
 from train.errors import CheckpointError, ConfigError, DivergenceError, InputError
-from train.fingerprint import differences
-from train.metrics import read_metrics
+from train.session.resume_rules import differences
+from train.records.metrics import read_metrics
 from train.run import apply_knobs, split_knob_flags, train
 
 
@@ -161,7 +161,7 @@ def test_a_single_file_corpus_is_split_into_documents_and_trains(tmp_path):
 
 
 def test_a_latin1_file_is_decoded_with_a_warning_naming_it(tmp_path):
-    from train.data import NotUTF8Warning, file_documents
+    from train.data.dataset import NotUTF8Warning, file_documents
 
     (tmp_path / "a.txt").write_text("plain text\n\nmore", encoding="utf-8")
     (tmp_path / "b.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))

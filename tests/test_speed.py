@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from harness_helpers import small_config
-from train.metrics import read_metrics
+from train.records.metrics import read_metrics
 from train.models import named_config
 from train.run import train
-from train.speed import SpeedMeter, flops_per_token, matmul_params, peak_flops
+from train.records.speed import SpeedMeter, flops_per_token, matmul_params, peak_flops
 
 
 def test_flops_per_token_of_qwen05b_is_the_goal_formula():

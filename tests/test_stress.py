@@ -13,7 +13,7 @@ import pytest
 
 from configs.stress_cpu import get_config
 from harness_helpers import ROOT
-from train import machine
+from train.records import machine
 from train.stress import faults as faults_lib
 from train.stress.suite import check_config
 

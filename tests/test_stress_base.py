@@ -9,7 +9,7 @@ import transformers
 
 from configs.stress_lora import get_config
 from harness_helpers import SMALL_ARCH, run_cli
-from train import data as data_lib
+from train.data import dataset as data_lib
 from train.stress import shift_base as stress_base
 from train.trainer import build_data
 

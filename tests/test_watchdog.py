@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from train.loop import Position
-from train.watchdog import Watchdog
+from train.session.loop import Position
+from train.session.watchdog import Watchdog
 
 
 def _feed(dog, losses, start=1, **extra):

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 import lbw_jax
-from train.baselines import BASELINES
+from train.baseline_registry import BASELINES
 from train.models.layout import stacked_layer_axes
 
 GUARDS = lbw_jax.POLICIES
@@ -79,7 +79,7 @@ def build_policy(name: str, kwargs=None):
 def knob_defaults(name: str) -> dict:
     """The knobs of the policy or baseline ``name`` with their defaults: a policy's
     dataclass fields (``lbw_jax.knobs.defaults``), a baseline's keyword parameters with
-    defaults (``train.baselines``: those its record fixes from the config are not knobs).
+    defaults (``train.baseline_registry``: those its record fixes from the config are not knobs).
     The one list of them: ``knob_config`` makes the config fields from it."""
     if name in lbw_jax.LAWS:
         return lbw_jax.knobs.defaults(lbw_jax.LAWS[name])
@@ -199,7 +199,7 @@ def fold_rival_guard_knobs(cfg) -> list[str]:
 def baseline_learning_rate(cfg, name: str):
     """What baseline ``name`` takes as its learning rate in ``train.run``: the config's
     schedule, its shape (peak 1) for an LR-free rival, or ``optimizer.lr`` constant for
-    Schedule-Free (``train.baselines.LR_MODES``)."""
+    Schedule-Free (``train.baseline_registry.LR_MODES``)."""
     mode, opt = BASELINES[name].lr, cfg.optimizer
     if mode == "shape":
         return schedule_shape(opt.schedule, horizon(cfg), opt.warmup_steps)
@@ -209,7 +209,7 @@ def baseline_learning_rate(cfg, name: str):
 
 def build_baseline(cfg, name: str, learning_rate, kwargs=None, *, scaled: bool = False
                    ) -> optax.GradientTransformationExtraArgs:
-    """Baseline ``name`` of ``train.baselines.BASELINES`` around AdamW at
+    """Baseline ``name`` of ``train.baseline_registry.BASELINES`` around AdamW at
     ``learning_rate`` (or in its place); knobs are checked now (a name the baseline does
     not have is an error, never ignored). ``kwargs``: its knobs, default
     ``optimizer.<name>``. ``scaled``: built to run inside the guard, taking its scale as
@@ -243,7 +243,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
                     baseline: str | None = None, baseline_kwargs=None
                     ) -> optax.GradientTransformationExtraArgs:
     """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper, or a
-    guardable rival (``train.baselines``) inside the guard.
+    guardable rival (``train.baseline_registry``) inside the guard.
 
     Args:
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a

@@ -21,8 +21,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train.errors import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError, first_line
-from train.library_log import route_library_output
-from train.loop import run
+from train.records.library_log import route_library_output
+from train.session.loop import run
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
 # The deprecated form of policy and baseline knobs (they are config fields now:

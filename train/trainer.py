@@ -1,10 +1,8 @@
-"""Everything a run is built from: data, model, optimizer, the jitted steps, checkpoints."""
+"""The model, its optimizer and the jitted steps of a run, sharded over a mesh, and what a
+checkpoint holds of them (the data they train on: ``train.data.build``)."""
 
 from __future__ import annotations
 
-import dataclasses
-import pathlib
-import types
 
 import jax
 import jax.numpy as jnp
@@ -14,93 +12,18 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import lbw_jax
-from train import data as data_lib
-from train import data_fingerprint
-from train import speed
-from train.baselines import BASELINES
+from train.data.build import Data
+from train.records import speed
+from train.baseline_registry import BASELINES
 from train.models import (DecoderConfig, LoRAConfig, apply_lora, load_pretrained, make_mesh,
                           model_shardings, named_config)
 from train.models.decoder import CausalLM
 from train.loss import token_nll
 from train.optim import build_optimizer
 from train.step import make_loss, train_step
-from train.tokenizer import BPETokenizer, PretrainedTokenizer
 from train.validate import check_seq_len
 
 BATCH_AXES = ("data", "fsdp")
-
-
-@dataclasses.dataclass
-class Data:
-    tokenizer: object
-    train: data_lib.BatchOrder
-    val_windows: np.ndarray
-    fingerprint: dict = dataclasses.field(default_factory=dict)  # train.data_fingerprint
-
-
-def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
-    """The corpus split, tokenizer and batch order of ``cfg``, with the data's
-    fingerprint. ``saved_tokenizer``: the tokenizer a run saved in its folder, reused on
-    resume (never retrained: a retrained BPE, e.g. under another ``tokenizers``
-    version, would remap the token ids)."""
-    d = cfg.data
-    if d.tokenizer not in ("bpe", "pretrained"):
-        raise ValueError(f"data.tokenizer={d.tokenizer!r}; choose bpe or pretrained")
-    if d.tokenizer == "pretrained" and not cfg.model.pretrained:  # before reading any corpus
-        raise ValueError("data.tokenizer='pretrained' needs model.pretrained")
-    if d.source == "austen":
-        files = sorted(data_lib.AUSTEN_DIR.glob("*.txt.gz"))
-        corpus = {"source": "austen", "files": data_fingerprint.files_entry(files)}
-        train_docs, val_docs = data_lib.split_documents(data_lib.austen_documents(), d.val_fraction, cfg.seed)
-    elif d.source == "shakespeare":
-        corpus = {"source": "shakespeare", "files": data_fingerprint.files_entry([data_lib.SHAKESPEARE_FILE])}
-        train_docs, val_docs = data_lib.split_documents(data_lib.shakespeare_documents(), d.val_fraction, cfg.seed)
-    elif d.source == "files":
-        if not d.path:
-            raise ValueError("data.source='files' needs data.path (a text file or a folder)")
-        files = data_lib.corpus_files(d.path)
-        root = pathlib.Path(d.path).expanduser()
-        corpus = {"source": "files", "path": str(d.path),
-                  "files": data_fingerprint.files_entry(files, root if root.is_dir() else None)}
-        train_docs, val_docs = data_lib.split_documents(
-            data_lib.file_documents(d.path), d.val_fraction, cfg.seed, source=f"data.path={d.path!r}")
-    elif d.source == "hf":
-        files = d.hf_data_files.to_dict() or None
-        train_docs, train_id = data_lib.hf_documents(d.hf_name, d.hf_config or None, "train", files)
-        val_docs, val_id = data_lib.hf_documents(d.hf_name, d.hf_config or None, "validation", files)
-        corpus = {"source": "hf", "name": d.hf_name, "config": d.hf_config,
-                  "train": train_id, "validation": val_id}
-    else:
-        raise ValueError(f"data.source={d.source!r}; choose austen, shakespeare, files or hf")
-
-    if saved_tokenizer is not None and d.tokenizer == "bpe":
-        tokenizer = BPETokenizer.from_file(saved_tokenizer)
-    elif saved_tokenizer is not None and d.tokenizer == "pretrained":
-        tokenizer = PretrainedTokenizer(str(saved_tokenizer))
-    elif d.tokenizer == "bpe":
-        tokenizer = BPETokenizer.train_or_load(train_docs, d.vocab_size)
-    else:
-        tokenizer = PretrainedTokenizer(cfg.model.pretrained)
-    train_windows = data_lib.pack(tokenizer.encode_batch(train_docs), tokenizer.eos_id, d.seq_len)
-    val_windows = data_lib.pack(tokenizer.encode_batch(val_docs), tokenizer.eos_id, d.seq_len)
-    if len(val_windows) == 0:
-        raise ValueError(f"the validation split is shorter than one window of {d.seq_len + 1} "
-                         f"tokens; raise data.val_fraction or shorten data.seq_len")
-    fingerprint = {"corpus": corpus, "split": data_fingerprint.split_entry(
-        len(train_docs), len(val_docs), train_windows, val_windows)}
-    return Data(tokenizer, data_lib.BatchOrder(train_windows, cfg.train.batch_size, cfg.seed),
-                val_windows, fingerprint)
-
-
-def synthetic_data(cfg, vocab_size: int, batches: int = 4) -> Data:
-    """Uniformly random token windows for ``cfg``'s batch shape, for benchmarks that
-    time the step of a model with any vocabulary without a corpus or tokenizer."""
-    rng = np.random.default_rng(cfg.seed)
-    windows = rng.integers(0, vocab_size, (batches * cfg.train.batch_size, cfg.data.seq_len + 1),
-                           dtype=np.int32)
-    tokenizer = types.SimpleNamespace(vocab_size=vocab_size, eos_id=0)
-    return Data(tokenizer, data_lib.BatchOrder(windows, cfg.train.batch_size, cfg.seed),
-                windows[:cfg.train.batch_size])
 
 
 def build_model(cfg, vocab_size: int, mesh) -> CausalLM:
@@ -242,7 +165,7 @@ class Trainer:
                        out_shardings=in_shardings[:2] + (None,), donate_argnums=(0, 1))
 
     def flops_per_token(self) -> float:
-        """Model FLOPs of one training token (``train.speed``)."""
+        """Model FLOPs of one training token (``train.records.speed``)."""
         lora = (sum(x.size for x in jax.tree.leaves(self.params)) if self.cfg.lora.enabled else 0)
         return speed.flops_per_token(self.arch, self.cfg.data.seq_len, lora_params=lora)
 
@@ -351,7 +274,3 @@ def _mesh(cfg, devices=None):
         raise ValueError(f"the micro-batch of {micro} does not split over the "
                          f"{batch_shards} data-parallel devices of the mesh")
     return mesh
-
-
-def run_dir(cfg) -> pathlib.Path:
-    return pathlib.Path(cfg.output_dir).expanduser()

@@ -65,7 +65,7 @@ def _resolve_folder(path) -> pathlib.Path:
         from huggingface_hub import snapshot_download
         return pathlib.Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # noqa: BLE001 - any failure means: not a usable local path or hub id
-        from train.hub import offline_hint
+        from train.data.hub import offline_hint
 
         raise PretrainedLoadError(f"{path!r} is not a local model folder, and fetching it from the "
                               f"Hugging Face hub failed: {offline_hint(e, 'model', str(path))}") from e

@@ -7,7 +7,7 @@ multiplier already folded in) as a tracer, so one compiled program serves every
 LR and seed.
 
 Kinds (``ArmSpec``, parsed once from the name):
-  baseline: AdamW, alone or with one baseline or rival of ``train.baselines.BASELINES``
+  baseline: AdamW, alone or with one baseline or rival of ``train.baseline_registry.BASELINES``
     around it or in its place.
   guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry,
     over AdamW, or over a guardable rival: ``<guard>@<rival>`` (``governor@dadapt_adamw_lr0``,
@@ -31,7 +31,7 @@ import optax
 
 import lbw_jax
 from train import optim
-from train.baselines import BASELINES, probe_of, unprobed
+from train.baseline_registry import BASELINES, probe_of, unprobed
 
 KINDS = ("baseline", "guard", "control", "replay")
 ADAMW_LABEL = "AdamW"
@@ -91,7 +91,7 @@ class Arm:
       probe: optimizer state -> {"scale", "skipped", "estimate"}: the step multiplier the
         arm applied (1 for arms without one), the steps it skipped so far, and its own
         step-size estimate (NaN for arms without one).
-      lr_mode: how its LR is given (``train.baselines.LR_MODES``): "schedule" (the cell's
+      lr_mode: how its LR is given (``train.baseline_registry.LR_MODES``): "schedule" (the cell's
         LR on the suite's schedule), "shape" (LR-free: the schedule's shape, peak 1; it
         runs one column) or "constant" (the cell's LR, no schedule: it warms up itself).
       eval_params: (state, params) -> the parameters to evaluate, or None.
@@ -143,7 +143,7 @@ def _rival(name: str, cfg) -> tuple[str, dict, str]:
         label = f"{baseline_label(base, cfg)}, " + ", ".join(f"{k}={v}" for k, v in changed.items())
         return base, kwargs, label
     if name not in BASELINES:
-        raise ValueError(f"stress.arms: {name!r} is not a baseline of train.baselines.BASELINES "
+        raise ValueError(f"stress.arms: {name!r} is not a baseline of train.baseline_registry.BASELINES "
                          f"{sorted(BASELINES)} or a stress.variants entry of one")
     return name, optim.knob_dict(cfg.optimizer.get(name)), baseline_label(name, cfg)
 
@@ -175,7 +175,7 @@ def build_arm(name: str, cfg) -> Arm:
         if policy_name not in lbw_jax.POLICIES:
             raise ValueError(f"stress.variants.{name}.policy={policy_name!r} is not a policy of "
                              f"lbw_jax.POLICIES {sorted(lbw_jax.POLICIES)} or a baseline of "
-                             f"train.baselines.BASELINES {sorted(BASELINES)}")
+                             f"train.baseline_registry.BASELINES {sorted(BASELINES)}")
         policy_kwargs = {**optim.policy_knobs(cfg, policy_name), **changed}
     elif name in lbw_jax.POLICIES:
         policy_name, changed = name, {}

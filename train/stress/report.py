@@ -11,7 +11,7 @@ import platform
 import jax
 import numpy as np
 
-from train import machine
+from train.records import machine
 from train.stress import fault_table
 from train.stress import faults as faults_lib
 from train.stress import headline as headline_lib
@@ -50,7 +50,7 @@ def write(result, out_dir, command: str) -> dict:
 
 
 def _environment():
-    # The CPU model too (train.machine): another model can give other stressed cells from
+    # The CPU model too (train.records.machine): another model can give other stressed cells from
     # the same code, since a run that runs away amplifies the last bits XLA:CPU's code
     # generation for that CPU changes.
     device = jax.devices()[0]

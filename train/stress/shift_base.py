@@ -25,7 +25,7 @@ from flax import nnx
 from train.models import make_mesh
 from train.models.hf_io import save_pretrained
 from train.stress.start import pretrain_start, val_batches   # the suite's own pretraining
-from train.tokenizer import cache_root
+from train.data.tokenizer import cache_root
 
 BASE_FILE = "stress_base.json"
 
@@ -64,7 +64,8 @@ def base_folder(cfg) -> pathlib.Path:
 def prepare(cfg, log=print) -> dict:
     """The base's folder, pretrained now or found in the cache; returns what the report
     says of it: {"folder", "source", "steps", "lr", "val_ppl", "seconds", "cached"}."""
-    from train.trainer import build_data, build_model
+    from train.data.build import build_data
+    from train.trainer import build_model
 
     folder = base_folder(cfg)
     if (folder / BASE_FILE).exists():

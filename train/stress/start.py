@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import jax
 
-from train import data as data_lib
+from train.data import dataset as data_lib
 from train.optim import schedule_shape
 from train.stress.arms import build_arm
 from train.stress.sweep import ArmProgram, Cell, run_cells

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from train import data as data_lib
+from train.data import dataset as data_lib
 from train.models import make_mesh
 from train.optim import schedule_shape
 from train.stress import shift_base
@@ -19,7 +19,8 @@ from train.stress.arms import build_arm, parse_arm
 from train.stress.headline import stressed_from_means
 from train.stress.start import pretrain_start, val_batches
 from train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
-from train.trainer import build_data, build_model
+from train.data.build import build_data
+from train.trainer import build_model
 
 
 def check_config(cfg) -> None:

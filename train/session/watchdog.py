@@ -30,7 +30,7 @@ import math
 import ml_collections
 
 # The watchdog's settings and their defaults (``train.watchdog`` in the config is made
-# from this table): what it watches, then what a rollback does (read by train/loop.py).
+# from this table): what it watches, then what a rollback does (read by train/session/loop.py).
 DEFAULTS = {
     "loss_factor": 1.5,        # the loss above this x its running level ...
     "patience": 5,             # ... for this many consecutive steps is a divergence

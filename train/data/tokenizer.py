@@ -83,7 +83,7 @@ class PretrainedTokenizer:
         from transformers import AutoTokenizer
 
         from train.errors import InputError
-        from train.hub import offline_hint
+        from train.data.hub import offline_hint
 
         try:
             self._tok = AutoTokenizer.from_pretrained(name_or_path)

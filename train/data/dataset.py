@@ -149,7 +149,7 @@ def hf_documents(name: str, config_name: str | None, split: str,
     (``datasets``' fingerprint of the split and its row count)."""
     from datasets import load_dataset
 
-    from train.hub import offline_hint
+    from train.data.hub import offline_hint
 
     try:
         dataset = load_dataset(name, config_name, split=split, data_files=data_files or None)

@@ -15,16 +15,19 @@ import numpy as np
 from tqdm import tqdm
 
 import lbw_jax
-from train import data_fingerprint, machine, optim
-from train.checkpoint import Checkpoints
+from train import optim
+from train.data import fingerprint as data_fingerprint
+from train.records import machine
+from train.session.checkpoint import Checkpoints
 from train.errors import ConfigError, DivergenceError, InputError, RunError
-from train.fingerprint import check_resume, schedule_change
-from train.metrics import MetricsWriter, plot_run
-from train.run_lock import lock_run_folder
-from train.trainer import Trainer, build_data, run_dir
+from train.session.resume_rules import check_resume, schedule_change
+from train.records.metrics import MetricsWriter, plot_run
+from train.session.run_lock import lock_run_folder
+from train.data.build import build_data
+from train.trainer import Trainer
 from train.validate import check_config
 from train.values import plain_json
-from train.watchdog import Event, Watchdog
+from train.session.watchdog import Event, Watchdog
 
 
 @dataclasses.dataclass
@@ -74,6 +77,10 @@ def _write_json(path: pathlib.Path, value) -> None:
 def _saved_tokenizer(out: pathlib.Path, cfg) -> pathlib.Path | None:
     path = out / ("tokenizer.json" if cfg.data.tokenizer == "bpe" else "tokenizer")
     return path if path.exists() else None
+
+
+def run_dir(cfg) -> pathlib.Path:
+    return pathlib.Path(cfg.output_dir).expanduser()
 
 
 def initialize_distributed(cfg) -> None:

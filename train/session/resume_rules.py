@@ -12,7 +12,7 @@ Of the fields that may change, those of the LR schedule are checked by their eff
 saved one gave, unless ``optimizer.accept_schedule_change=True``. So raising
 ``train.steps`` is fine for a constant LR, and refused for a cosine decay unless its
 horizon is kept (``optimizer.decay_steps``). The data are checked by
-``train.data_fingerprint``.
+``train.data.fingerprint``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ watchdog state). On top of it:
   are written when the save is waited for, as before);
 * only then are older steps rotated out, so the newest verified checkpoints are never
   fewer than ``keep``; the watchdog's rollback target and the checkpoints that may
-  become it (``protected``, ``train.watchdog.Watchdog.protected``) are kept besides them;
+  become it (``protected``, ``train.session.watchdog.Watchdog.protected``) are kept besides them;
 * a restore checks those checksums and the restored values' finiteness. A corrupt or
   unusable step is reported and the next older one is tried; the unusable ones are
   moved to ``<run>/checkpoints_unusable/`` (never deleted) once an older one works.
@@ -31,9 +31,9 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from train.data_fingerprint import file_sha256
+from train.data.fingerprint import file_sha256
 from train.errors import CheckpointError, first_line
-from train.library_log import LIBRARY_LOG
+from train.records.library_log import LIBRARY_LOG
 
 
 class CheckpointRestoreError(CheckpointError):

@@ -1,0 +1,1 @@
+"""What a run records besides checkpoints: metrics and plots, speed and MFU, the machine, and the libraries' own log."""
