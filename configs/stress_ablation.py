@@ -1,7 +1,10 @@
 """The governor's ablation: the stress suite of configs/stress_cpu.py with the
-governor and, as arms of their own, the governor with one mechanism removed.
+governor and, as arms of their own, the governor with one mechanism removed. Its
+results.json is the optional second argument of ``train.stress.goals``, which prints the
+ablation table beside a policy's goals.
 
     python -m train.stress --config configs/stress_ablation.py
+    python -m train.stress.goals RESULTS.json runs/stress_ablation/results.json
 """
 
 import ml_collections
@@ -27,17 +30,6 @@ def governor_variants(s, variants: dict) -> None:
     for name, knobs in variants.items():
         s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": knobs})
     s.sequential_cells = 0
-
-
-def design_comparison(c, variants: dict) -> None:
-    """Governor v3's design runs: the variants against AdamW and governor v2.1, two seeds,
-    the burst and the LR spike (a comparison of designs, not the goals' measurement)."""
-    # The governor arm is v2.1, the default when these were measured (v2.2 starts the
-    # trust region at step 11): pinned, so each design config still reproduces its report.
-    c.optimizer.governor.trust_from = 2
-    governor_variants(c.stress, variants)
-    c.stress.seeds = 2
-    c.stress.scenarios = ("burst", "lr_spike")
 
 
 def get_config():

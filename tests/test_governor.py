@@ -3,8 +3,7 @@ rules, plus the behaviour it promises (no harm when calm, a schedule's warmup pa
 the trust region, cuts that scale with the loss's excess over its recent best, a
 pathological step skipped exactly) and its knob checks."""
 
-import pathlib
-import sys
+import itertools
 
 import chex
 import jax
@@ -16,8 +15,6 @@ import pytest
 import lbw_jax
 from reference_governor import REASONS, GovernorModel
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
-from skip_shift import skip_runs  # noqa: E402  (the measurement in docs/governor.md)
 
 DIM = 16
 
@@ -251,6 +248,21 @@ def test_a_loss_losing_ground_drives_the_scale_down_and_it_recovers():
 
 # A loss alternating 3.0 +- 0.03: its standard deviation is 0.03, so +0.03 z is +1 sd.
 _FLAT = 3.0 + 0.03 * (-1.0) ** np.arange(160)
+
+
+def skip_runs(losses, **knobs) -> list[int]:
+    """The lengths of the runs of skipped steps of a governor fed ``losses`` and a steady
+    gradient (the measurement of experiments/skip_shift/, quoted in docs/governor.md)."""
+    tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(**knobs))
+    params = {"w": jnp.zeros(4)}
+    state = tx.init(params)
+    update = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
+    skipped = []
+    for loss in losses:
+        _, state = update({"w": jnp.full(4, 0.1)}, state, params, loss)
+        skipped.append(int(lbw_jax.telemetry(state)["skipped"]))
+    flags = np.diff(skipped, prepend=0) > 0
+    return [len(list(group)) for flag, group in itertools.groupby(flags) if flag]
 
 
 def test_a_modest_level_shift_is_accepted_in_a_few_skips_a_burst_is_skipped_whole():

@@ -1,14 +1,14 @@
 """The project's modules reach each other through public names only: no module
 outside ``lbw_jax`` imports an underscored name from it, and no module imports an
 underscored name from another of the project's packages (``train``, ``configs``,
-``bench``, ``examples``). Tests may import the privates of ``train``, whose behaviour
+``bench``, ``experiments``, ``examples``). Tests may import the privates of ``train``, whose behaviour
 they pin; never ``lbw_jax``'s, the library users build on."""
 
 import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("lbw_jax", "train", "configs", "bench", "examples", "tests")
+PACKAGES = ("lbw_jax", "train", "configs", "bench", "experiments", "examples", "tests")
 
 
 def private_imports(path: pathlib.Path):

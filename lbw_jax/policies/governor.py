@@ -14,7 +14,7 @@ Three mechanisms, each one knob away from off (for ablations):
    variance (as floored) of the signal that was out by ``skip_widen``: the predict step
    of a filter that receives no observation, whose unobserved level grows more
    uncertain. A skip run is then as long as the outliers are severe: a lasting shift to
-   z = 8 is skipped 3 times at the default 1.15 and then accepted (bench/skip_shift.py),
+   z = 8 is skipped 3 times at the default 1.15 and then accepted (experiments/skip_shift/skip_shift.py),
    so a new level in healthy training (or parameters that every batch finds steeper)
    does not stall the run,
    while a burst of garbage batches (z of 40 and more) stays skipped. A run of more

@@ -1,6 +1,6 @@
 """Governor v3's design measurements (issue 23) on the CPU default, the setting where
 governor v2.1 was tuned: do the two designs that helped on the LoRA shift
-(configs/stress_lora_v3.py, docs/stress/lora_v3_designs/) harm the full-parameter
+(experiments/governor_designs/stress_lora_v3.py, experiments/governor_designs/lora/) harm the full-parameter
 re-warm?
 
 The CPU default (configs/stress_cpu.py) with AdamW, the governor (v2.1), and as arms of
@@ -9,12 +9,12 @@ LoRA start's first steps pass unclamped) and ``trust_growth=2`` (after a clamp t
 reference step may double, so a lasting change is accepted in a few steps). Two seeds,
 the burst and the LR spike (one seed): a design comparison, not the goals' measurement.
 
-    python -m train.stress --config configs/stress_cpu_v3.py --config.output_dir=docs/stress/cpu_v3_designs
+    python -m train.stress --config experiments/governor_designs/stress_cpu_v3.py --config.output_dir=experiments/governor_designs/cpu
 """
 
-from configs.stress_ablation import design_comparison
 from configs.stress_cpu import get_config as stress_cpu
-from configs.stress_lora_v3 import DESIGNS
+from experiments.governor_designs.comparison import design_comparison
+from experiments.governor_designs.stress_lora_v3 import DESIGNS
 
 CANDIDATES = ("governor_trust_from_11", "governor_trust_growth_2")
 

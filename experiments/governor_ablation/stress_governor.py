@@ -4,8 +4,8 @@
 effective-LR control at the stressed LRs, and its ablation: the governor with each
 mechanism removed in turn, as arms of their own (an ablation is not a rival).
 
-    python -m train.stress --config configs/stress_governor.py
-    python -m train.stress.goals docs/stress/governor/results.json docs/stress/governor/results.json
+    python -m train.stress --config experiments/governor_ablation/stress_governor.py
+    python -m train.stress.goals experiments/governor_ablation/cpu/results.json experiments/governor_ablation/cpu/results.json
 """
 
 import ml_collections
@@ -16,7 +16,7 @@ from configs.stress_cpu import get_config as stress_cpu
 
 def get_config():
     c = stress_cpu()
-    c.output_dir = "docs/stress/governor"
+    c.output_dir = "experiments/governor_ablation/cpu"
     s = c.stress
     s.seeds = 3
     s.arms = ("adamw", "clip", "update_clip", "reflex", "reflex_pro", "governor",

@@ -5,13 +5,14 @@ trains five copies with plain AdamW at LRs 3e-4 ... 3e-2 (30 warmup steps, const
 prints, per 30-step window, the mean loss and the mean and spread of the cosine between
 each step's gradient and Adam's momentum before that step.
 
-    python bench/agreement_signal.py
+    python experiments/governor_v2_design/agreement_signal.py
 """
 import jax, jax.numpy as jnp, numpy as np, optax
 from flax import nnx
 from configs.stress_cpu import get_config
 from train.models import make_mesh
-from train.trainer import build_data, build_model
+from train.data.build import build_data
+from train.trainer import build_model
 from train.step import make_loss
 from train.stress.sweep import stack
 from train.optim import schedule_shape

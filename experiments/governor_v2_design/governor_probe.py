@@ -1,7 +1,7 @@
 """Design probe for control laws: a few arms of the stress suite's CPU default at chosen
 LRs and seeds, from one cached pretrained start, with per-step traces.
 
-    python bench/governor_probe.py --arms adamw,governor --lrs 3e-3,1e-1 --seeds 2 \
+    python experiments/governor_v2_design/governor_probe.py --arms adamw,governor --lrs 3e-3,1e-1 --seeds 2 \
         [--variant NAME=POLICY:knob=value,knob=value] [--scenarios lr_spike] [--trace]
 
 Prints each arm's mean final validation perplexity per LR and its mean applied multiplier;
@@ -22,7 +22,7 @@ import sys
 import jax
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from flax import nnx  # noqa: E402
 
@@ -33,7 +33,8 @@ from train.stress.arms import build_arm  # noqa: E402
 from train.optim import schedule_shape  # noqa: E402
 from train.stress.suite import val_batches  # noqa: E402
 from train.stress.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
-from train.trainer import build_data, build_model  # noqa: E402
+from train.data.build import build_data  # noqa: E402
+from train.trainer import build_model  # noqa: E402
 
 
 def _variant(text):

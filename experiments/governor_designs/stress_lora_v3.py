@@ -22,11 +22,12 @@ their own (an ablation is not a rival):
 Two seeds, the burst and the LR spike (one seed): a design comparison, not the goals'
 measurement.
 
-    python -m train.stress --config configs/stress_lora_v3.py --config.output_dir=docs/stress/lora_v3_designs
+    python -m train.stress --config experiments/governor_designs/stress_lora_v3.py --config.output_dir=experiments/governor_designs/lora
 """
 
-from configs.stress_ablation import REMOVED, design_comparison
+from configs.stress_ablation import REMOVED
 from configs.stress_lora import get_config as stress_lora
+from experiments.governor_designs.comparison import design_comparison
 
 DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],
            "governor_trust_growth_125": {"trust_growth": 1.25},

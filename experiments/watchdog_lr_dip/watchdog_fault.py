@@ -7,8 +7,8 @@ to x1 over ``lr_recovery_steps``. The table gives each run's final validation
 perplexity against the clean run's. (This is the setting of
 ``tests/test_run_failures.py::test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback``.)
 
-    python bench/watchdog_fault.py            # 8 host devices, as the tests run
-    python bench/watchdog_fault.py --guard reflex   # under another guard than the default
+    python experiments/watchdog_lr_dip/watchdog_fault.py            # 8 host devices, as the tests run
+    python experiments/watchdog_lr_dip/watchdog_fault.py --guard reflex   # under another guard than the default
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main():
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from configs.tiny import get_config
     from train.run import train
 

@@ -6,7 +6,7 @@ z standard deviations for good; the gradient is steady. Each row is the length o
 run of skipped steps. A 20-step burst of z = 40 (garbage batches) is the last row: it
 should stay skipped whole.
 
-    python bench/skip_shift.py
+    python experiments/skip_shift/skip_shift.py
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Governor v3 design configs (importable by the other experiments)."""
