@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from train.session.loop import Position
+from train.session.position import Position
 from train.session.watchdog import Watchdog
 
 
