@@ -92,6 +92,19 @@ def read_config(folder) -> DecoderConfig:
     return DecoderConfig.from_hf_config(json.loads(config_file.read_text()))
 
 
+def _hf_layout(state, num_layers: int) -> tuple[dict, list]:
+    """The checkpoint tensors the model's abstract ``state`` needs."""
+    expected = {}  # HF name -> (our path, one layer's shape, stored transposed)
+    sources = []   # (our path, abstract variable, its HF names, stored transposed)
+    for p, var in nnx.to_flat_state(state):
+        names, transposed = hf_names(p, num_layers)
+        shape = tuple(var.shape[1:] if is_stacked(p) else var.shape)
+        sources.append((p, var, names, transposed))
+        for name in names:
+            expected[name] = (p, shape, transposed)
+    return expected, sources
+
+
 def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="none",
                     scan_layers: bool = False, attention: str = "auto",
                     mesh: jax.sharding.Mesh | None = None, rules=LOGICAL_AXIS_RULES) -> CausalLM:
@@ -111,14 +124,7 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, remat="
     if mesh is not None:
         for p, sharding in nnx.to_flat_state(model_shardings(state, mesh, rules)):
             shardings[p] = sharding.get_value() if isinstance(sharding, nnx.Variable) else sharding
-    expected = {}  # HF name -> (our path, one layer's shape, stored transposed)
-    sources = []   # (our path, abstract variable, its HF names, stored transposed)
-    for p, var in nnx.to_flat_state(state):
-        names, transposed = hf_names(p, cfg.num_layers)
-        shape = tuple(var.shape[1:] if is_stacked(p) else var.shape)
-        sources.append((p, var, names, transposed))
-        for name in names:
-            expected[name] = (p, shape, transposed)
+    expected, sources = _hf_layout(state, cfg.num_layers)
 
     files = _tensor_files(folder)
     present = {n for n in files if not n.endswith(_IGNORED_SUFFIXES)}

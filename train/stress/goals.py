@@ -97,9 +97,15 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     tuned_lr, tuned = tuned_adamw(grid)
     stressed = stressed_lrs(grid, tolerance)
     head = headline(results, tolerance)
-    rows = []
+    rows = (_no_harm(results, policy, lrs, tuned_lr, tuned, tolerance)
+            + _lr_stops_mattering(results, policy, lrs, tuned_lr, tuned, tolerance, head))
+    specs = specs_from_results(results)
+    return rows + _oracle(results, policy, stressed, specs) + _faults(results, policy, specs)
 
-    # 1. No harm where AdamW itself is healthy.
+
+def _no_harm(results, policy, lrs, tuned_lr, tuned, tolerance) -> list:
+    """Goal 1: no harm where AdamW itself is healthy."""
+    rows = []
     mine = mean_final(results, policy, tuned_lr)
     rows.append((f"no harm at tuned AdamW's LR {tuned_lr:g}: within 1%", mine <= 1.01 * tuned,
                  f"{mine:.2f} vs {tuned:.2f} ({gap(mine, tuned)})"))
@@ -109,8 +115,12 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
             continue
         rows.append((f"no harm at healthy LR {lr:g}: within 1% of AdamW", mine <= 1.01 * adamw,
                      f"{mine:.2f} vs {adamw:.2f} ({gap(mine, adamw)})"))
+    return rows
 
-    # 2. The learning rate stops mattering.
+
+def _lr_stops_mattering(results, policy, lrs, tuned_lr, tuned, tolerance, head) -> list:
+    """Goal 2: the learning rate stops mattering."""
+    rows = []
     above = [lr for lr in lrs if lr >= tuned_lr]
     gaps = {lr: pct_change(mean_final(results, policy, lr), tuned) for lr in above}
     worst = max(above, key=lambda lr: gaps[lr] if gaps[lr] is not None else math.inf)
@@ -131,12 +141,15 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", sens[policy] < sens[best_rival],
                      f"{sens[policy]:.3f} vs best rival {best_rival} {sens[best_rival]:.3f} (whole grid: "
                      f"{whole(policy)} vs {whole(best_rival)})"))
+    return rows
 
-    # 3. The oracle: AdamW at the policy's own mean effective LR.
-    specs = specs_from_results(results)
+
+def _oracle(results, policy, stressed, specs) -> list:
+    """Goal 3: within 2% of AdamW at the policy's own mean effective LR."""
+    rows = []
     control = copy_of(specs, policy, "control")
     for lr in stressed:
-        if control is None or lr not in {float(k) for k in grid[control]}:
+        if control is None or lr not in {float(k) for k in results["grid"][control]}:
             rows.append((f"LR {lr:g}: within 2% of its effective-LR control", None,
                          f"effective_lr_{policy} did not run there"))
             continue
@@ -144,11 +157,15 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine <= 1.02 * theirs)
         rows.append((f"LR {lr:g}: within 2% of its effective-LR control", ok,
                      f"{mine:.2f} vs {theirs:.2f} ({gap(mine, theirs)})"))
+    return rows
 
-    # 4. Faults: survived, the smallest cost (ties inside the clean spread), and better
-    # than the open-loop replay of its own trajectory.
+
+def _faults(results, policy, specs) -> list:
+    """Goal 4: every fault survived at the smallest cost (ties inside the clean spread),
+    and better than the open-loop replay of its own trajectory."""
+    rows = []
+    grid = results["grid"]
     lr = results.get("config", {}).get("stress", {}).get("scenario_lr")
-    spread_of = lambda *arms: max(clean_spread(grid, a, lr) for a in arms)
     replay = copy_of(specs, policy, "replay")
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = fault_cost(results, policy, scenario)
@@ -160,24 +177,33 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
         survived = summary["survived"] == summary["seeds"]
         ok = survived and standing["standing"] in ("best", "tie")
         best = min((a for a in others if math.isfinite(others[a])), key=others.get, default=None)
-        spread = spread_of(policy, *([best] if best else []))
+        spread = _spread(grid, lr, policy, *([best] if best else []))
         versus = "" if best is None else (f" vs best rival {best} {others[best]:+.2f}"
                                           + (" (a tie)" if standing["standing"] == "tie" else ""))
         not_training = "".join(f"; not training: {a} {fault_cost(results, a, scenario)[0]:+.2f}" for a in idle)
         rows.append((f"{scenario}: survived, smallest cost", ok,
                      f"survived {summary['survived']}/{summary['seeds']}, cost {mine:+.2f}{versus}; "
                      f"clean seed spread {spread:.2f}{not_training}"))
-        if replay is None or scenario not in results["scenarios"].get(replay, {}):
-            rows.append((f"{scenario}: better than its replay", None, f"replay_{policy} did not run it"))
-            continue
-        theirs = fault_cost(results, replay, scenario)[0]
-        spread = spread_of(policy, replay)
-        ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
-        tie = ok and math.isfinite(theirs) and theirs - mine <= spread
-        rows.append((f"{scenario}: better than its replay", ok and not tie,
-                     f"cost {mine:+.2f} vs {theirs:+.2f}" + (f" (a tie: inside the clean seed spread {spread:.2f})"
-                                                             if tie else "")))
+        rows.append(_versus_replay(results, policy, replay, scenario, mine, lr))
     return rows
+
+
+def _spread(grid, lr, *arms) -> float:
+    """The larger clean seed spread of ``arms`` at the scenario's LR."""
+    return max(clean_spread(grid, a, lr) for a in arms)
+
+
+def _versus_replay(results, policy, replay, scenario, mine, lr) -> tuple:
+    """The goal row of ``scenario`` against the policy's open-loop replay."""
+    if replay is None or scenario not in results["scenarios"].get(replay, {}):
+        return (f"{scenario}: better than its replay", None, f"replay_{policy} did not run it")
+    theirs = fault_cost(results, replay, scenario)[0]
+    spread = _spread(results["grid"], lr, policy, replay)
+    ok = math.isfinite(mine) and (not math.isfinite(theirs) or mine < theirs)
+    tie = ok and math.isfinite(theirs) and theirs - mine <= spread
+    return (f"{scenario}: better than its replay", ok and not tie,
+            f"cost {mine:+.2f} vs {theirs:+.2f}" + (f" (a tie: inside the clean seed spread {spread:.2f})"
+                                                    if tie else ""))
 
 
 def ablation(results, ablated, policy: str) -> list[str]:
