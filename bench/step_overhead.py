@@ -21,7 +21,8 @@ import jax
 
 from configs.tiny import get_config
 from train.baseline_registry import BASELINES
-from train.trainer import Trainer, build_data
+from train.data.build import build_data
+from train.trainer import Trainer
 
 
 def _arms(rivals: bool) -> dict:

@@ -24,7 +24,8 @@ from train.stress import faults as faults_lib
 from train.stress.arms import build_arm
 from train.stress.sweep import ArmProgram, stack
 from train.optim import schedule_shape
-from train.trainer import build_data, build_model
+from train.data.build import build_data
+from train.trainer import build_model
 
 
 def main():

@@ -12,7 +12,8 @@ from harness_helpers import small_config
 from train.optim import build_optimizer
 from train.stress.arms import build_arm
 from train.stress.sweep import ArmProgram, Cell, run_cells
-from train.trainer import Trainer, build_data
+from train.data.build import build_data
+from train.trainer import Trainer
 
 
 @pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw",

@@ -160,7 +160,8 @@ def test_bad_rival_settings_are_named(setting, message):
 
 def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
     from harness_helpers import small_config, unguarded
-    from train.trainer import Trainer, build_data
+    from train.data.build import build_data
+    from train.trainer import Trainer
 
     cfg = unguarded(small_config(tmp_path))
     cfg.optimizer.update(baseline="prodigy", schedule="cosine", warmup_steps=2)

@@ -11,7 +11,7 @@ from configs.stress_lora import get_config
 from harness_helpers import SMALL_ARCH, run_cli
 from train.data import dataset as data_lib
 from train.stress import shift_base as stress_base
-from train.trainer import build_data
+from train.data.build import build_data
 
 
 def _tiny(tmp_path):

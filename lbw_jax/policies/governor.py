@@ -1,49 +1,51 @@
-"""The governor (v2.2): lbw-jax's own control law, and ``lbw_guard``'s default. It acts
-only on evidence of harm, measured against this run's own recent past, and otherwise
-leaves the step alone.
+"""The governor: lbw-jax's own control law, and ``lbw_guard``'s default.
 
-Three mechanisms, each one knob away from off (for ablations):
+This module holds the law ``Governor`` (a frozen dataclass whose fields are its knobs), its
+state ``GovernorState``, its vocabularies ``GovernorRegime`` and ``GovernorReason`` (the
+``regime`` and ``reason`` codes of its telemetry) and the factory ``governor(**overrides)``.
+docs/governor.md is its design document: each mechanism with its measurement, every knob and
+every telemetry field.
 
-1. Exact skip of a pathological step (``use_skip``). The first ``warmup_steps``
-   applied steps calibrate the mean and variance of the loss and of the log gradient
-   norm (then EMAs with ``stat_decay`` follow them; standard deviations are floored at
-   ``min_noise`` of the loss level, and at ``min_noise`` for the log norm). After
-   that, a step whose loss or gradient norm lies more than ``skip_z`` standard
-   deviations above the mean is skipped exactly: zero update, Adam's moments never see
-   it, the means and the scale are left as they were. Each skip multiplies the
-   variance (as floored) of the signal that was out by ``skip_widen``: the predict step
-   of a filter that receives no observation, whose unobserved level grows more
-   uncertain. A skip run is then as long as the outliers are severe: a lasting shift to
-   z = 8 is skipped 3 times at the default 1.15 and then accepted (experiments/skip_shift/skip_shift.py),
-   so a new level in healthy training (or parameters that every batch finds steeper)
-   does not stall the run,
-   while a burst of garbage batches (z of 40 and more) stays skipped. A run of more
-   than ``max_skips`` outliers is accepted in any case; it is at most the watchdog's
-   ``max_skips``, so the guard accepts a new level before ``train.run`` rolls back.
-2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (the
-   11th by default, once the calibration's 10 steps are over), an applied step whose norm
-   (at scale 1) exceeds ``trust_ratio`` times the reference step is shrunk to that bound,
-   for that step only. Before it the reference follows every step unclamped: a LoRA
-   start, whose A factors only begin to move once B is nonzero, grows the step several
-   times over in its first steps, and a trust region from the second step clamped it
-   into a lasting cut (v2.1; docs/governor.md measures both). The reference is the previous
-   applied step (``trust_decay`` 0; an EMA for larger values), so a schedule's
-   warmup, which grows the step by less than 2x a step, passes untouched, while a
-   learning-rate spike is caught on its first step. A clamped step lets the
-   reference grow by ``trust_growth`` only, so a spike does not inflate the
-   reference it is judged by; a lasting change is accepted in time.
-3. Harm control (``use_harm``). A fast EMA of the loss (``fast_decay``) is compared
-   with its recent best: the lowest value of that EMA, which forgets upward at rate
-   ``forget`` a step (so "recent" means the last ~1/forget steps). When the EMA lies
-   more than ``tolerance`` (relative to the loss) above that best, training is losing
-   ground: the scale is multiplied by (tolerance / excess) ** cut_power, at most a cut
-   to ``max_cut`` a step, so a cut scales with the measured excess. With
-   ``level_cuts`` the cut targets a level instead of compounding: the scale becomes
-   the one at which this stretch of harm began times (tolerance / excess) **
-   cut_power (never above where it is), so an excess that persists while the loss EMA
-   lags holds the scale rather than cutting it again on every step. While the EMA is
-   within ``recover_band`` x tolerance of its best, the scale recovers by ``recover``
-   a step; in between it holds. The scale stays in [``min_scale``, 1].
+The law acts only on evidence of harm, measured against this run's own recent past, and
+otherwise leaves the step alone. Three mechanisms, each one knob away from off (for ablations):
+
+1. Exact skip of a pathological step (``use_skip``). The first ``warmup_steps`` applied
+   steps calibrate the mean and variance of the loss and of the log gradient norm (then EMAs
+   with ``stat_decay`` follow them; standard deviations are floored at ``min_noise`` of the
+   loss level, and at ``min_noise`` for the log norm). After that, a step whose loss or
+   gradient norm lies more than ``skip_z`` standard deviations above the mean is skipped
+   exactly: zero update, Adam's moments never see it, the means and the scale are left as
+   they were. Each skip multiplies the variance (as floored) of the signal that was out by
+   ``skip_widen``: the predict step of a filter that receives no observation, whose
+   unobserved level grows more uncertain. A skip run is then as long as the outliers are
+   severe: a lasting shift to z = 8 is skipped 3 times at the default 1.15 and then accepted
+   (experiments/skip_shift/skip_shift.py), so a new level in healthy training (or parameters
+   that every batch finds steeper) does not stall the run, while a burst of garbage batches
+   (z of 40 and more) stays skipped. A run of more than ``max_skips`` outliers is accepted in
+   any case; it is at most the watchdog's ``max_skips``, so the guard accepts a new level
+   before ``train.run`` rolls back.
+2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (the 11th by
+   default, once the calibration's 10 steps are over), an applied step whose norm (at scale 1)
+   exceeds ``trust_ratio`` times the reference step is shrunk to that bound, for that step
+   only. Before it the reference follows every step unclamped: a LoRA start, whose A factors
+   only begin to move once B is nonzero, grows the step several times over in its first
+   steps, and a trust region from the second step would clamp it into a lasting cut. The
+   reference is the previous applied step (``trust_decay`` 0; an EMA for larger values), so a
+   schedule's warmup, which grows the step by less than 2x a step, passes untouched, while a
+   learning-rate spike is caught on its first step. A clamped step lets the reference grow by
+   ``trust_growth`` only, so a spike does not inflate the reference it is judged by; a lasting
+   change is accepted in time.
+3. Harm control (``use_harm``). A fast EMA of the loss (``fast_decay``) is compared with its
+   recent best: the lowest value of that EMA, which forgets upward at rate ``forget`` a step
+   (so "recent" means the last ~1/forget steps). When the EMA lies more than ``tolerance``
+   (relative to the loss) above that best, training is losing ground: the scale is
+   multiplied by (tolerance / excess) ** cut_power, at most a cut to ``max_cut`` a step, so a
+   cut scales with the measured excess. With ``level_cuts`` the cut targets a level instead of
+   compounding: the scale becomes the one at which this stretch of harm began times
+   (tolerance / excess) ** cut_power (never above where it is), so an excess that persists
+   while the loss EMA lags holds the scale rather than cutting it again on every step. While
+   the EMA is within ``recover_band`` x tolerance of its best, the scale recovers by
+   ``recover`` a step; in between it holds. The scale stays in [``min_scale``, 1].
 
 The scale the guard applies is the policy's ``scale`` times the trust region's factor.
 Everything is arrays and ``jnp.where``: it vmaps, shards and compiles into the step.
@@ -53,8 +55,6 @@ The loss must be passed to the guard's update as ``value=loss``.
 from __future__ import annotations
 
 import dataclasses
-import enum
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,90 +62,62 @@ import optax
 
 from lbw_jax import _stats, knobs
 from lbw_jax.policies.base import Decision, Policy
-
-
-class GovernorRegime(enum.IntEnum):
-    """What the governor did at its last decision (``regime`` in the telemetry)."""
-
-    CALM = 0
-    SKIP = 1          # one pathological step (loss or gradient outlier) skipped
-    REGRESSION = 2    # the loss lost ground against its recent best: scale cut
-    STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
-
-
-class GovernorReason(enum.IntEnum):
-    """Why the governor's last intervention happened (``reason`` in the telemetry)."""
-
-    NONE = 0
-    LOSS_SPIKE = 1
-    GRAD_SPIKE = 2
-    STEP_LIMIT = 3
-    HARM = 4
-    ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
-
-
-
-class GovernorState(NamedTuple):
-    """Signals and memory of the governor.
-
-    Attributes:
-      scale: the step multiplier in [min_scale, 1] (before the trust region).
-      regime: the ``GovernorRegime`` code of the last decision.
-      count: finite, not skipped steps seen.
-      loss_mean, loss_var: running mean and variance of the loss (Welford during the
-        calibration, then EMAs with ``stat_decay``; a skipped loss outlier widens the
-        variance by ``skip_widen``).
-      grad_mean, grad_var: the same for the log of the global gradient norm.
-      fast: the fast EMA of the loss.
-      best: its recent best (forgetting upward at rate ``forget``); the telemetry's
-        ``excess`` is (fast - best) / |best|, derived from the two.
-      step_ref: the reference step norm of the trust region (at scale 1).
-      run: consecutive skipped steps.
-      loss_z, grad_z: z-scores of the last step's loss and log gradient norm.
-      step_ratio: the last inner step's norm over the reference.
-      reason: the ``GovernorReason`` code of the last intervention.
-      skips, cuts, limits: steps skipped, cut by the harm control, and clamped by the
-        trust region.
-      anchor: the scale at which the current stretch of harm began (0 when the last
-        applied step was not harmful); ``level_cuts`` cuts relative to it.
-    """
-
-    scale: jax.Array
-    regime: jax.Array
-    count: jax.Array
-    loss_mean: jax.Array
-    loss_var: jax.Array
-    grad_mean: jax.Array
-    grad_var: jax.Array
-    fast: jax.Array
-    best: jax.Array
-    step_ref: jax.Array
-    run: jax.Array
-    loss_z: jax.Array
-    grad_z: jax.Array
-    step_ratio: jax.Array
-    reason: jax.Array
-    skips: jax.Array
-    cuts: jax.Array
-    limits: jax.Array
-    anchor: jax.Array
-
-    def telemetry(self) -> dict[str, jax.Array]:
-        """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those),
-        and ``excess``, the harm control's signal."""
-        out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime")}
-        out["excess"] = _excess(self.fast, self.best)
-        return out
-
-
-def _excess(fast, best, eps=1e-12):
-    """How far the fast loss EMA lies above its recent best, relative to the best."""
-    return (fast - best) / (jnp.abs(best) + eps)
+from lbw_jax.policies.governor_state import GovernorReason, GovernorRegime, GovernorState, relative_excess
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Governor(Policy):
-    """lbw-jax's own control law (see the module docstring)."""
+    """lbw-jax's own control law (the module docstring describes its three mechanisms).
+
+    Build it with ``lbw_jax.governor(**overrides)`` (or ``Governor.create``); every knob is
+    checked at construction, and a bad or unknown one raises ``ValueError`` naming it. Ranges
+    below are as checked: ``[a, b]`` closed, ``(a, b)`` open.
+
+    Args:
+      min_scale: floor of the scale. Default 0.01; a real in (0, 1].
+      use_skip: the exact skip of pathological steps (mechanism 1). Default True.
+      warmup_steps: applied steps that calibrate the skip's statistics (Welford) before any
+        step can be skipped. Default 10; an integer >= 2.
+      stat_decay: EMA decay of the skip's means and variances after the calibration.
+        Default 0.95; a real in [0, 1).
+      min_noise: floor of the standard deviations: this fraction of the loss mean's
+        magnitude for the loss, this value for the log gradient norm. Default 0.01; a real
+        in [0, inf).
+      skip_z: z-score above which a loss or gradient norm is an outlier (one-sided).
+        Default 6.0; a real in (0, inf).
+      skip_widen: factor on the (floored) variance of the signal that was out, per skip;
+        1 freezes the statistics during a skip run. Default 1.15; a real in [1, inf).
+      max_skips: the longest run of skips; the next outlier is applied and accepted as a new
+        level (reason ``accepted_shift``). ``train.run`` also requires it to be at most
+        ``train.watchdog.max_skips``. Default 20; an integer >= 1.
+      use_trust: the trust region on the step (mechanism 2). Default True.
+      trust_ratio: the bound: a step's norm (at scale 1) may be at most this times the
+        reference step norm. Default 2.0; a real in [1, inf).
+      trust_from: the first applied step the trust region may clamp; before it the
+        reference follows every step. Default 11; an integer >= 2.
+      trust_decay: EMA decay of the reference step norm; 0 makes it the previous applied
+        step. Default 0.0; a real in [0, 1).
+      trust_growth: factor by which a clamped step lets the reference grow (instead of
+        taking the step's norm). Default 1.02; a real in [1, inf).
+      use_harm: the harm control (mechanism 3). Default True.
+      fast_decay: EMA decay of the fast loss EMA. Default 0.8; a real in [0, 1).
+      forget: fraction of the gap by which the recent best moves up towards the fast EMA
+        each step; 0 keeps the all-time best. Default 0.1; a real in [0, 1].
+      tolerance: relative excess of the fast EMA over its recent best beyond which a step
+        is harmful and the scale is cut. Default 0.03; a real in (0, inf).
+      cut_power: exponent of the cut, scale * (tolerance / excess) ** cut_power. Default
+        1.0; a real in (0, inf).
+      max_cut: the deepest compounding cut in one step (unused with ``level_cuts``).
+        Default 0.5; a real in (0, 1].
+      level_cuts: cut to a level, from the scale at which the current stretch of harm began,
+        instead of compounding a cut on every harmful step. Default False.
+      recover: factor on the scale per step while the excess is within the recovery band.
+        Default 1.02; a real in [1, inf).
+      recover_band: the recovery band, as a fraction of ``tolerance``. Default 0.5; a real
+        in [0, 1].
+      eps: guards the log of the gradient norm and every division. Default 1e-12; a real in
+        (0, inf).
+    """
 
     min_scale: float = knobs.fraction_knob(0.01)
     # Exact skip of pathological steps.
@@ -222,7 +194,7 @@ class Governor(Policy):
         fd = self.fast_decay
         fast = jnp.where(first, loss, fd * state.fast + (1 - fd) * loss)
         best = jnp.where(first, loss, jnp.minimum(fast, state.best + self.forget * (fast - state.best)))
-        excess = _excess(fast, best, self.eps)
+        excess = relative_excess(fast, best, self.eps)
         harm = self.use_harm & ~first & (excess > self.tolerance)
         ratio = (excess / self.tolerance) ** (-self.cut_power)
         anchor = jnp.where(harm, jnp.where(state.anchor > 0, state.anchor, state.scale), 0.0)
@@ -275,11 +247,16 @@ class Governor(Policy):
         return factor.astype(jnp.float32), new_state
 
 
-def governor(**knobs) -> Governor:
+def governor(**overrides) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
-    Its knobs are the fields of ``Governor``, grouped by mechanism there, with their
-    defaults (``lbw_jax.knobs.defaults(Governor)`` lists them); the module docstring
-    says what each does. A bad value raises ``ValueError`` naming it.
+    Args:
+      **overrides: knobs to change from their defaults, by name: the fields of
+        ``Governor``, each documented (meaning, default, range) in its docstring's Args;
+        ``lbw_jax.knobs.defaults(Governor)`` lists them with their defaults.
+
+    Returns:
+      The ``Governor`` with those knobs. An unknown knob or a value outside its range
+      raises ``ValueError`` naming it.
     """
-    return Governor.create(**knobs)
+    return Governor.create(**overrides)

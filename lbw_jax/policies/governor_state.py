@@ -1,0 +1,90 @@
+"""The governor's state and vocabularies: ``GovernorState`` (its signals and memory, and
+the telemetry it reports), ``GovernorRegime`` and ``GovernorReason`` (the codes of its
+``regime`` and ``reason`` telemetry). The law itself is ``lbw_jax.policies.governor``."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class GovernorRegime(enum.IntEnum):
+    """What the governor did at its last decision (``regime`` in the telemetry)."""
+
+    CALM = 0
+    SKIP = 1          # one pathological step (loss or gradient outlier) skipped
+    REGRESSION = 2    # the loss lost ground against its recent best: scale cut
+    STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
+
+
+class GovernorReason(enum.IntEnum):
+    """Why the governor's last intervention happened (``reason`` in the telemetry)."""
+
+    NONE = 0
+    LOSS_SPIKE = 1
+    GRAD_SPIKE = 2
+    STEP_LIMIT = 3
+    HARM = 4
+    ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
+
+
+
+class GovernorState(NamedTuple):
+    """Signals and memory of the governor.
+
+    Attributes:
+      scale: the step multiplier in [min_scale, 1] (before the trust region).
+      regime: the ``GovernorRegime`` code of the last decision.
+      count: finite, not skipped steps seen.
+      loss_mean, loss_var: running mean and variance of the loss (Welford during the
+        calibration, then EMAs with ``stat_decay``; a skipped loss outlier widens the
+        variance by ``skip_widen``).
+      grad_mean, grad_var: the same for the log of the global gradient norm.
+      fast: the fast EMA of the loss.
+      best: its recent best (forgetting upward at rate ``forget``); the telemetry's
+        ``excess`` is (fast - best) / |best|, derived from the two.
+      step_ref: the reference step norm of the trust region (at scale 1).
+      run: consecutive skipped steps.
+      loss_z, grad_z: z-scores of the last step's loss and log gradient norm.
+      step_ratio: the last inner step's norm over the reference.
+      reason: the ``GovernorReason`` code of the last intervention.
+      skips, cuts, limits: steps skipped, cut by the harm control, and clamped by the
+        trust region.
+      anchor: the scale at which the current stretch of harm began (0 when the last
+        applied step was not harmful); ``level_cuts`` cuts relative to it.
+    """
+
+    scale: jax.Array
+    regime: jax.Array
+    count: jax.Array
+    loss_mean: jax.Array
+    loss_var: jax.Array
+    grad_mean: jax.Array
+    grad_var: jax.Array
+    fast: jax.Array
+    best: jax.Array
+    step_ref: jax.Array
+    run: jax.Array
+    loss_z: jax.Array
+    grad_z: jax.Array
+    step_ratio: jax.Array
+    reason: jax.Array
+    skips: jax.Array
+    cuts: jax.Array
+    limits: jax.Array
+    anchor: jax.Array
+
+    def telemetry(self) -> dict[str, jax.Array]:
+        """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those),
+        and ``excess``, the harm control's signal."""
+        out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime")}
+        out["excess"] = relative_excess(self.fast, self.best)
+        return out
+
+
+def relative_excess(fast, best, eps=1e-12):
+    """How far the fast loss EMA lies above its recent best, relative to the best."""
+    return (fast - best) / (jnp.abs(best) + eps)
