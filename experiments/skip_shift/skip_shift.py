@@ -22,15 +22,16 @@ import lbw_jax
 
 
 def skip_runs(losses, **knobs) -> list[int]:
+    """The lengths of the runs of skipped steps, all steps in one scanned program."""
     tx = lbw_jax.lbw_guard(optax.sgd(0.1), policy=lbw_jax.governor(**knobs))
-    params = {"w": jnp.zeros(4)}
-    state = tx.init(params)
-    update = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
-    skipped = []
-    for loss in losses:
-        _, state = update({"w": jnp.full(4, 0.1)}, state, params, loss)
-        skipped.append(int(lbw_jax.telemetry(state)["skipped"]))
-    flags = np.diff(skipped, prepend=0) > 0
+    params, grads = {"w": jnp.zeros(4)}, {"w": jnp.full(4, 0.1)}
+
+    def step(state, loss):
+        _, state = tx.update(grads, state, params, value=loss)
+        return state, lbw_jax.telemetry(state)["skipped"]
+
+    _, skipped = jax.lax.scan(step, tx.init(params), jnp.asarray(losses, jnp.float32))
+    flags = np.diff(np.asarray(skipped), prepend=0) > 0
     return [len(list(group)) for flag, group in itertools.groupby(flags) if flag]
 
 
