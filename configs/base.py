@@ -77,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.accept_schedule_change = False
     # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
     c.optimizer.guard = "governor"
-    c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (see README, Cost)
+    c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (docs/guard.md, Cost)
     # Or, with guard="none", one baseline around AdamW or rival in its place (the registry
     # train.baseline_registry.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
     # the LR-free prodigy and dadapt_adamw (optimizer.lr is not read: their learning_rate
@@ -101,11 +101,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
     c.train.keep_checkpoints = 3
-    # The divergence watchdog (train/session/watchdog.py; README, Training): "rollback" restores
-    # the last good checkpoint, skips the batches that led up to the event and lowers
-    # the LR; "stop" exits with code 3. It fires on a non-finite loss or parameter
-    # norm, the loss above loss_factor x its running level for `patience` steps, or
-    # more than max_skips consecutive skipped steps.
+    # The divergence watchdog (train/session/watchdog.py; docs/train_run.md, "The divergence
+    # watchdog"): "rollback" restores the last good checkpoint, skips the batches that led
+    # up to the event and lowers the LR; "stop" exits with code 3. It fires on a non-finite
+    # loss or parameter norm, the loss above loss_factor x its running level for `patience`
+    # steps, or more than max_skips consecutive skipped steps.
     c.train.on_divergence = "rollback"   # rollback | stop
     c.train.watchdog = watchdog.config()  # its settings, explained in train.session.watchdog.DEFAULTS
 
