@@ -32,7 +32,7 @@ def _cpu() -> tuple[str, str]:
 
 
 def describe() -> dict:
-
+    """The devices, the CPU model and its widest vector extension, and the stack's versions."""
     devices, (model, widest) = jax.devices(), _cpu()
     return {"devices": f"{len(devices)} x {devices[0].device_kind}",
             "cpu": f"{model} ({widest}, {os.cpu_count()} cores)",
