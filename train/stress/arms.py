@@ -97,6 +97,8 @@ class Arm:
       eval_params: (state, params) -> the parameters to evaluate, or None.
       policy: a guard arm's (policy name, its knobs, the knobs its variant changes); None
         for the others.
+      signals: optimizer state -> named per-step scalars recorded beside the metrics
+        (``CellRuns.signals``); None records none. The signal study's instrument sets it.
     """
 
     spec: ArmSpec
@@ -106,6 +108,7 @@ class Arm:
     lr_mode: str = "schedule"
     eval_params: Callable | None = None
     policy: tuple | None = None
+    signals: Callable[[object], dict] | None = None
 
     @property
     def name(self) -> str:

@@ -139,8 +139,26 @@ class SuiteResult:
     tokens_per_step: int
 
 
-def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
-    check_config(cfg)
+@dataclasses.dataclass
+class Setup:
+    """What every arm of a suite run starts from: the config (a domain shift's, fine-tuning
+    its base), the model split into its trained and frozen parts at the shared start, each
+    seed's batch order, what ``run_cells`` takes in common, and the schedule's shape."""
+
+    cfg: object
+    graphdef: object
+    params: object
+    frozen: object
+    orders: dict
+    common: dict
+    shape: object
+    pretrain: dict
+    n_params: int
+    tokens_per_step: int
+
+
+def prepare(cfg, log=print) -> Setup:
+    """Builds the data and the model and trains the shared start (``stress.pretrain_steps``)."""
     base_info = None
     if cfg.stress.base.source:
         # A base pretrained full-parameter on another corpus (cached), then every cell
@@ -166,8 +184,17 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     if s.pretrain_steps:
         params, more = pretrain_start(cfg, graphdef, params, windows, common, log)
         pretrain.update(more)
-
     shape = schedule_shape(cfg.optimizer.schedule, s.steps, cfg.optimizer.warmup_steps)
+    return Setup(cfg, graphdef, params, frozen, orders, common, shape, pretrain, n_params,
+                 batch * (windows.shape[1] - 1))
+
+
+def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
+    check_config(cfg)
+    setup = prepare(cfg, log)
+    cfg, s = setup.cfg, setup.cfg.stress
+    graphdef, params, orders, common, shape = (setup.graphdef, setup.params, setup.orders,
+                                               setup.common, setup.shape)
     results, labels, kinds, specs, lr_free, control_lrs = {}, {}, {}, {}, [], list(s.lrs)
     for name in ordered_arms(s):
         arm = build_arm(name, cfg)
@@ -203,8 +230,8 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
     return SuiteResult(cfg=cfg, runs=results, labels=labels, kinds=kinds, specs=specs, lr_free=lr_free,
                        control_lrs=control_lrs,
                        start_ppl=float(results[ordered_arms(s)[0]].val_ppl[0, 0]),
-                       pretrain=pretrain, sequential=sequential, n_params=n_params,
-                       tokens_per_step=batch * (windows.shape[1] - 1))
+                       pretrain=setup.pretrain, sequential=sequential, n_params=setup.n_params,
+                       tokens_per_step=setup.tokens_per_step)
 
 
 def _time_one_by_one(cfg, graphdef, params, orders, shape, results, common, log) -> dict:

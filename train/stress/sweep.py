@@ -53,6 +53,7 @@ class CellRuns:
     compile_s: float
     run_s: float
     final_params: object = None
+    signals: dict = dataclasses.field(default_factory=dict)   # name -> [steps, cells]
 
 
 class ArmProgram:
@@ -81,8 +82,10 @@ class ArmProgram:
             probe = arm.probe(opt_state)
             # The multiplier actually applied to this step's update: 0 when it was skipped.
             applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["scale"])
+            signals = {} if arm.signals is None else {
+                f"signal_{k}": v for k, v in arm.signals(opt_state).items()}
             return params, opt_state, {**metrics, "scale": applied, "skipped": probe["skipped"],
-                                       "estimate": probe["estimate"], "lr": lr_now}
+                                       "estimate": probe["estimate"], "lr": lr_now, **signals}
 
         def cell_eval(params, opt_state, frozen, val):
             if arm.eval_params is not None:
@@ -169,7 +172,8 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
                     lr=stacked["lr"],
                     eval_steps=eval_steps,
                     val_ppl=np.exp(np.stack(evals).astype(np.float64)), compile_s=compile_s,
-                    run_s=run_s, final_params=params if keep_params else None)
+                    run_s=run_s, final_params=params if keep_params else None,
+                    signals={k[len("signal_"):]: v for k, v in stacked.items() if k.startswith("signal_")})
 
 
 def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipliers=None,
@@ -186,4 +190,6 @@ def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipli
                     grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"),
                     estimate=cat("estimate"), lr=cat("lr"),
                     eval_steps=parts[0].eval_steps, val_ppl=cat("val_ppl"),
-                    compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts))
+                    compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts),
+                    signals={k: np.concatenate([p.signals[k] for p in parts], axis=1)
+                             for k in parts[0].signals})

@@ -1,0 +1,104 @@
+"""Per-step stability signals of any optax optimizer, read without changing its step: the
+instrument of the signal study for a per-step stability signal (governor v3).
+
+``traced(inner)`` wraps an optimizer, passes its updates through unchanged and keeps, in
+its state, the candidate signals of the last step. It holds one extra buffer, the previous
+update u_{t-1}, and reads the loss f_t of the parameters the gradient g_t was taken at
+(``value=``, as the guard does). With the previous step's first-order prediction
+p_{t-1} = g_{t-1}·u_{t-1} (negative for a descent step) the signals are:
+
+- ``align``: g_t·u_{t-1} / p_{t-1}, the new gradient along the last update against the
+  old one (hypergradient descent reads its sign). 1: the slope along the step did not
+  change; 0: the step reached the minimum along its line; negative: it overshot it.
+- ``overshoot``: 1 - ``align`` = (g_t - g_{t-1})·u_{t-1} / -p_{t-1}, the step's size
+  against the one-dimensional optimum of a quadratic along it (the directional curvature
+  times |u|^2 over the slope). Above 2 the step is past the edge of stability along its
+  own direction (Cohen et al.: sharpness against 2/eta).
+- ``acceptance``: (f_t - f_{t-1}) / p_{t-1}, the loss change against its first-order
+  prediction, the classical trust-region ratio (on another batch, so noisy: SALSA smooths
+  both sides).
+- ``update_growth``: |u_t| over an EMA of the earlier |u| (``growth_decay``): Adam's update
+  norm grows before a loss spike.
+- ``polyak``: (f_t - f_low) / -(g_t·u_t), the Polyak step over this step, as a ratio to the
+  LR in use: above 1 the LR is under the Polyak ceiling (MoMo's cap), below 1 above it.
+  ``f_low`` is ``loss_floor`` (0: loose for a language model's loss).
+
+A quantity without a previous step (the first step) or with a zero denominator is NaN,
+never a false zero. Signals are float32 scalars, so they trace into a vmapped cell.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak")
+
+
+class TracedState(NamedTuple):
+    """The inner optimizer's state and the signal memory.
+
+    Attributes:
+      inner_state: the wrapped optimizer's state, as it would be alone.
+      prev_update: u_{t-1}, the last update the optimizer returned (zeros at first).
+      prev_pred: p_{t-1} = g_{t-1}·u_{t-1} (NaN before the first step).
+      prev_loss: f_{t-1} (NaN before the first step).
+      norm_ema: EMA of the earlier update norms (NaN before the first step).
+      signals: the last step's signals, by the names of ``SIGNALS``.
+    """
+
+    inner_state: optax.OptState
+    prev_update: optax.Updates
+    prev_pred: jax.Array
+    prev_loss: jax.Array
+    norm_ema: jax.Array
+    signals: dict
+
+
+def _dot(a, b) -> jax.Array:
+    leaves = jax.tree.leaves(jax.tree.map(
+        lambda x, y: jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32)), a, b))
+    return sum(leaves, jnp.zeros([], jnp.float32))
+
+
+def _ratio(num, den) -> jax.Array:
+    """num / den, NaN where den is 0 or NaN (no signal rather than a false one)."""
+    ok = jnp.isfinite(den) & (den != 0)
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
+
+
+def _nan() -> jax.Array:
+    return jnp.full([], jnp.nan, jnp.float32)
+
+
+def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
+           loss_floor: float = 0.0) -> optax.GradientTransformationExtraArgs:
+    """``inner`` unchanged, with its per-step stability signals in the state
+    (``TracedState.signals``). ``update`` needs ``value=`` (the loss at ``params``)."""
+    if not 0.0 <= growth_decay < 1.0:
+        raise ValueError(f"traced: growth_decay={growth_decay!r} must be in [0, 1)")
+    inner = optax.with_extra_args_support(inner)
+
+    def init_fn(params):
+        return TracedState(inner.init(params), optax.tree.zeros_like(params), _nan(), _nan(),
+                           _nan(), {name: _nan() for name in SIGNALS})
+
+    def update_fn(grads, state, params=None, *, value, **extra_args):
+        updates, inner_state = inner.update(grads, state.inner_state, params, value=value,
+                                            **extra_args)
+        loss = jnp.asarray(value, jnp.float32)
+        along_last = _dot(grads, state.prev_update)
+        norm = jnp.sqrt(_dot(updates, updates))
+        align = _ratio(along_last, state.prev_pred)
+        signals = {"align": align, "overshoot": 1.0 - align,
+                   "acceptance": _ratio(loss - state.prev_loss, state.prev_pred),
+                   "update_growth": _ratio(norm, state.norm_ema),
+                   "polyak": _ratio(loss - loss_floor, -_dot(grads, updates))}
+        ema = jnp.where(jnp.isnan(state.norm_ema), norm,
+                        growth_decay * state.norm_ema + (1.0 - growth_decay) * norm)
+        return updates, TracedState(inner_state, updates, _dot(grads, updates), loss, ema, signals)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
