@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness_helpers import ROOT
-from train.stress.signal_scores import ema, first_flag, harm_onset, score
+from train.stress.signal_scores import derived, ema, first_flag, harm_onset, score
 
 TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
         "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
@@ -56,17 +56,33 @@ def test_scores_count_leads_and_healthy_flags():
     over = np.ones((steps, 2))
     over[12:, 0] = 5.0                          # flags cell 0 early
     over[2:4, 1] = 50.0                         # cell 1 healthy: flagged in the transient only
-    sig = {"overshoot": over, "acceptance": np.ones((steps, 2)),
-           "update_growth": np.ones((steps, 2)), "polyak": np.full((steps, 2), 2.0)}
+    sig = {"overshoot": over, "acceptance": np.ones((steps, 2)), "acceptance_salsa": np.ones((steps, 2)),
+           "update_growth": np.ones((steps, 2)), "update_growth_per_lr": np.ones((steps, 2)),
+           "polyak": np.full((steps, 2), 2.0)}
     out = score(sig, loss, np.array([True, False]), np.array([False, True]),
                 harm_knobs=dict(fast_decay=0.8, forget=0.1, tolerance=0.03, warmup=10),
                 smooth=0.0, transient=10)
     o = out["overshoot"]
     assert out["harm_onset"][0] == 20 and out["harm_onset"][1] == -1
+    assert out["harm_healthy_flagged"] == 0
     assert o["first_flag"][0] == 12 and o["lead_steps"] == [8]
     assert o["stressed_flagged_before_harm"] == 1
     assert o["healthy_flagged"] == 1 and o["healthy_flagged_after_transient"] == 0
     assert out["acceptance"]["stressed_flagged"] == 0 and out["acceptance"]["lead_steps"] == []
+
+
+def test_derived_signals_take_the_lr_out_and_smooth_both_sides():
+    steps = 6
+    lr = np.linspace(0.0, 1.0, steps)[:, None]          # a warmup: the update grows with the LR
+    sig = {"update_norm": 2.0 * lr, "pred": np.full((steps, 1), -0.5)}
+    loss = np.array([5.0, 4.9, 4.8, 4.9, 5.0, 5.1])[:, None]
+    out = derived(sig, loss, lr, decay=0.5)
+    growth = out["update_growth_per_lr"][:, 0]
+    assert np.isnan(growth[:2]).all() and np.allclose(growth[2:], 1.0)   # 2.0 per unit LR throughout
+    # SALSA: EMA(loss change) / EMA(previous prediction); the prediction is -0.5 each step.
+    change = ema(np.diff(loss, axis=0, prepend=np.nan), 0.5)[:, 0]
+    np.testing.assert_allclose(out["acceptance_salsa"][2:, 0], change[2:] / -0.5)
+    assert out["acceptance_salsa"][-1, 0] < 0 < out["acceptance_salsa"][2, 0]
 
 
 @pytest.fixture(scope="module")

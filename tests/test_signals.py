@@ -37,6 +37,7 @@ def test_every_signal_has_its_closed_form_on_a_quadratic(lr):
         assert s["overshoot"] == pytest.approx(h, rel=1e-4)          # > 2: past the edge
         assert s["acceptance"] == pytest.approx(1 - h / 2, rel=1e-4, abs=1e-6)
         assert s["polyak"] == pytest.approx(1 / (2 * h), rel=1e-4)   # the Polyak step / lr
+        assert s["pred"] == pytest.approx(-2 * h * s["update_norm"] ** 2 / (2 * lr * lr * A), rel=1e-4)
     # |u_t| = |1 - h| |u_{t-1}|: against an EMA that starts at |u_1|, step 2 grows by |1 - h|.
     assert trace[1]["update_growth"] == pytest.approx(abs(1 - h), rel=1e-4)
 
@@ -71,7 +72,9 @@ def test_a_zero_denominator_is_no_signal_not_a_false_zero():
     state = tx.init(x)
     for _ in range(2):   # a zero gradient: every prediction g.u is 0
         _, state = tx.update(jnp.zeros(2), state, x, value=1.0)
-    assert all(np.isnan(float(v)) for k, v in state.signals.items() if k != "update_growth")
+    ratios = {k: float(v) for k, v in state.signals.items() if k not in ("update_norm", "pred")}
+    assert all(np.isnan(v) for k, v in ratios.items() if k != "update_growth"), ratios
+    assert float(state.signals["update_norm"]) == 0.0 == float(state.signals["pred"])   # measured, not ratios
 
 
 def test_it_traces_under_jit_and_vmap():

@@ -25,6 +25,9 @@ def _table(study) -> list[str]:
              "harm test | lead over the harm test, steps (median, range) | healthy: flagged | "
              f"healthy: flagged from step {study['transient']} |",
              "|---|---|---|---|---|---|---|"]
+    lines.append(f"| the harm test itself (the governor's loss EMA) | — | {harmed}/{len(stressed)} | — | 0 | "
+                 f"{sc['harm_healthy_flagged']}/{len(healthy)} | "
+                 f"{sc['harm_healthy_flagged_after_transient']}/{len(healthy)} |")
     for name, (op, level) in THRESHOLDS.items():
         s = sc[name]
         lead = s["lead_steps"]

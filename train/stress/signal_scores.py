@@ -8,18 +8,24 @@ not a level fitted to these runs:
 
 - ``overshoot`` above 2: the step is past the edge of stability along its own direction;
 - ``acceptance`` below 0: the loss rose where the step predicted a fall;
+- ``acceptance_salsa`` below 0: the same ratio with both sides smoothed first (EMAs of the
+  loss change and of the prediction, ``derived``), as SALSA does against batch noise;
 - ``update_growth`` above 2: the update norm doubled against its own history;
+- ``update_growth_per_lr`` above 2: the same for the update norm per unit LR, so that an LR
+  warmup, which grows the update by design, is not read as growth;
 - ``polyak`` below 1: the LR in use is above the Polyak step (MoMo's ceiling, loss floor 0).
 
-(``align`` is 1 - ``overshoot`` exactly, so it is not scored apart.)
+(``align`` is 1 - ``overshoot`` exactly, so it is not scored apart.) The harm test's own
+flags on the healthy runs are counted the same way, as the baseline a signal must beat.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-THRESHOLDS = {"overshoot": (">", 2.0), "acceptance": ("<", 0.0),
-              "update_growth": (">", 2.0), "polyak": ("<", 1.0)}
+THRESHOLDS = {"overshoot": (">", 2.0), "acceptance": ("<", 0.0), "acceptance_salsa": ("<", 0.0),
+              "update_growth": (">", 2.0), "update_growth_per_lr": (">", 2.0),
+              "polyak": ("<", 1.0)}
 
 
 def ema(x: np.ndarray, decay: float) -> np.ndarray:
@@ -32,6 +38,25 @@ def ema(x: np.ndarray, decay: float) -> np.ndarray:
         level = np.where(fresh, v, np.where(np.isnan(v), level, decay * level + (1 - decay) * v))
         out[t] = level
     return out
+
+
+def _earlier_ema(x: np.ndarray, decay: float) -> np.ndarray:
+    """At each step, the EMA of the values before it (NaN at the first)."""
+    level = ema(x, decay)
+    return np.concatenate([np.full((1, *x.shape[1:]), np.nan), level[:-1]])
+
+
+def derived(signals: dict, loss: np.ndarray, lr: np.ndarray, decay: float = 0.9) -> dict:
+    """The signals computed after the run from the recorded ones: ``acceptance_salsa``
+    (EMA of the loss change over the EMA of the previous prediction) and
+    ``update_growth_per_lr`` (|u|/lr over the EMA of its earlier values)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = np.diff(loss.astype(np.float64), axis=0, prepend=np.nan)
+        pred_before = np.concatenate([np.full((1, loss.shape[1]), np.nan), signals["pred"][:-1]])
+        salsa = ema(change, decay) / ema(pred_before, decay)
+        per_lr = np.where(lr > 0, signals["update_norm"] / lr, np.nan)
+        growth = per_lr / _earlier_ema(per_lr, decay)
+    return {**signals, "acceptance_salsa": salsa, "update_growth_per_lr": growth}
 
 
 def harm_onset(loss: np.ndarray, *, fast_decay: float, forget: float, tolerance: float,
@@ -65,7 +90,10 @@ def score(signals: dict, loss: np.ndarray, stressed: np.ndarray, healthy: np.nda
     """Each scored signal's (a) lead over the harm onset on the stressed cells and (b)
     flags on the healthy cells. ``stressed``/``healthy``: boolean masks over cells."""
     onset = harm_onset(loss, **harm_knobs)
-    out = {"harm_onset": onset.tolist()}
+    after = harm_onset(loss, **{**harm_knobs, "warmup": max(harm_knobs["warmup"], transient)})
+    out = {"harm_onset": onset.tolist(),
+           "harm_healthy_flagged": int((onset[healthy] >= 0).sum()),
+           "harm_healthy_flagged_after_transient": int((after[healthy] >= 0).sum())}
     for name in THRESHOLDS:
         flag = first_flag(signals[name], name, smooth=smooth)
         late = first_flag(signals[name], name, smooth=smooth, start=transient)

@@ -27,7 +27,7 @@ import lbw_jax
 from train.records import machine
 from train.stress.arms import build_arm
 from train.stress.headline import stressed_from_means
-from train.stress.signal_scores import THRESHOLDS, score
+from train.stress.signal_scores import THRESHOLDS, derived, score
 from train.stress.signals import traced
 from train.stress.suite import prepare
 from train.stress.sweep import ArmProgram, Cell, run_chunked
@@ -65,7 +65,8 @@ def run_study(cfg, *, smooth: float, transient: int, log=print) -> dict:
     knobs = lbw_jax.knobs.defaults(lbw_jax.Governor)
     harm = dict(fast_decay=knobs["fast_decay"], forget=knobs["forget"],
                 tolerance=knobs["tolerance"], warmup=knobs["warmup_steps"])
-    scores = score(runs.signals, runs.loss, stressed, healthy, harm_knobs=harm, smooth=smooth,
+    signals = derived(runs.signals, runs.loss, runs.lr)
+    scores = score(signals, runs.loss, stressed, healthy, harm_knobs=harm, smooth=smooth,
                    transient=transient)
     log(f"signal study: tuned LR {tuned:g}, stressed {stressed_lrs}; {len(cells)} cells in "
         f"{runs.compile_s + runs.run_s:.0f} s")
@@ -74,7 +75,7 @@ def run_study(cfg, *, smooth: float, transient: int, log=print) -> dict:
             "start_ppl": float(runs.val_ppl[0, 0]), "pretrain": setup.pretrain,
             "cells": [{"lr": c.lr, "seed": c.seed, "final_ppl": float(final[i]),
                        "loss": runs.loss[:, i].tolist(),
-                       **{f"signal_{k}": v[:, i].tolist() for k, v in runs.signals.items()}}
+                       **{f"signal_{k}": v[:, i].tolist() for k, v in signals.items()}}
                       for i, c in enumerate(cells)],
             "scores": scores}
 

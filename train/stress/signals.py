@@ -22,6 +22,9 @@ p_{t-1} = g_{t-1}·u_{t-1} (negative for a descent step) the signals are:
 - ``polyak``: (f_t - f_low) / -(g_t·u_t), the Polyak step over this step, as a ratio to the
   LR in use: above 1 the LR is under the Polyak ceiling (MoMo's cap), below 1 above it.
   ``f_low`` is ``loss_floor`` (0: loose for a language model's loss).
+- ``update_norm`` and ``pred``: |u_t| and p_t = g_t·u_t themselves, for signals derived
+  after the run (the update norm per unit LR; the acceptance ratio with both sides
+  smoothed, as SALSA does).
 
 A quantity without a previous step (the first step) or with a zero denominator is NaN,
 never a false zero. Signals are float32 scalars, so they trace into a vmapped cell.
@@ -35,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak")
+SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak", "update_norm", "pred")
 
 
 class TracedState(NamedTuple):
@@ -90,15 +93,15 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
         updates, inner_state = inner.update(grads, state.inner_state, params, value=value,
                                             **extra_args)
         loss = jnp.asarray(value, jnp.float32)
-        along_last = _dot(grads, state.prev_update)
+        along_last, pred = _dot(grads, state.prev_update), _dot(grads, updates)
         norm = jnp.sqrt(_dot(updates, updates))
         align = _ratio(along_last, state.prev_pred)
         signals = {"align": align, "overshoot": 1.0 - align,
                    "acceptance": _ratio(loss - state.prev_loss, state.prev_pred),
                    "update_growth": _ratio(norm, state.norm_ema),
-                   "polyak": _ratio(loss - loss_floor, -_dot(grads, updates))}
+                   "polyak": _ratio(loss - loss_floor, -pred), "update_norm": norm, "pred": pred}
         ema = jnp.where(jnp.isnan(state.norm_ema), norm,
                         growth_decay * state.norm_ema + (1.0 - growth_decay) * norm)
-        return updates, TracedState(inner_state, updates, _dot(grads, updates), loss, ema, signals)
+        return updates, TracedState(inner_state, updates, pred, loss, ema, signals)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
