@@ -20,9 +20,9 @@ TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_
         "--config.stress.eval_batches=2", "--config.optimizer.warmup_steps=3"]
 
 
-def test_ema_skips_nan_and_starts_at_the_first_value():
-    x = np.array([[np.nan], [2.0], [np.nan], [4.0]])
-    np.testing.assert_allclose(ema(x, 0.5)[:, 0], [np.nan, 2.0, 2.0, 3.0])
+def test_ema_skips_nan_and_infinities_and_starts_at_the_first_value():
+    x = np.array([[np.nan], [2.0], [np.nan], [np.inf], [4.0]])
+    np.testing.assert_allclose(ema(x, 0.5)[:, 0], [np.nan, 2.0, 2.0, 2.0, 3.0])
 
 
 def test_the_harm_onset_is_the_governors_test_step_by_step():
@@ -83,6 +83,8 @@ def test_derived_signals_take_the_lr_out_and_smooth_both_sides():
     change = ema(np.diff(loss, axis=0, prepend=np.nan), 0.5)[:, 0]
     np.testing.assert_allclose(out["acceptance_salsa"][2:, 0], change[2:] / -0.5)
     assert out["acceptance_salsa"][-1, 0] < 0 < out["acceptance_salsa"][2, 0]
+    zero = derived({**sig, "pred": np.zeros((steps, 1))}, loss, lr, decay=0.5)
+    assert np.isnan(zero["acceptance_salsa"]).all()        # no prediction: no ratio, not inf
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,12 @@ THRESHOLDS = {"overshoot": (">", 2.0), "acceptance": ("<", 0.0), "acceptance_sal
 
 
 def ema(x: np.ndarray, decay: float) -> np.ndarray:
-    """EMA along axis 0 of [steps, cells], skipping NaN (the last value is carried)."""
+    """EMA along axis 0 of [steps, cells], skipping NaN and infinities (no value: the last
+    level is carried)."""
     out = np.full(x.shape, np.nan)
     level = np.full(x.shape[1:], np.nan)
     for t in range(x.shape[0]):
-        v = x[t]
+        v = np.where(np.isfinite(x[t]), x[t], np.nan)
         fresh = np.isnan(level) & ~np.isnan(v)
         level = np.where(fresh, v, np.where(np.isnan(v), level, decay * level + (1 - decay) * v))
         out[t] = level
@@ -53,7 +54,8 @@ def derived(signals: dict, loss: np.ndarray, lr: np.ndarray, decay: float = 0.9)
     with np.errstate(invalid="ignore", divide="ignore"):
         change = np.diff(loss.astype(np.float64), axis=0, prepend=np.nan)
         pred_before = np.concatenate([np.full((1, loss.shape[1]), np.nan), signals["pred"][:-1]])
-        salsa = ema(change, decay) / ema(pred_before, decay)
+        den = ema(pred_before, decay)   # 0 while the warmup's first LR (0) is in it: no ratio
+        salsa = np.where(np.isfinite(den) & (den != 0), ema(change, decay) / np.where(den != 0, den, 1.0), np.nan)
         per_lr = np.where(lr > 0, signals["update_norm"] / lr, np.nan)
         growth = per_lr / _earlier_ema(per_lr, decay)
     return {**signals, "acceptance_salsa": salsa, "update_growth_per_lr": growth}

@@ -74,7 +74,7 @@ def run_study(cfg, *, smooth: float, transient: int, log=print) -> dict:
             "transient": transient, "harm_knobs": harm, "thresholds": THRESHOLDS,
             "start_ppl": float(runs.val_ppl[0, 0]), "pretrain": setup.pretrain,
             "cells": [{"lr": c.lr, "seed": c.seed, "final_ppl": float(final[i]),
-                       "loss": runs.loss[:, i].tolist(),
+                       "loss": runs.loss[:, i].tolist(), "lr_applied": runs.lr[:, i].tolist(),
                        **{f"signal_{k}": v[:, i].tolist() for k, v in signals.items()}}
                       for i, c in enumerate(cells)],
             "scores": scores}
