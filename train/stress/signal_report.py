@@ -39,6 +39,29 @@ def _table(study) -> list[str]:
     return lines
 
 
+LEVEL_STEPS = (5, 10, 50)
+
+
+def _levels(study) -> list[str]:
+    """Each signal's smoothed level by LR at a few steps and at the end: the mean over
+    seeds and the range, to read a level against the healthy one rather than a sign."""
+    cells, last = study["cells"], len(study["cells"][0]["loss"]) - 1
+    steps = [t for t in LEVEL_STEPS if t < last] + [last]
+    lines = ["", f"Smoothed levels (EMA {study['smooth']:g}) by LR, mean over seeds [min, max]:", "",
+             "| signal | LR | " + " | ".join(f"step {t}" for t in steps) + " |",
+             "|---|---|" + "---|" * len(steps)]
+    for name in THRESHOLDS:
+        for lr in study["means"]:
+            rows = [ema(np.array([np.nan if v is None else v for v in c[f"signal_{name}"]], float)[:, None],
+                        study["smooth"])[:, 0] for c in cells if c["lr"] == lr]
+            vals = np.array([[r[t] for t in steps] for r in rows])
+            tag = " (tuned)" if lr == study["tuned_lr"] else (" (stressed)" if lr in study["stressed_lrs"] else "")
+            lines.append(f"| `{name}` | {lr:g}{tag} | " + " | ".join(
+                f"{np.nanmean(v):.3g} [{np.nanmin(v):.3g}, {np.nanmax(v):.3g}]" if np.isfinite(v).any() else "—"
+                for v in vals.T) + " |")
+    return lines
+
+
 def _figure(study, path: pathlib.Path) -> None:
     cells = [c for c in study["cells"] if c["seed"] == 0]
     names = list(THRESHOLDS)
@@ -74,5 +97,6 @@ def write_report(study: dict, out: pathlib.Path) -> None:
              f"of its mechanism. The harm test is the governor's, on the training loss: "
              f"{study['harm_knobs']}. Lead: harm step minus first flag (positive: earlier).", ""]
     lines += _table(study)
+    lines += _levels(study)
     lines += ["", "![signals](signals.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

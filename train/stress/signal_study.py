@@ -36,6 +36,8 @@ from train.values import plain_json
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_cpu.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "A stress config file.", lock_config=True)
 _SMOOTH = flags.DEFINE_float("smooth", 0.9, "EMA decay applied to a signal before its threshold.")
+_FROM = flags.DEFINE_string("from_json", None, "Write the report of a saved signals.json into "
+                            "output_dir instead of running the study.")
 _TRANSIENT = flags.DEFINE_integer("transient", 25, "Steps of the restart transient (healthy flags "
                                   "are also counted from here on).")
 
@@ -86,11 +88,17 @@ def main(argv):
     cfg = _CONFIG.value
     out = pathlib.Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from train.stress.signal_report import write_report   # matplotlib only when writing
+    if _FROM.value:
+        study = json.loads(pathlib.Path(_FROM.value).read_text())
+        study["means"] = {float(lr): v for lr, v in study["means"].items()}
+        write_report(study, out)
+        print(f"signal study: wrote {out / 'report.md'} from {_FROM.value}")
+        return
     study = run_study(cfg, smooth=_SMOOTH.value, transient=_TRANSIENT.value)
     study["command"] = "python -m train.stress.signal_study " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     study["machine"] = machine.describe()
     (out / "signals.json").write_text(json.dumps(plain_json(study)))
-    from train.stress.signal_report import write_report   # matplotlib only when writing
     write_report(study, out)
     print(f"signal study: wrote {out / 'report.md'}")
 
