@@ -47,15 +47,14 @@ class TracedState(NamedTuple):
     Attributes:
       inner_state: the wrapped optimizer's state, as it would be alone.
       prev_update: u_{t-1}, the last update the optimizer returned (zeros at first).
-      prev_pred: p_{t-1} = g_{t-1}·u_{t-1} (NaN before the first step).
       prev_loss: f_{t-1} (NaN before the first step).
       norm_ema: EMA of the earlier update norms (NaN before the first step).
-      signals: the last step's signals, by the names of ``SIGNALS``.
+      signals: the last step's signals, by the names of ``SIGNALS``; its ``pred`` is the
+        next step's p_{t-1} (NaN before the first step).
     """
 
     inner_state: optax.OptState
     prev_update: optax.Updates
-    prev_pred: jax.Array
     prev_loss: jax.Array
     norm_ema: jax.Array
     signals: dict
@@ -87,7 +86,7 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
 
     def init_fn(params):
         return TracedState(inner.init(params), optax.tree.zeros_like(params), _nan(), _nan(),
-                           _nan(), {name: _nan() for name in SIGNALS})
+                           {name: _nan() for name in SIGNALS})
 
     def update_fn(grads, state, params=None, *, value, **extra_args):
         updates, inner_state = inner.update(grads, state.inner_state, params, value=value,
@@ -95,13 +94,14 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
         loss = jnp.asarray(value, jnp.float32)
         along_last, pred = _dot(grads, state.prev_update), _dot(grads, updates)
         norm = jnp.sqrt(_dot(updates, updates))
-        align = _ratio(along_last, state.prev_pred)
+        prev_pred = state.signals["pred"]
+        align = _ratio(along_last, prev_pred)
         signals = {"align": align, "overshoot": 1.0 - align,
-                   "acceptance": _ratio(loss - state.prev_loss, state.prev_pred),
+                   "acceptance": _ratio(loss - state.prev_loss, prev_pred),
                    "update_growth": _ratio(norm, state.norm_ema),
                    "polyak": _ratio(loss - loss_floor, -pred), "update_norm": norm, "pred": pred}
         ema = jnp.where(jnp.isnan(state.norm_ema), norm,
                         growth_decay * state.norm_ema + (1.0 - growth_decay) * norm)
-        return updates, TracedState(inner_state, updates, pred, loss, ema, signals)
+        return updates, TracedState(inner_state, updates, loss, ema, signals)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
