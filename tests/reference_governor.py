@@ -7,7 +7,7 @@ import math
 REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift")
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
-                skip_z=6.0, skip_widen=1.15, max_skips=20,
+                grad_noise=0.25, skip_z=6.0, skip_widen=1.15, max_skips=20,
                 use_trust=True, trust_ratio=2.0, trust_from=11, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5, eps=1e-12)
@@ -34,7 +34,7 @@ class GovernorModel:
         log_norm = math.log(grad_norm + self.eps)
         warming = self.n < self.warmup_steps
         loss_sd = max(math.sqrt(self.loss_var), self.min_noise * abs(self.loss_mean))
-        grad_sd = max(math.sqrt(self.grad_var), self.min_noise)
+        grad_sd = max(math.sqrt(self.grad_var), self.grad_noise)
         loss_out = (loss - self.loss_mean) / (loss_sd + self.eps) > self.skip_z
         grad_out = (log_norm - self.grad_mean) / (grad_sd + self.eps) > self.skip_z
         outlier = self.use_skip and not warming and (loss_out or grad_out)

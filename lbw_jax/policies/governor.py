@@ -12,7 +12,7 @@ otherwise leaves the step alone. Three mechanisms, each one knob away from off (
 1. Exact skip of a pathological step (``use_skip``). The first ``warmup_steps`` applied
    steps calibrate the mean and variance of the loss and of the log gradient norm (then EMAs
    with ``stat_decay`` follow them; standard deviations are floored at ``min_noise`` of the
-   loss level, and at ``min_noise`` for the log norm). After that, a step whose loss or
+   loss level, and at ``grad_noise`` for the log norm). After that, a step whose loss or
    gradient norm lies more than ``skip_z`` standard deviations above the mean is skipped
    exactly: zero update, Adam's moments never see it, the means and the scale are left as
    they were. Each skip multiplies the variance (as floored) of the signal that was out by
@@ -80,9 +80,12 @@ class Governor(Policy):
         step can be skipped. Default 10; an integer >= 2.
       stat_decay: EMA decay of the skip's means and variances after the calibration.
         Default 0.95; a real in [0, 1).
-      min_noise: floor of the standard deviations: this fraction of the loss mean's
-        magnitude for the loss, this value for the log gradient norm. Default 0.01; a real
-        in [0, inf).
+      min_noise: floor of the loss's standard deviation, as a fraction of the loss mean's
+        magnitude. Default 0.01; a real in [0, inf).
+      grad_noise: floor of the log gradient norm's standard deviation. Healthy runs move
+        their gradient norm by up to 2.3x for several steps with the loss flat, so at the
+        default a gradient norm alone is an outlier only beyond exp(skip_z * 0.25) = 4.5x
+        its level (docs/governor.md). Default 0.25; a real in [0, inf).
       skip_z: z-score above which a loss or gradient norm is an outlier (one-sided).
         Default 6.0; a real in (0, inf).
       skip_widen: factor on the (floored) variance of the signal that was out, per skip;
@@ -125,6 +128,7 @@ class Governor(Policy):
     warmup_steps: int = knobs.integer_knob(10, low=2)
     stat_decay: float = knobs.decay_knob(0.95)
     min_noise: float = knobs.real_knob(0.01, low=0.0)
+    grad_noise: float = knobs.real_knob(0.25, low=0.0)
     skip_z: float = knobs.real_knob(6.0, low=0.0, low_open=True)
     skip_widen: float = knobs.real_knob(1.15, low=1.0)
     max_skips: int = knobs.integer_knob(20, low=1)
@@ -174,7 +178,7 @@ class Governor(Policy):
 
         # (1) Outliers against the calibrated statistics.
         loss_sd = jnp.maximum(jnp.sqrt(state.loss_var), self.min_noise * jnp.abs(state.loss_mean))
-        grad_sd = jnp.maximum(jnp.sqrt(state.grad_var), self.min_noise)
+        grad_sd = jnp.maximum(jnp.sqrt(state.grad_var), self.grad_noise)
         loss_z = (loss - state.loss_mean) / (loss_sd + self.eps)
         grad_z = (log_norm - state.grad_mean) / (grad_sd + self.eps)
         loss_out, grad_out = loss_z > self.skip_z, grad_z > self.skip_z
