@@ -32,6 +32,7 @@ import optax
 import lbw_jax
 from train import optim
 from train.baseline_registry import BASELINES, probe_of, unprobed
+from train.stress.signals import traced
 
 KINDS = ("baseline", "guard", "control", "replay")
 ADAMW_LABEL = "AdamW"
@@ -226,3 +227,11 @@ def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline=base, baseline_kwargs=kwargs),
                probe, lr_mode=record.lr, eval_params=record.eval_params)
+
+
+def traced_arm(arm: Arm) -> Arm:
+    """The arm with the stability signals of ``train.stress.signals`` recorded each step;
+    its steps are the arm's own, unchanged (one extra buffer: the previous update)."""
+    return dataclasses.replace(arm, make=lambda lr: traced(arm.make(lr)),
+                               probe=lambda state: arm.probe(state.inner_state),
+                               signals=lambda state: state.signals)

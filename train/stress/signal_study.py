@@ -13,7 +13,6 @@ healthy LRs. The healthy runs' flags are counted twice: over every step, and fro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import shlex
@@ -25,10 +24,9 @@ from ml_collections import config_flags
 
 import lbw_jax
 from train.records import machine
-from train.stress.arms import build_arm
+from train.stress.arms import build_arm, traced_arm
 from train.stress.headline import stressed_from_means
 from train.stress.signal_scores import THRESHOLDS, derived, score
-from train.stress.signals import traced
 from train.stress.suite import prepare
 from train.stress.sweep import ArmProgram, Cell, run_chunked
 from train.values import plain_json
@@ -42,19 +40,11 @@ _TRANSIENT = flags.DEFINE_integer("transient", 25, "Steps of the restart transie
                                   "are also counted from here on).")
 
 
-def traced_adamw(cfg):
-    """The suite's AdamW arm with its signals recorded; its steps are AdamW's, unchanged."""
-    base = build_arm("adamw", cfg)
-    return dataclasses.replace(base, make=lambda lr: traced(base.make(lr)),
-                               probe=lambda state: base.probe(state.inner_state),
-                               signals=lambda state: state.signals)
-
-
 def run_study(cfg, *, smooth: float, transient: int, log=print) -> dict:
     setup = prepare(cfg, log)
     s = setup.cfg.stress
     cells = [Cell("adamw", lr, seed) for lr in s.lrs for seed in range(s.seeds)]
-    program = ArmProgram(traced_adamw(setup.cfg), setup.graphdef, setup.shape,
+    program = ArmProgram(traced_arm(build_arm("adamw", setup.cfg)), setup.graphdef, setup.shape,
                          setup.cfg.model.loss_chunk_tokens)
     runs = run_chunked(program, cells, s.max_cells, start_params=setup.params, orders=setup.orders,
                        steps=s.steps, eval_every=s.eval_every, **setup.common)
