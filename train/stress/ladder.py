@@ -39,9 +39,10 @@ from train.values import plain_json
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_cpu.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "A stress config file.", lock_config=True)
 _BASE_LR = flags.DEFINE_float("base_lr", None, "Peak LR of the base run (tuned AdamW's).", required=True)
-_EVERY = flags.DEFINE_integer("every", 30, "Steps between the stops the windows branch from.")
+_EVERY = flags.DEFINE_integer("every", 20, "Steps between the stops the windows branch from (the "
+                              "first stop is at this step).")
 _WINDOW = flags.DEFINE_integer("window", 10, "Steps of each window.")
-_RUNGS = flags.DEFINE_list("rungs", [str(j) for j in range(-6, 11)],
+_RUNGS = flags.DEFINE_list("rungs", [str(j) for j in range(-4, 11)],
                            "Exponents j of the ladder's LRs, base_lr * 2^(j/2).")
 _FROM = flags.DEFINE_string("from_json", None, "Write the report of a saved ladder.json into "
                             "output_dir instead of measuring.")
@@ -104,7 +105,7 @@ def _windows(runner: _Runner, state, stop: int, window: int, seeds, ladder, max_
     shape = runner.setup.shape
     # A constant LR: the multiplier undoes the schedule's shape over the window.
     undo = np.ones(runner.total)
-    undo[stop:stop + window] = [1.0 / max(float(shape(t)), 1e-12) for t in range(stop, stop + window)]
+    undo[stop:stop + window] = [1.0 / float(shape(t)) for t in range(stop, stop + window)]
     rows = []
     size = max_cells or len(pairs)
     for a in range(0, len(pairs), size):
@@ -126,8 +127,12 @@ def measure(cfg, base_lr: float, every: int, window: int, rungs: list[int], log=
     setup = prepare(cfg, log)
     s = setup.cfg.stress
     seeds = list(range(s.seeds))
-    stops = list(range(0, s.steps - window + 1, every))
+    # From the first stop on, the schedule's shape is positive, so a window's LR is its rung's.
+    stops = list(range(every, s.steps - window + 1, every))
     ladder = [base_lr * 2.0 ** (j / 2) for j in rungs]
+    if not stops or min(float(setup.shape(t)) for t in stops) <= 0:
+        raise ValueError(f"--every={every}: the first stop must lie after the schedule's first step "
+                         f"(its LR is 0 there) and a window of {window} must fit in {s.steps} steps")
     runner = _Runner(setup, s.steps + window)
     base = _base_run(runner, base_lr, seeds, stops)
     rows = []

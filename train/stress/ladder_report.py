@@ -50,7 +50,7 @@ def _next_rung(study, lr):
 
 def _summary_table(study) -> list[str]:
     base, ceil = study["base_lr"], ceilings(study)
-    lines = ["| stop (step) | base run's LR | largest stable LR, × base LR (median, range over seeds) | "
+    lines = ["| stop (step) | base run's LR | largest stable LR, × base LR (median (the lower), range over seeds) | "
              + " | ".join(f"`{n}` at it → next rung up" for n in READ) + " |",
              "|---|---|---|" + "---|" * len(READ)]
     for stop in study["stops"]:
@@ -60,14 +60,16 @@ def _summary_table(study) -> list[str]:
                          + " | ".join("—" for _ in READ) + " |")
             continue
         rel = sorted(lr / base for lr in found.values())
+        top = max(study["ladder"]) / base
+        txt = lambda x: f"≥{x:.2f}" if np.isclose(x, top) else f"{x:.2f}"   # the ladder's top: censored
         cols = []
         for name in READ:
             at = np.nanmean([_at(study, stop, s, lr, name) for s, lr in found.items()])
             up = [(s, _next_rung(study, lr)) for s, lr in found.items()]
-            nxt = np.nanmean([_at(study, stop, s, lr, name) for s, lr in up if lr is not None] or [np.nan])
-            cols.append(f"{at:.2f} → {nxt:.2f}")
-        lines.append(f"| {stop} | {study['schedule_lr'][str(stop)]:.2e} | {np.median(rel):.2f} "
-                     f"({rel[0]:.2f}–{rel[-1]:.2f}; {len(found)}/{len(ceil[stop])} seeds) | "
+            nxt = [_at(study, stop, s, lr, name) for s, lr in up if lr is not None]
+            cols.append(f"{at:.2f} → {np.nanmean(nxt):.2f}" if nxt else f"{at:.2f} → —")
+        lines.append(f"| {stop} | {study['schedule_lr'][str(stop)]:.2e} | {txt(float(np.quantile(rel, 0.5, method="lower")))} "
+                     f"({txt(rel[0])}–{txt(rel[-1])}; {len(found)}/{len(ceil[stop])} seeds) | "
                      + " | ".join(cols) + " |")
     return lines
 
