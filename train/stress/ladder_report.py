@@ -68,7 +68,7 @@ def _summary_table(study) -> list[str]:
             up = [(s, _next_rung(study, lr)) for s, lr in found.items()]
             nxt = [_at(study, stop, s, lr, name) for s, lr in up if lr is not None]
             cols.append(f"{at:.2f} → {np.nanmean(nxt):.2f}" if nxt else f"{at:.2f} → —")
-        lines.append(f"| {stop} | {study['schedule_lr'][str(stop)]:.2e} | {txt(float(np.quantile(rel, 0.5, method="lower")))} "
+        lines.append(f"| {stop} | {study['schedule_lr'][str(stop)]:.2e} | {txt(float(np.quantile(rel, 0.5, method='lower')))} "
                      f"({txt(rel[0])}–{txt(rel[-1])}; {len(found)}/{len(ceil[stop])} seeds) | "
                      + " | ".join(cols) + " |")
     return lines
