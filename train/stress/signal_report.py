@@ -62,6 +62,29 @@ def _levels(study) -> list[str]:
     return lines
 
 
+NOISE_DECAYS = (0.0, 0.5, 0.8, 0.9, 0.95)
+
+
+def _noise(study, name: str = "overshoot") -> list[str]:
+    """How much a signal moves step to step at the healthy LRs, after each smoothing: the
+    standard deviation of its EMA from the restart transient on (mean over seeds). A level a
+    law acts on must clear this, and every step of smoothing delays the flag."""
+    cells, start = study["cells"], study["transient"]
+    lines = ["", f"`{name}` step to step at the LRs at or below tuned, from step {start} on: "
+             "the mean and the standard deviation of its EMA (mean over seeds):", "",
+             "| LR | mean | " + " | ".join("raw sd" if d == 0 else f"sd, EMA {d:g}" for d in NOISE_DECAYS) + " |",
+             "|---|---|" + "---|" * len(NOISE_DECAYS)]
+    for lr in study["means"]:
+        if lr > study["tuned_lr"]:
+            continue
+        traces = [np.array([np.nan if v is None else v for v in c[f"signal_{name}"]], float)[:, None]
+                  for c in cells if c["lr"] == lr]
+        mean = np.mean([np.nanmean(x[start:]) for x in traces])
+        sds = [np.mean([np.nanstd(ema(x, d)[start:]) for x in traces]) for d in NOISE_DECAYS]
+        lines.append(f"| {lr:g} | {mean:.3g} | " + " | ".join(f"{v:.3g}" for v in sds) + " |")
+    return lines
+
+
 def _figure(study, path: pathlib.Path) -> None:
     cells = [c for c in study["cells"] if c["seed"] == 0]
     names = list(THRESHOLDS)
@@ -98,5 +121,6 @@ def write_report(study: dict, out: pathlib.Path) -> None:
              f"{study['harm_knobs']}. Lead: harm step minus first flag (positive: earlier).", ""]
     lines += _table(study)
     lines += _levels(study)
+    lines += _noise(study)
     lines += ["", "![signals](signals.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
