@@ -158,7 +158,8 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
             # read per unit of scale in both forms, as the unscaled step of AdamW.
             per_unit = inner_updates if not scale_inside else jax.tree.map(
                 lambda u: u / scale.astype(u.dtype), inner_updates)
-            factor, new_policy_state = policy.limit(per_unit, policy_state)
+            grads = {"grads": sensed} if policy.limit_reads_grads else {}
+            factor, new_policy_state = policy.limit(per_unit, policy_state, **grads)
             multiplier = (scale * factor).astype(jnp.float32)
             counted = intervened | (factor < 1.0)
             if scale_inside:

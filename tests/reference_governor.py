@@ -4,13 +4,15 @@ lbw_jax/policies/governor.py, not from its code."""
 
 import math
 
-REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift")
+REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift", "overshoot")
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
                 grad_noise=0.25, skip_z=6.0, skip_widen=1.15, max_skips=20,
                 use_trust=True, trust_ratio=2.0, trust_from=11, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
-                max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5, eps=1e-12)
+                max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
+                use_overshoot=False, over_decay=0.8, over_cut=1.3, over_gain=2.0, over_recover=1.1,
+                over_clip=4.0, eps=1e-12)
 
 
 class GovernorModel:
@@ -27,10 +29,13 @@ class GovernorModel:
         self.run = 0
         self.reason = "none"
         self.anchor = 0.0               # the scale when the current stretch of harm began
+        self.prev, self.prev_slope = None, 0.0   # the last applied step at scale 1, and g . u
+        self.over_ema = 1.0
 
-    def step(self, loss, grad_norm, step_norm):
+    def step(self, loss, grad_norm, step_norm, grad_vec=None, step_vec=None):
         """One finite update: returns (skipped, applied multiplier, regime). ``step_norm``
-        is the inner optimizer's step at scale 1."""
+        is the inner optimizer's step at scale 1; with ``use_overshoot``, ``grad_vec`` and
+        ``step_vec`` are the gradient and that step as lists of floats."""
         log_norm = math.log(grad_norm + self.eps)
         warming = self.n < self.warmup_steps
         loss_sd = max(math.sqrt(self.loss_var), self.min_noise * abs(self.loss_mean))
@@ -76,10 +81,21 @@ class GovernorModel:
         excess = (self.fast - self.best) / (abs(self.best) + self.eps)
         # Harm control acts from the second applied step on; it needs no calibration.
         harm = self.use_harm and self.n > 1 and excess > self.tolerance
+        # Overshoot: 1 - g . u_prev / g_prev . u_prev, read only after a downhill step.
+        brake, stable = False, True
+        if self.use_overshoot:
+            if self.prev_slope < 0:
+                reading = 1.0 - sum(g * u for g, u in zip(grad_vec, self.prev)) / self.prev_slope
+                reading = min(self.over_clip, max(-self.over_clip, reading))
+                self.over_ema = self.over_decay * self.over_ema + (1 - self.over_decay) * reading
+            brake, stable = self.over_ema > self.over_cut, self.over_ema < self.over_recover
         if outlier:
             self.reason = "accepted_shift"
         elif harm:
             self.reason = "harm"
+        elif brake:
+            self.reason = "overshoot"
+        before_harm = self.scale
         if self.n > 1:
             if harm and self.anchor == 0.0:
                 self.anchor = self.scale
@@ -90,10 +106,13 @@ class GovernorModel:
                 self.scale = min(self.scale, self.anchor * (excess / self.tolerance) ** -self.cut_power)
             elif harm:
                 self.scale *= max(self.max_cut, (excess / self.tolerance) ** -self.cut_power)
-            elif excess <= self.recover_band * self.tolerance:
+            if brake:   # the deeper of the two cuts, each from the scale before this step
+                before = self.scale if not harm else before_harm
+                self.scale = min(self.scale, before * max(self.max_cut, (self.over_cut / self.over_ema) ** self.over_gain))
+            if not harm and not brake and excess <= self.recover_band * self.tolerance and stable:
                 self.scale *= self.recover
             self.scale = min(1.0, max(self.min_scale, self.scale))
-        regime = "regression" if harm else "calm"
+        regime = "regression" if harm else ("overshoot" if brake else "calm")
 
         # Trust region on the step, measured at scale 1.
         multiplier = self.scale
@@ -109,4 +128,7 @@ class GovernorModel:
                 regime = "step_limit" if regime == "calm" else regime
             kept = self.trust_growth * self.step_ref if clamp else step_norm
             self.step_ref = self.trust_decay * self.step_ref + (1 - self.trust_decay) * kept
+        if self.use_overshoot:   # the step at scale 1 and its slope, for the next reading
+            self.prev = list(step_vec)
+            self.prev_slope = sum(g * u for g, u in zip(grad_vec, step_vec))
         return False, multiplier, regime

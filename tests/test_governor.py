@@ -92,7 +92,7 @@ class GovernorReplayTest(chex.TestCase):
             scales.append(model.scale)
         if self.variant.type == chex.ChexVariantType.WITH_JIT and check_coverage:
             assert seen == {"calm", "skip", "step_limit", "regression"}, seen
-            assert reasons >= set(REASONS) - {"none"}, reasons
+            assert reasons >= set(REASONS) - {"none", "overshoot"}, reasons   # (test_overshoot.py)
             assert min(scales[:83]) == 1.0               # skipped faults cost no scale
             assert min(scales[83:90]) < 0.5              # an accepted shift is harm: cut
             assert min(scales[140:200]) < 0.1            # cut while the loss lost ground

@@ -71,7 +71,8 @@ class Policy:
       compiles into the training step and vmaps.
     * ``limit(updates, state)``: called with the inner optimizer's updates of an
       applied step; returns a factor in (0, 1] for this one step (e.g. a trust
-      region on the step size) and the state. The base class's is the identity.
+      region on the step size) and the state. The base class's is the identity. A law
+      whose ``limit_reads_grads`` is True gets the raw gradients too, as ``grads=``.
 
     Class attributes: ``name``; ``state_type`` (the class ``init`` returns);
     ``Regime`` and ``Reason``, its vocabulary: ``IntEnum``s with ``CALM = 0`` and
@@ -87,6 +88,7 @@ class Policy:
     Reason: ClassVar[type[enum.IntEnum]] = Reason
     may_skip: ClassVar[bool] = False
     reads_tensors: ClassVar[bool] = False
+    limit_reads_grads: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -7,7 +7,7 @@ docs/governor.md is its design document: each mechanism with its measurement, ev
 every telemetry field.
 
 The law acts only on evidence of harm, measured against this run's own recent past, and
-otherwise leaves the step alone. Three mechanisms, each one knob away from off (for ablations):
+otherwise leaves the step alone. Four mechanisms, each one knob away from off (for ablations):
 
 1. Exact skip of a pathological step (``use_skip``). The first ``warmup_steps`` applied
    steps calibrate the mean and variance of the loss and of the log gradient norm (then EMAs
@@ -16,25 +16,16 @@ otherwise leaves the step alone. Three mechanisms, each one knob away from off (
    gradient norm lies more than ``skip_z`` standard deviations above the mean is skipped
    exactly: zero update, Adam's moments never see it, the means and the scale are left as
    they were. Each skip multiplies the variance (as floored) of the signal that was out by
-   ``skip_widen``: the predict step of a filter that receives no observation, whose
-   unobserved level grows more uncertain. A skip run is then as long as the outliers are
-   severe: a lasting shift to z = 8 is skipped 3 times at the default 1.15 and then accepted
-   (experiments/skip_shift/skip_shift.py), so a new level in healthy training (or parameters
-   that every batch finds steeper) does not stall the run, while a burst of garbage batches
-   (z of 40 and more) stays skipped. A run of more than ``max_skips`` outliers is accepted in
-   any case; it is at most the watchdog's ``max_skips``, so the guard accepts a new level
-   before ``train.run`` rolls back.
-2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (the 11th by
-   default, once the calibration's 10 steps are over), an applied step whose norm (at scale 1)
-   exceeds ``trust_ratio`` times the reference step is shrunk to that bound, for that step
-   only. Before it the reference follows every step unclamped: a LoRA start, whose A factors
-   only begin to move once B is nonzero, grows the step several times over in its first
-   steps, and a trust region from the second step would clamp it into a lasting cut. The
-   reference is the previous applied step (``trust_decay`` 0; an EMA for larger values), so a
-   schedule's warmup, which grows the step by less than 2x a step, passes untouched, while a
-   learning-rate spike is caught on its first step. A clamped step lets the reference grow by
-   ``trust_growth`` only, so a spike does not inflate the reference it is judged by; a lasting
-   change is accepted in time.
+   ``skip_widen``, so a skip run lasts as long as the outliers are severe: a lasting new level
+   passes after a few skips, while a burst of garbage batches stays skipped. A run of more
+   than ``max_skips`` outliers is accepted in any case (at most the watchdog's ``max_skips``,
+   so the guard accepts a new level before ``train.run`` rolls back).
+2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (once the
+   calibration is over; a LoRA start grows its step several times over in its first steps),
+   an applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference step
+   (the previous applied step with ``trust_decay`` 0) is shrunk to that bound, for that step
+   only: a schedule's warmup passes, a learning-rate spike is caught on its first step. A
+   clamped step lets the reference grow by ``trust_growth`` only.
 3. Harm control (``use_harm``). A fast EMA of the loss (``fast_decay``) is compared with its
    recent best: the lowest value of that EMA, which forgets upward at rate ``forget`` a step
    (so "recent" means the last ~1/forget steps). When the EMA lies more than ``tolerance``
@@ -46,6 +37,9 @@ otherwise leaves the step alone. Three mechanisms, each one knob away from off (
    while the loss EMA lags holds the scale rather than cutting it again on every step. While
    the EMA is within ``recover_band`` x tolerance of its best, the scale recovers by
    ``recover`` a step; in between it holds. The scale stays in [``min_scale``, 1].
+4. Overshoot brake (``use_overshoot``, off by default): a per-step stability signal, the
+   overshoot of the last step along itself, cuts the scale while it is above ``over_cut`` and
+   gates the harm control's recovery below ``over_recover`` (lbw_jax.policies.overshoot).
 
 The scale the guard applies is the policy's ``scale`` times the trust region's factor.
 Everything is arrays and ``jnp.where``: it vmaps, shards and compiles into the step.
@@ -61,6 +55,7 @@ import jax.numpy as jnp
 import optax
 
 from lbw_jax import _stats, knobs
+from lbw_jax.policies import overshoot
 from lbw_jax.policies.base import Decision, Policy
 from lbw_jax.policies.governor_state import GovernorReason, GovernorRegime, GovernorState, relative_excess
 
@@ -118,8 +113,15 @@ class Governor(Policy):
         Default 1.02; a real in [1, inf).
       recover_band: the recovery band, as a fraction of ``tolerance``. Default 0.5; a real
         in [0, 1].
-      eps: guards the log of the gradient norm and every division. Default 1e-12; a real in
-        (0, inf).
+      use_overshoot: the overshoot brake and gated recovery (mechanism 4); keeps one
+        parameter-sized buffer. Default False.
+      over_decay: EMA decay of the overshoot. Default 0.8; a real in [0, 1).
+      over_cut: the smoothed overshoot above which the brake cuts. Default 1.3; real > 0.
+      over_gain: the brake's cut is scale * (over_cut / EMA) ** over_gain (at most to
+        ``max_cut`` a step). Default 2.0; a real > 0.
+      over_recover: recovery only while the smoothed overshoot is below this. Default 1.1.
+      over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
+      eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
 
     min_scale: float = knobs.fraction_knob(0.01)
@@ -148,6 +150,13 @@ class Governor(Policy):
     level_cuts: bool = knobs.boolean_knob(False)
     recover: float = knobs.real_knob(1.02, low=1.0)
     recover_band: float = knobs.real_knob(0.5, low=0.0, high=1.0)
+    # Overshoot brake.
+    use_overshoot: bool = knobs.boolean_knob(False)
+    over_decay: float = knobs.decay_knob(0.8)
+    over_cut: float = knobs.real_knob(1.3, low=0.0, low_open=True)
+    over_gain: float = knobs.real_knob(2.0, low=0.0, low_open=True)
+    over_recover: float = knobs.real_knob(1.1, low=0.0, low_open=True)
+    over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "governor"
@@ -156,15 +165,19 @@ class Governor(Policy):
     Reason = GovernorReason
     may_skip = True
 
+    @property
+    def limit_reads_grads(self) -> bool:
+        return self.use_overshoot   # the brake keeps each proposal's slope against its gradient
+
     def init(self, params) -> GovernorState:
-        del params
         f = lambda v=0.0: jnp.full([], v, jnp.float32)
         n = lambda v=0: jnp.full([], v, jnp.int32)
         return GovernorState(
             scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
             grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
             loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n(),
-            anchor=f())
+            anchor=f(), prev=overshoot.buffer(params, self.use_overshoot), prev_slope=f(),
+            overshoot=f(1.0), over_ema=f(1.0), brakes=n())
 
     def decide(self, grads, state: GovernorState, *, step, value, inner_state):
         del step, inner_state  # the governor counts its own applied steps
@@ -206,20 +219,28 @@ class Governor(Policy):
             cut_scale = jnp.minimum(state.scale, anchor * ratio)
         else:                 # compounding: a cut on every harmful step
             cut_scale = state.scale * jnp.maximum(self.max_cut, ratio)
+        # (4) The overshoot of the last step along itself: a brake, and a gate on recovery.
+        over, over_ema, brake, stable = self._overshoot(grads, state)
+        brake_scale = state.scale * jnp.maximum(self.max_cut, (self.over_cut / over_ema) ** self.over_gain)
+        cut_scale = jnp.minimum(jnp.where(harm, cut_scale, state.scale),
+                                jnp.where(brake, brake_scale, state.scale))
         near_best = excess <= self.recover_band * self.tolerance
-        scale = jnp.where(harm, cut_scale,
-                          jnp.where(near_best & ~first, state.scale * self.recover, state.scale))
+        scale = jnp.where(harm | brake, cut_scale,
+                          jnp.where(near_best & stable & ~first, state.scale * self.recover, state.scale))
         scale = jnp.clip(scale, self.min_scale, 1.0).astype(jnp.float32)
 
         R, W = GovernorRegime, GovernorReason
-        reason = jnp.select([outlier & ~skip, harm], [W.ACCEPTED_SHIFT, W.HARM], state.reason)
+        reason = jnp.select([outlier & ~skip, harm, brake], [W.ACCEPTED_SHIFT, W.HARM, W.OVERSHOOT],
+                            state.reason)
+        regime = jnp.select([harm, brake], [R.REGRESSION, R.OVERSHOOT], R.CALM)
         applied = state._replace(
-            scale=scale, regime=jnp.where(harm, R.REGRESSION, R.CALM).astype(jnp.int32),
+            scale=scale, regime=regime.astype(jnp.int32),
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
             grad_var=grad_var, fast=fast, best=best, run=jnp.zeros([], jnp.int32),
             loss_z=loss_z, grad_z=grad_z, reason=reason.astype(jnp.int32),
             cuts=state.cuts + (harm & (scale < state.scale)).astype(jnp.int32),
-            anchor=anchor.astype(jnp.float32))
+            anchor=anchor.astype(jnp.float32), overshoot=over, over_ema=over_ema,
+            brakes=state.brakes + (brake & (scale < state.scale)).astype(jnp.int32))
         # A skipped step widens the variance of the signal that was out (see the docstring).
         skipped = state._replace(
             loss_var=jnp.where(loss_out, loss_sd ** 2 * self.skip_widen, state.loss_var),
@@ -228,9 +249,21 @@ class Governor(Policy):
             grad_z=grad_z, reason=jnp.where(loss_out, W.LOSS_SPIKE, W.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)
         new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped, applied)
-        return Decision(skip | harm, skip), new_state
+        return Decision(skip | harm | brake, skip), new_state
 
-    def limit(self, updates, state: GovernorState):
+    def _overshoot(self, grads, state: GovernorState):
+        """This step's overshoot reading, its EMA, whether the brake cuts and whether the
+        scale may recover (always, with the mechanism off)."""
+        if not self.use_overshoot:
+            no = jnp.zeros([], jnp.bool_)
+            return state.overshoot, state.over_ema, no, ~no
+        over, valid = overshoot.read(grads, state.prev, state.prev_slope, self.over_clip)
+        d = self.over_decay
+        ema = jnp.where(valid, d * state.over_ema + (1 - d) * over, state.over_ema).astype(jnp.float32)
+        return jnp.where(valid, over, state.overshoot).astype(jnp.float32), ema, ema > self.over_cut, \
+            ema < self.over_recover
+
+    def limit(self, updates, state: GovernorState, grads=None):
         """(2) The trust region: this step's norm may be at most ``trust_ratio`` times
         the reference step (from applied step ``trust_from`` on; ``count`` includes it)."""
         size = optax.tree.norm(updates).astype(jnp.float32)
@@ -242,6 +275,9 @@ class Governor(Policy):
         kept = jnp.where(clamp, self.trust_growth * state.step_ref, size)
         step_ref = jnp.where(state.count <= 1, size,
                              self.trust_decay * state.step_ref + (1 - self.trust_decay) * kept)
+        if self.use_overshoot:   # the proposal at scale 1 and its slope, for the next reading
+            state = state._replace(prev=overshoot.remember(updates, state.prev),
+                                   prev_slope=overshoot.slope(grads, updates))
         new_state = state._replace(
             step_ref=step_ref, step_ratio=size / (state.step_ref + self.eps),
             limits=state.limits + clamp.astype(jnp.int32),
@@ -255,12 +291,10 @@ def governor(**overrides) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
     Args:
-      **overrides: knobs to change from their defaults, by name: the fields of
-        ``Governor``, each documented (meaning, default, range) in its docstring's Args;
-        ``lbw_jax.knobs.defaults(Governor)`` lists them with their defaults.
+      **overrides: knobs to change from their defaults, by name (the fields of ``Governor``,
+        documented in its Args; ``lbw_jax.knobs.defaults(Governor)`` lists them).
 
     Returns:
-      The ``Governor`` with those knobs. An unknown knob or a value outside its range
-      raises ``ValueError`` naming it.
+      The ``Governor``; an unknown knob or a value out of its range raises ``ValueError``.
     """
     return Governor.create(**overrides)

@@ -5,7 +5,7 @@ the telemetry it reports), ``GovernorRegime`` and ``GovernorReason`` (the codes 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ class GovernorRegime(enum.IntEnum):
     SKIP = 1          # one pathological step (loss or gradient outlier) skipped
     REGRESSION = 2    # the loss lost ground against its recent best: scale cut
     STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
+    OVERSHOOT = 4     # the smoothed overshoot was above over_cut: scale cut (the brake)
 
 
 class GovernorReason(enum.IntEnum):
@@ -29,6 +30,7 @@ class GovernorReason(enum.IntEnum):
     STEP_LIMIT = 3
     HARM = 4
     ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
+    OVERSHOOT = 6
 
 
 
@@ -55,6 +57,12 @@ class GovernorState(NamedTuple):
         trust region.
       anchor: the scale at which the current stretch of harm began (0 when the last
         applied step was not harmful); ``level_cuts`` cuts relative to it.
+      prev: the last applied step's proposal at scale 1 (parameter-shaped), or () when
+        ``use_overshoot`` is off; not telemetry.
+      prev_slope: its slope g . u against the gradient it was taken from.
+      overshoot: the last reading of the overshoot (lbw_jax.policies.overshoot).
+      over_ema: its EMA (``over_decay``; starts at 1).
+      brakes: steps whose scale the overshoot brake cut.
     """
 
     scale: jax.Array
@@ -76,11 +84,16 @@ class GovernorState(NamedTuple):
     cuts: jax.Array
     limits: jax.Array
     anchor: jax.Array
+    prev: Any
+    prev_slope: jax.Array
+    overshoot: jax.Array
+    over_ema: jax.Array
+    brakes: jax.Array
 
     def telemetry(self) -> dict[str, jax.Array]:
-        """Every field but ``scale`` and ``regime`` (the guard's telemetry reports those),
+        """Every scalar field but ``scale`` and ``regime`` (the guard's telemetry reports those),
         and ``excess``, the harm control's signal."""
-        out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime")}
+        out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime", "prev")}
         out["excess"] = relative_excess(self.fast, self.best)
         return out
 
