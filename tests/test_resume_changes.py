@@ -128,3 +128,16 @@ def test_the_resume_check_compares_the_active_policys_knobs_only():
     assert differences(old, same) == []
     assert differences(old, {**same, "optimizer.reflex.ema_decay": 0.5}) == [
         "optimizer.reflex.ema_decay: 0.85 -> 0.5"]
+
+
+def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradient_norm():
+    from train.session.resume_rules import differences
+
+    saved = {"optimizer.guard": "governor", "optimizer.baseline": "none",
+             "optimizer.governor.min_noise": 0.01}
+    now = {**saved, "optimizer.governor.grad_noise": 0.25}
+    assert differences(saved, now) == ["optimizer.governor.grad_noise: 0.01 -> 0.25"]
+    assert differences(saved, {**now, "optimizer.governor.grad_noise": 0.01}) == []
+    # A run under another guard never read the governor's knobs.
+    other = {**saved, "optimizer.guard": "reflex"}
+    assert differences(other, {**other, "optimizer.governor.grad_noise": 0.25}) == []

@@ -45,10 +45,16 @@ def _older_lora_dtype(saved: dict, current: dict):
     return saved.get("model.param_dtype", "float32")
 
 
+def _older_grad_noise(saved: dict, current: dict):
+    # Before optimizer.governor.grad_noise existed, min_noise floored the log gradient norm too.
+    return saved.get("optimizer.governor.min_noise", 0.01)
+
+
 # Fields that define a run, added after runs were made without them: what those runs
 # used, as a value or as a function of (saved, current) fields. (Before model.scan_layers
 # existed, every checkpoint held one module per layer.)
-OLDER_RUNS_USED = {"model.scan_layers": False, "lora.param_dtype": _older_lora_dtype}
+OLDER_RUNS_USED = {"model.scan_layers": False, "lora.param_dtype": _older_lora_dtype,
+                   "optimizer.governor.grad_noise": _older_grad_noise}
 
 
 def flatten(tree, prefix: str = "") -> dict:
