@@ -1,9 +1,9 @@
 """Cost of the guard per full training step of the default model (configs/tiny.py).
 
-Builds the default run's trainer four times (plain AdamW; lbw_guard with reflex, with
-and without the non-finite skip; lbw_guard with the governor), then times the jitted training step (forward,
-backward, governed update) over the same batches, arms interleaved in rounds; the
-figure is the median over rounds of the mean step time. ``--rivals`` times the rivals
+Builds the default run's trainer five times (plain AdamW; lbw_guard with reflex, with
+and without the non-finite skip; lbw_guard with the governor, and with its overshoot brake on),
+then times the jitted training step (forward, backward, governed update) over the same
+batches, arms interleaved in rounds; the figure is the median over rounds of the mean step time. ``--rivals`` times the rivals
 that can run inside the guard instead, each bare and inside the governor
 (``optimizer.guard=governor`` with ``optimizer.baseline=<rival>``), against the bare rival.
 
@@ -26,17 +26,20 @@ from train.trainer import Trainer
 
 
 def _arms(rivals: bool) -> dict:
-    """name -> (guard, baseline, skip_non_finite, the arm it is compared with)."""
+    """name -> (guard, baseline, skip_non_finite, the arm it is compared with, governor knobs)."""
     if not rivals:
-        return {"adamw": ("none", "none", True, "adamw"),
-                "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw"),
-                "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw"),
-                "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw")}
+        return {"adamw": ("none", "none", True, "adamw", {}),
+                "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw", {}),
+                "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw", {}),
+                "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw", {}),
+                # Mechanism 4 keeps a parameter-sized buffer and takes two inner products a step.
+                "lbw_guard(adamw, governor(use_overshoot=True))": ("governor", "none", True, "adamw",
+                                                                   {"use_overshoot": True})}
     out = {}
     for name, record in BASELINES.items():
         if record.guardable:
-            out[name] = ("none", name, True, name)
-            out[f"lbw_guard({name}, governor)"] = ("governor", name, True, name)
+            out[name] = ("none", name, True, name, {})
+            out[f"lbw_guard({name}, governor)"] = ("governor", name, True, name, {})
     return out
 
 
@@ -50,9 +53,10 @@ def main():
 
     arms = _arms(args.rivals)
     data, trainers = None, {}
-    for name, (guard, baseline, skip, _) in arms.items():
+    for name, (guard, baseline, skip, _, knobs) in arms.items():
         cfg = get_config()
         cfg.optimizer.update(guard=guard, baseline=baseline, skip_non_finite=skip)
+        cfg.optimizer.governor.update(knobs)
         if baseline != "none" and BASELINES[baseline].lr == "constant":
             cfg.optimizer.schedule = "constant"   # Schedule-Free brings its own
         if data is None:
