@@ -3,6 +3,7 @@ clean and under every fault, on one suite setting:
 
     python -m train.stress --config configs/stress_overshoot.py:cpu        # the CPU default
     python -m train.stress --config configs/stress_overshoot.py:lora       # the LoRA domain shift
+    python -m train.stress --config configs/stress_overshoot.py:llama      # the Llama-shape check (2 seeds)
     python -m train.stress --config configs/stress_overshoot.py:cpu,recovery
     python -m train.stress --config configs/stress_overshoot.py:lora,parts
     python -m train.stress.goals runs/stress_overshoot_cpu/results.json --policy governor_overshoot
@@ -15,9 +16,10 @@ stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone.
 
 from configs.stress_ablation import governor_variants
 from configs.stress_cpu import get_config as stress_cpu
+from configs.stress_llama import get_config as stress_llama
 from configs.stress_lora import get_config as stress_lora
 
-SETTINGS = {"cpu": stress_cpu, "lora": stress_lora}
+SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": stress_llama}
 VARIANTS = {
     "": {"governor_overshoot": {"use_overshoot": True}},
     "recovery": {"governor_fast_recovery": {"recover": 1.05},
