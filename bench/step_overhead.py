@@ -3,9 +3,10 @@
 Builds the default run's trainer five times (plain AdamW; lbw_guard with reflex, with
 and without the non-finite skip; lbw_guard with the governor, and with its overshoot brake on),
 then times the jitted training step (forward, backward, governed update) over the same
-batches, arms interleaved in rounds; the figure is the median over rounds of the mean step time. ``--rivals`` times the rivals
-that can run inside the guard instead, each bare and inside the governor
-(``optimizer.guard=governor`` with ``optimizer.baseline=<rival>``), against the bare rival.
+batches, arms interleaved in rounds; the figure is the median over rounds of the mean step
+time. ``--rivals`` times the rivals that can run inside the guard instead, each bare and inside
+the governor (``optimizer.guard=governor`` with ``optimizer.baseline=<rival>``), against the
+bare rival.
 
     python bench/step_overhead.py
     python bench/step_overhead.py --rivals

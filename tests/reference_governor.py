@@ -107,8 +107,8 @@ class GovernorModel:
             elif harm:
                 self.scale *= max(self.max_cut, (excess / self.tolerance) ** -self.cut_power)
             if brake:   # the deeper of the two cuts, each from the scale before this step
-                before = self.scale if not harm else before_harm
-                self.scale = min(self.scale, before * max(self.max_cut, (self.over_cut / self.over_ema) ** self.over_gain))
+                brake_cut = max(self.max_cut, (self.over_cut / self.over_ema) ** self.over_gain)
+                self.scale = min(self.scale, before_harm * brake_cut)
             if not harm and not brake and excess <= self.recover_band * self.tolerance and stable:
                 self.scale *= self.recover
             self.scale = min(1.0, max(self.min_scale, self.scale))

@@ -117,8 +117,7 @@ class Governor(Policy):
         parameter-sized buffer. Default False.
       over_decay: EMA decay of the overshoot. Default 0.8; a real in [0, 1).
       over_cut: the smoothed overshoot above which the brake cuts. Default 1.3; real > 0.
-      over_gain: the brake's cut is scale * (over_cut / EMA) ** over_gain (at most to
-        ``max_cut`` a step). Default 2.0; a real > 0.
+      over_gain: the brake cuts by (over_cut / EMA) ** over_gain, at most max_cut. Default 2.0.
       over_recover: recovery only while the smoothed overshoot is below this. Default 1.1.
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
@@ -248,12 +247,13 @@ class Governor(Policy):
             regime=jnp.asarray(R.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
             grad_z=grad_z, reason=jnp.where(loss_out, W.LOSS_SPIKE, W.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)
-        new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped, applied)
+        # Only limit writes the kept step (prev): no element-wise select of it on every step.
+        new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped._replace(prev=()),
+                                 applied._replace(prev=()))._replace(prev=state.prev)
         return Decision(skip | harm | brake, skip), new_state
 
     def _overshoot(self, grads, state: GovernorState):
-        """This step's overshoot reading, its EMA, whether the brake cuts and whether the
-        scale may recover (always, with the mechanism off)."""
+        """This step's reading, its EMA, whether the brake cuts, whether the scale may recover."""
         if not self.use_overshoot:
             no = jnp.zeros([], jnp.bool_)
             return state.overshoot, state.over_ema, no, ~no

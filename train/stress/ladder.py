@@ -33,7 +33,7 @@ from train.records import machine
 from train.stress import faults as faults_lib
 from train.stress.arms import build_arm, traced_arm
 from train.stress.suite import prepare
-from train.stress.sweep import ArmProgram
+from train.stress.sweep import ArmProgram, stack
 from train.values import plain_json
 
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "stress_cpu.py")
@@ -57,7 +57,7 @@ class _Runner:
         self.program = ArmProgram(traced_arm(build_arm("adamw", cfg)), setup.graphdef, setup.shape, cfg.model.loss_chunk_tokens)
 
     def init(self, lrs):
-        params = jax.tree.map(lambda x: jnp.repeat(x[None], len(lrs), axis=0), self.setup.params)
+        params = stack(self.setup.params, len(lrs))
         return params, self.program.init(params, jnp.asarray(lrs, jnp.float32))
 
     def _compiled(self, params, opt_state, seeds, lrs, multipliers):

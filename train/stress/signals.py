@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lbw_jax.policies.overshoot import slope   # the float32 inner product the governor reads
+
 SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak", "update_norm", "pred")
 
 
@@ -58,12 +60,6 @@ class TracedState(NamedTuple):
     prev_loss: jax.Array
     norm_ema: jax.Array
     signals: dict
-
-
-def _dot(a, b) -> jax.Array:
-    leaves = jax.tree.leaves(jax.tree.map(
-        lambda x, y: jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32)), a, b))
-    return sum(leaves, jnp.zeros([], jnp.float32))
 
 
 def _ratio(num, den) -> jax.Array:
@@ -92,8 +88,8 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
         updates, inner_state = inner.update(grads, state.inner_state, params, value=value,
                                             **extra_args)
         loss = jnp.asarray(value, jnp.float32)
-        along_last, pred = _dot(grads, state.prev_update), _dot(grads, updates)
-        norm = jnp.sqrt(_dot(updates, updates))
+        along_last, pred = slope(grads, state.prev_update), slope(grads, updates)
+        norm = jnp.sqrt(slope(updates, updates))
         prev_pred = state.signals["pred"]
         align = _ratio(along_last, prev_pred)
         signals = {"align": align, "overshoot": 1.0 - align,
