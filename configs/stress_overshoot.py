@@ -4,6 +4,10 @@ clean and under every fault, on one suite setting:
     python -m train.stress --config configs/stress_overshoot.py:cpu        # the CPU default
     python -m train.stress --config configs/stress_overshoot.py:lora       # the LoRA domain shift
     python -m train.stress --config configs/stress_overshoot.py:llama      # the Llama-shape check (2 seeds)
+    python -m train.stress --config configs/stress_overshoot.py:small      # the LoRA size axis (3 seeds)
+    python -m train.stress --config configs/stress_overshoot.py:large
+    python -m train.stress --config configs/stress_overshoot.py:heldout    # a held-out setting (2 seeds)
+    python -m train.stress --config configs/stress_overshoot.py:lora,controls
     python -m train.stress --config configs/stress_overshoot.py:cpu,recovery
     python -m train.stress --config configs/stress_overshoot.py:lora,parts
     python -m train.stress.goals runs/stress_overshoot_cpu/results.json --policy governor_overshoot
@@ -11,15 +15,28 @@ clean and under every fault, on one suite setting:
 The plain settings run the default governor beside the one with the brake: the default is that
 arm with the signal removed, its ablation. ``,recovery`` runs instead a faster recovery (x1.05 a
 step) with and without the brake's gate on it: the gate is what should let a recovery that fast
-stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone.
+stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone. ``,controls``
+runs the brake's controls for the oracle goals: AdamW replaying its multiplier trajectory
+(faulted too) and AdamW at its mean effective LR.
 """
 
 from configs.stress_ablation import governor_variants
 from configs.stress_cpu import get_config as stress_cpu
+from configs.stress_heldout import get_config as stress_heldout
 from configs.stress_llama import get_config as stress_llama
 from configs.stress_lora import get_config as stress_lora
+from configs.stress_lora_size import get_config as stress_lora_size
 
-SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": stress_llama}
+
+def _size(size: str):
+    c = stress_lora_size(size)
+    c.stress.seeds = 3     # the goals ask 3 seeds of AdamW and the governor on the size axis
+    return c
+
+
+SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": stress_llama,
+            "small": lambda: _size("small"), "large": lambda: _size("large"),
+            "heldout": stress_heldout}
 VARIANTS = {
     "": {"governor_overshoot": {"use_overshoot": True}},
     "recovery": {"governor_fast_recovery": {"recover": 1.05},
@@ -28,7 +45,13 @@ VARIANTS = {
     # other half off.
     "parts": {"governor_overshoot_brake_only": {"use_overshoot": True, "over_recover": 1e9},
               "governor_overshoot_gate_only": {"use_overshoot": True, "over_cut": 1e9}},
+    "controls": {"governor_overshoot": {"use_overshoot": True}},
 }
+# Arms a setting keeps beside the governors: on the held-out setting, the rival that beat the
+# default governor there.
+KEEP = {"heldout": ("dadapt_adamw_lr0",)}
+# Arms a variant adds beside its own; their faults run for the replay only.
+CONTROLS = ("replay_governor_overshoot", "effective_lr_governor_overshoot")
 
 
 def get_config(arg: str = "cpu"):
@@ -38,8 +61,17 @@ def get_config(arg: str = "cpu"):
                          f"with SETTING one of {sorted(SETTINGS)} and WHICH one of {sorted(VARIANTS)[1:]}")
     c = SETTINGS[setting]()
     c.output_dir = f"runs/stress_overshoot_{setting}" + (f"_{which}" if which else "")
+    seeds = c.stress.seeds
     governor_variants(c.stress, VARIANTS[which])
+    c.stress.seeds = seeds
+    s = c.stress
     if which:   # the default governor ran in the plain setting's run
-        c.stress.arms = tuple(a for a in c.stress.arms if a != "governor")
-        c.stress.fault_arms = c.stress.arms
+        s.arms = tuple(a for a in s.arms if a != "governor")
+        s.fault_arms = s.arms
+    s.arms = (*s.arms, *KEEP.get(setting, ()))
+    if which == "controls":
+        s.arms = (*s.arms, *CONTROLS)
+        s.fault_arms = (*s.fault_arms, CONTROLS[0])
+    if not s.scenarios:
+        s.fault_arms = ()
     return c
