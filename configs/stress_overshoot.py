@@ -3,11 +3,12 @@ clean and under every fault, on one suite setting:
 
     python -m train.stress --config configs/stress_overshoot.py:cpu        # the CPU default
     python -m train.stress --config configs/stress_overshoot.py:lora       # the LoRA domain shift
-    python -m train.stress --config configs/stress_overshoot.py:llama      # the Llama-shape check (2 seeds)
+    python -m train.stress --config configs/stress_overshoot.py:llama      # the Llama-shape check (3 seeds)
     python -m train.stress --config configs/stress_overshoot.py:small      # the LoRA size axis (3 seeds)
     python -m train.stress --config configs/stress_overshoot.py:large
     python -m train.stress --config configs/stress_overshoot.py:heldout    # a held-out setting (2 seeds)
     python -m train.stress --config configs/stress_overshoot.py:lora,controls
+    python -m train.stress --config configs/stress_overshoot.py:lora,ablation
     python -m train.stress --config configs/stress_overshoot.py:cpu,recovery
     python -m train.stress --config configs/stress_overshoot.py:lora,parts
     python -m train.stress.goals runs/stress_overshoot_cpu/results.json --policy governor_overshoot
@@ -17,7 +18,9 @@ arm with the signal removed, its ablation. ``,recovery`` runs instead a faster r
 step) with and without the brake's gate on it: the gate is what should let a recovery that fast
 stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone. ``,controls``
 runs the brake's controls for the oracle goals: AdamW replaying its multiplier trajectory
-(faulted too) and AdamW at its mean effective LR.
+(faulted too) and AdamW at its mean effective LR. ``,ablation`` runs the law with the brake
+and, as arms of their own, with each other mechanism removed in turn (the brake's own removal
+is the plain setting's default governor).
 """
 
 from configs.stress_ablation import governor_variants
@@ -34,7 +37,13 @@ def _size(size: str):
     return c
 
 
-SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": stress_llama,
+def _llama():
+    c = stress_llama()
+    c.stress.seeds = 3     # the goals ask 3 seeds of AdamW and the governor on the Llama check
+    return c
+
+
+SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": _llama,
             "small": lambda: _size("small"), "large": lambda: _size("large"),
             "heldout": stress_heldout}
 VARIANTS = {
@@ -46,6 +55,9 @@ VARIANTS = {
     "parts": {"governor_overshoot_brake_only": {"use_overshoot": True, "over_recover": 1e9},
               "governor_overshoot_gate_only": {"use_overshoot": True, "over_cut": 1e9}},
     "controls": {"governor_overshoot": {"use_overshoot": True}},
+    "ablation": {"governor_overshoot": {"use_overshoot": True},
+                 **{f"governor_overshoot_no_{m}": {"use_overshoot": True, f"use_{m}": False}
+                    for m in ("skip", "trust", "harm")}},
 }
 # Arms a setting keeps beside the governors: on the held-out setting, the rival that beat the
 # default governor there.
