@@ -9,6 +9,7 @@ clean and under every fault, on one suite setting:
     python -m train.stress --config configs/stress_overshoot.py:heldout    # a held-out setting (2 seeds)
     python -m train.stress --config configs/stress_overshoot.py:lora,controls
     python -m train.stress --config configs/stress_overshoot.py:lora,ablation
+    python -m train.stress --config configs/stress_overshoot.py:lora,guarded
     python -m train.stress --config configs/stress_overshoot.py:cpu,recovery
     python -m train.stress --config configs/stress_overshoot.py:lora,parts
     python -m train.stress.goals runs/stress_overshoot_cpu/results.json --policy governor_overshoot
@@ -20,11 +21,17 @@ stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone. `
 runs the brake's controls for the oracle goals: AdamW replaying its multiplier trajectory
 (faulted too) and AdamW at its mean effective LR. ``,ablation`` runs the law with the brake
 and, as arms of their own, with each other mechanism removed in turn (the brake's own removal
-is the plain setting's default governor).
+is the plain setting's default governor). ``,guarded`` runs the law with the brake over each
+rival of configs/stress_guarded.py (``governor_overshoot@<rival>``), faulted too; the bare
+rivals and the default governor over them are that config's run.
 """
+
+import ml_collections
 
 from configs.stress_ablation import governor_variants
 from configs.stress_cpu import get_config as stress_cpu
+from configs.stress_guarded import RIVALS
+from configs.stress_guarded import VARIANTS as RIVAL_VARIANTS
 from configs.stress_heldout import get_config as stress_heldout
 from configs.stress_llama import get_config as stress_llama
 from configs.stress_lora import get_config as stress_lora
@@ -55,6 +62,7 @@ VARIANTS = {
     "parts": {"governor_overshoot_brake_only": {"use_overshoot": True, "over_recover": 1e9},
               "governor_overshoot_gate_only": {"use_overshoot": True, "over_cut": 1e9}},
     "controls": {"governor_overshoot": {"use_overshoot": True}},
+    "guarded": {"governor_overshoot": {"use_overshoot": True}},
     "ablation": {"governor_overshoot": {"use_overshoot": True},
                  **{f"governor_overshoot_no_{m}": {"use_overshoot": True, f"use_{m}": False}
                     for m in ("skip", "trust", "harm")}},
@@ -62,8 +70,9 @@ VARIANTS = {
 # Arms a setting keeps beside the governors: on the held-out setting, the rival that beat the
 # default governor there.
 KEEP = {"heldout": ("dadapt_adamw_lr0",)}
-# Arms a variant adds beside its own; their faults run for the replay only.
+# Arms a variant adds beside its own (controls: their faults run for the replay only).
 CONTROLS = ("replay_governor_overshoot", "effective_lr_governor_overshoot")
+GUARDED = tuple(f"governor_overshoot@{r}" for r in RIVALS)
 
 
 def get_config(arg: str = "cpu"):
@@ -84,6 +93,11 @@ def get_config(arg: str = "cpu"):
     if which == "controls":
         s.arms = (*s.arms, *CONTROLS)
         s.fault_arms = (*s.fault_arms, CONTROLS[0])
+    if which == "guarded":
+        for name, (rival, knobs) in RIVAL_VARIANTS.items():
+            s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
+        s.arms = (*s.arms, *GUARDED)
+        s.fault_arms = s.arms
     if not s.scenarios:
         s.fault_arms = ()
     return c
