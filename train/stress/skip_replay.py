@@ -35,7 +35,7 @@ from lbw_jax.policies.governor import governor
 def replay(loss, grad_norm, **knobs) -> dict:
     """The governor's skip decisions on one trace: a dict of per-step arrays
     ``skip``, ``loss_z``, ``grad_z`` (z-scores against the statistics before the step)."""
-    law = governor(use_trust=False, use_harm=False, **knobs)
+    law = governor(use_trust=False, use_harm=False, use_overshoot=False, **knobs)
 
     def step(state, xs):
         loss_t, norm_t = xs
