@@ -14,8 +14,9 @@ clean and under every fault, on one suite setting:
     python -m train.stress --config configs/stress_overshoot.py:lora,parts
     python -m train.stress.goals runs/stress_overshoot_cpu/results.json --policy governor_overshoot
 
-The plain settings run the default governor beside the one with the brake: the default is that
-arm with the signal removed, its ablation. ``,recovery`` runs instead a faster recovery (x1.05 a
+The plain settings run the governor without the brake (v2.3, the default before v3.0) beside the
+one with it (the default since v3.0): the first is the second with the signal removed, its
+ablation. ``,recovery`` runs instead a faster recovery (x1.05 a
 step) with and without the brake's gate on it: the gate is what should let a recovery that fast
 stop short of the ceiling. ``,parts`` runs the brake alone and the gate alone. ``,controls``
 runs the brake's controls for the oracle goals: AdamW replaying its multiplier trajectory
@@ -81,6 +82,9 @@ def get_config(arg: str = "cpu"):
         raise ValueError(f"configs/stress_overshoot.py:{arg}: expected SETTING or SETTING,WHICH "
                          f"with SETTING one of {sorted(SETTINGS)} and WHICH one of {sorted(VARIANTS)[1:]}")
     c = SETTINGS[setting]()
+    # The brake is on by default since v3.0: the plain settings' "governor" arm is the law
+    # without it (v2.3), its ablation, and every brake arm sets it on by name.
+    c.optimizer.governor.use_overshoot = False
     c.output_dir = f"runs/stress_overshoot_{setting}" + (f"_{which}" if which else "")
     seeds = c.stress.seeds
     governor_variants(c.stress, VARIANTS[which])

@@ -52,12 +52,12 @@ def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_
     train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
     assert len(train_records) == 4
     for r in train_records:
-        assert r["regime_name"] in ("calm", "skip", "regression", "step_limit")
+        assert r["regime_name"] in ("calm", "skip", "regression", "step_limit", "overshoot")
         assert r["reason_name"] in ("none", "loss_spike", "grad_spike", "step_limit", "harm",
-                                    "accepted_shift")
+                                    "accepted_shift", "overshoot")
     assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["guard"] == "governor"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["guard_step_limits"] >= 0 and summary["guard_cuts"] >= 0
+    assert summary["guard_step_limits"] >= 0 and summary["guard_cuts"] >= 0 and summary["guard_brakes"] >= 0
 
 
 def test_resume_is_bit_identical(tmp_path):

@@ -95,9 +95,11 @@ def test_the_reading_is_the_steps_size_against_the_1d_optimum_on_a_quadratic():
     assert not bool(valid)
 
 
-def test_off_by_default_and_no_buffer_then():
+def test_on_by_default_with_one_buffer_and_none_when_off():
     law = lbw_jax.governor()
-    assert not law.use_overshoot and law.init({"w": jnp.zeros(3)}).prev == ()
-    assert lbw_jax.governor(use_overshoot=True).init({"w": jnp.zeros(3)}).prev["w"].shape == (3,)
+    assert law.use_overshoot and law.limit_reads_grads
+    assert law.init({"w": jnp.zeros(3)}).prev["w"].shape == (3,)
+    off = lbw_jax.governor(use_overshoot=False)
+    assert not off.limit_reads_grads and off.init({"w": jnp.zeros(3)}).prev == ()
     with pytest.raises(ValueError, match="over_cut"):
         lbw_jax.governor(over_cut=0.0)

@@ -141,3 +141,15 @@ def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradie
     # A run under another guard never read the governor's knobs.
     other = {**saved, "optimizer.guard": "reflex"}
     assert differences(other, {**other, "optimizer.governor.grad_noise": 0.25}) == []
+
+
+def test_a_governor_run_without_the_brake_is_not_resumed_with_it():
+    from train.session.resume_rules import differences
+
+    # Saved under v2.3 (the knob recorded, off) or before the knob existed (no brake).
+    for saved in ({"optimizer.guard": "governor", "optimizer.baseline": "none",
+                   "optimizer.governor.use_overshoot": False},
+                  {"optimizer.guard": "governor", "optimizer.baseline": "none"}):
+        now = {**saved, "optimizer.governor.use_overshoot": True}
+        assert differences(saved, now) == ["optimizer.governor.use_overshoot: False -> True"]
+        assert differences(saved, {**now, "optimizer.governor.use_overshoot": False}) == []

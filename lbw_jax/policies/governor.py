@@ -37,9 +37,9 @@ otherwise leaves the step alone. Four mechanisms, each one knob away from off (f
    while the loss EMA lags holds the scale rather than cutting it again on every step. While
    the EMA is within ``recover_band`` x tolerance of its best, the scale recovers by
    ``recover`` a step; in between it holds. The scale stays in [``min_scale``, 1].
-4. Overshoot brake (``use_overshoot``, off by default): a per-step stability signal, the
-   overshoot of the last step along itself, cuts the scale while it is above ``over_cut`` and
-   gates the harm control's recovery below ``over_recover`` (lbw_jax.policies.overshoot).
+4. Overshoot brake (``use_overshoot``): the overshoot of the last step along itself cuts the
+   scale above ``over_cut`` and gates the recovery below ``over_recover``
+   (lbw_jax.policies.overshoot); one parameter-sized buffer, none with ``use_overshoot=False``.
 
 The scale the guard applies is the policy's ``scale`` times the trust region's factor.
 Everything is arrays and ``jnp.where``: it vmaps, shards and compiles into the step.
@@ -114,7 +114,7 @@ class Governor(Policy):
       recover_band: the recovery band, as a fraction of ``tolerance``. Default 0.5; a real
         in [0, 1].
       use_overshoot: the overshoot brake and gated recovery (mechanism 4); keeps one
-        parameter-sized buffer. Default False.
+        parameter-sized buffer. Default True.
       over_decay: EMA decay of the overshoot. Default 0.8; a real in [0, 1).
       over_cut: the smoothed overshoot above which the brake cuts. Default 1.3; real > 0.
       over_gain: the brake cuts by (over_cut / EMA) ** over_gain, at most max_cut. Default 2.0.
@@ -150,7 +150,7 @@ class Governor(Policy):
     recover: float = knobs.real_knob(1.02, low=1.0)
     recover_band: float = knobs.real_knob(0.5, low=0.0, high=1.0)
     # Overshoot brake.
-    use_overshoot: bool = knobs.boolean_knob(False)
+    use_overshoot: bool = knobs.boolean_knob(True)
     over_decay: float = knobs.decay_knob(0.8)
     over_cut: float = knobs.real_knob(1.3, low=0.0, low_open=True)
     over_gain: float = knobs.real_knob(2.0, low=0.0, low_open=True)

@@ -1,6 +1,6 @@
 """The governor's per-step stability signal: the overshoot of the last step along itself.
 
-Mechanism 4 of the governor (``use_overshoot``; off by default). After an applied step u
+Mechanism 4 of the governor (``use_overshoot``; on by default since v3.0). After an applied step u
 (at scale 1, the inner optimizer's proposal) taken from a gradient g, the next gradient g'
 tells how far along u the step went against the one-dimensional optimum:
 

@@ -258,8 +258,8 @@ def _guard_summary(opt_state) -> dict:
     out = dict(guard_scale=float(info["scale"]), guard_interventions=int(info["interventions"]),
                skipped_steps=int(info["skipped"]))
     # The governor's own counts: steps its trust region clamped (not interventions:
-    # the scale is untouched), and cuts of its scale.
-    for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts")):
+    # the scale is untouched), and cuts of its scale by the harm control and by the brake.
+    for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts"), ("brakes", "guard_brakes")):
         if key in info:
             out[name] = int(info[key])
     return out

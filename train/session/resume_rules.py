@@ -52,9 +52,11 @@ def _older_grad_noise(saved: dict, current: dict):
 
 # Fields that define a run, added after runs were made without them: what those runs
 # used, as a value or as a function of (saved, current) fields. (Before model.scan_layers
-# existed, every checkpoint held one module per layer.)
+# existed, every checkpoint held one module per layer; before use_overshoot existed, the
+# governor had no brake, and it is on by default since v3.0.)
 OLDER_RUNS_USED = {"model.scan_layers": False, "lora.param_dtype": _older_lora_dtype,
-                   "optimizer.governor.grad_noise": _older_grad_noise}
+                   "optimizer.governor.grad_noise": _older_grad_noise,
+                   "optimizer.governor.use_overshoot": False}
 
 
 def flatten(tree, prefix: str = "") -> dict:
