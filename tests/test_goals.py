@@ -67,19 +67,51 @@ def test_goals_met_and_missed_are_told_apart():
     assert all(ok for _, ok, _ in good), good
     assert [goal for goal, _, _ in good] == [
         "no harm at tuned AdamW's LR 0.001: within 1%",   # the only LR where AdamW is within 5%
-        "within 5% of tuned AdamW at every LR from 0.001 up", "no diverged cell",
+        "within 5% of tuned AdamW at every LR from 0.001 up",
+        "every seed within 5% of tuned AdamW from 0.001 up, spread ≤ 5%", "no diverged cell",
         "lowest LR sensitivity from 0.001 up", "LR 0.01: within 2% of its effective-LR control",
-        "LR 0.1: within 2% of its effective-LR control", "nan_grad: survived, smallest cost",
+        "LR 0.01: no worse than its replay beyond the seed spread",
+        "LR 0.1: within 2% of its effective-LR control",
+        "LR 0.1: no worse than its replay beyond the seed spread", "nan_grad: survived, smallest cost",
         "nan_grad: better than its replay"]
     bad = dict((goal, ok) for goal, ok, _ in goals.check(
         _results(governor=(20.4, 26.0, 22.0), gov_cost=0.7, replay_cost=0.6), "governor"))
     assert bad["no harm at tuned AdamW's LR 0.001: within 1%"] is False           # +2%
     assert bad["within 5% of tuned AdamW at every LR from 0.001 up"] is False    # 26 is +30%
+    assert bad["every seed within 5% of tuned AdamW from 0.001 up, spread ≤ 5%"] is False
     assert bad["LR 0.01: within 2% of its effective-LR control"] is False        # 26 > 1.02 x 25
     assert bad["LR 0.1: within 2% of its effective-LR control"] is True          # 22 < 50
     assert bad["nan_grad: survived, smallest cost"] is False                      # clip lost only 0.5
     assert bad["nan_grad: better than its replay"] is False                       # 0.7 > 0.6
     assert bad["lowest LR sensitivity from 0.001 up"] is True and bad["no diverged cell"] is True
+
+
+def test_a_mean_inside_the_band_does_not_hide_a_bimodal_pair_of_seeds():
+    """Tuned AdamW is 20. At 1e-1 the seeds 19.5 and 21.6 average 20.55 (+2.75%: the mean
+    goal is met), but 21.6 is +8% and their spread, 1.05, is 5.1% of the mean."""
+    r = _results(governor=(20.1, 20.5, 20.9))
+    r["grid"]["governor"]["0.1"].update(finals=[19.5, 21.6], mean=20.55)
+    rows = {goal: (ok, figures) for goal, ok, figures in goals.check(r, "governor")}
+    assert rows["within 5% of tuned AdamW at every LR from 0.001 up"][0] is True
+    ok, figures = rows["every seed within 5% of tuned AdamW from 0.001 up, spread ≤ 5%"]
+    assert ok is False and "worst seed at 0.1: 21.60 (+8.00%)" in figures and "5.1% of the mean" in figures
+    r["grid"]["governor"]["0.1"].update(finals=[20.6, 20.8], mean=20.7)    # +4%, spread 0.5%
+    assert dict((g, ok) for g, ok, _ in goals.check(r, "governor"))[
+        "every seed within 5% of tuned AdamW from 0.001 up, spread ≤ 5%"] is True
+
+
+def test_worse_than_the_replay_counts_only_beyond_the_seed_spread():
+    """At 1e-1 the replay ends at 21.5 (seeds 21.2 and 21.8: std 0.3) and the governor at 22
+    (std 0): 0.5 above, beyond the larger spread 0.3, so missed; with replay seeds 20.9 and
+    22.1 (std 0.6) the same 0.5 is inside it, so met."""
+    def replay_row(seeds):
+        r = _results(governor=(20.1, 20.5, 22.0))
+        r["grid"]["replay_governor"]["0.1"].update(finals=seeds, mean=sum(seeds) / 2)
+        rows = {goal: (ok, figures) for goal, ok, figures in goals.check(r, "governor")}
+        return rows["LR 0.1: no worse than its replay beyond the seed spread"]
+    ok, figures = replay_row([21.2, 21.8])
+    assert ok is False and figures == "22.00 vs 21.50; seed spread 0.30"
+    assert replay_row([20.9, 22.1])[0] is True
 
 
 def test_a_fault_cost_inside_the_clean_seed_spread_is_a_tie():
@@ -129,12 +161,13 @@ def test_a_goal_whose_yardstick_did_not_run_is_not_measured(tmp_path, capsys):
             r[table].pop(arm, None)
     rows = {goal: ok for goal, ok, _ in goals.check(r, "governor")}
     assert rows["LR 0.01: within 2% of its effective-LR control"] is None
+    assert rows["LR 0.01: no worse than its replay beyond the seed spread"] is None
     assert rows["nan_grad: better than its replay"] is None
     path = tmp_path / "results.json"
     path.write_text(json.dumps(r))
     assert goals.main([str(path)]) == 0                       # every measured goal is met
     out = capsys.readouterr().out
-    assert "| not measured |" in out and "5 of 5 measured goals met; 3 not measured." in out
+    assert "| not measured |" in out and "6 of 6 measured goals met; 5 not measured." in out
 
 
 def test_lr_sensitivity_is_ranked_over_the_lrs_a_guard_can_act_on():
