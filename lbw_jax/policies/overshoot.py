@@ -39,7 +39,9 @@ def buffer(params, enabled: bool):
 
 def slope(grads, updates) -> jax.Array:
     """g . u in float32, over every leaf (optax.tree.vdot stays in a bf16 tree's precision)."""
-    dots = jax.tree.map(lambda g, u: jnp.vdot(g.astype(jnp.float32), u.astype(jnp.float32)), grads, updates)
+    # An element-wise product and a sum keep each leaf's sharding (a vdot ravels the leaf,
+    # which gathers a sharded one whole: a full copy of the parameters per device).
+    dots = jax.tree.map(lambda g, u: jnp.sum(g.astype(jnp.float32) * u.astype(jnp.float32)), grads, updates)
     return sum(jax.tree.leaves(dots), jnp.zeros([], jnp.float32))
 
 
