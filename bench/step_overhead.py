@@ -32,10 +32,11 @@ def _arms(rivals: bool) -> dict:
         return {"adamw": ("none", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw", {}),
+                # The default law's brake keeps a parameter-sized buffer and takes two inner
+                # products a step; without it, the law is v2.3.
                 "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw", {}),
-                # Mechanism 4 keeps a parameter-sized buffer and takes two inner products a step.
-                "lbw_guard(adamw, governor(use_overshoot=True))": ("governor", "none", True, "adamw",
-                                                                   {"use_overshoot": True})}
+                "lbw_guard(adamw, governor(use_overshoot=False))": ("governor", "none", True, "adamw",
+                                                                    {"use_overshoot": False})}
     out = {}
     for name, record in BASELINES.items():
         if record.guardable:
