@@ -39,20 +39,16 @@ from configs.stress_lora import get_config as stress_lora
 from configs.stress_lora_size import get_config as stress_lora_size
 
 
-def _size(size: str):
-    c = stress_lora_size(size)
-    c.stress.seeds = 3     # the goals ask 3 seeds of AdamW and the governor on the size axis
+def _three_seeds(make, *args):
+    """The goals ask 3 seeds of AdamW and the governor on the size axis and the Llama check."""
+    c = make(*args)
+    c.stress.seeds = 3
     return c
 
 
-def _llama():
-    c = stress_llama()
-    c.stress.seeds = 3     # the goals ask 3 seeds of AdamW and the governor on the Llama check
-    return c
-
-
-SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": _llama,
-            "small": lambda: _size("small"), "large": lambda: _size("large"),
+SETTINGS = {"cpu": stress_cpu, "lora": stress_lora, "llama": lambda: _three_seeds(stress_llama),
+            "small": lambda: _three_seeds(stress_lora_size, "small"),
+            "large": lambda: _three_seeds(stress_lora_size, "large"),
             "heldout": stress_heldout}
 VARIANTS = {
     "": {"governor_overshoot": {"use_overshoot": True}},
@@ -86,9 +82,7 @@ def get_config(arg: str = "cpu"):
     # without it (v2.3), its ablation, and every brake arm sets it on by name.
     c.optimizer.governor.use_overshoot = False
     c.output_dir = f"runs/stress_overshoot_{setting}" + (f"_{which}" if which else "")
-    seeds = c.stress.seeds
     governor_variants(c.stress, VARIANTS[which])
-    c.stress.seeds = seeds
     s = c.stress
     if which:   # the default governor ran in the plain setting's run
         s.arms = tuple(a for a in s.arms if a != "governor")
