@@ -169,14 +169,14 @@ est() {  # a part's estimate: EST_<part> from the environment, else the table ab
 # The parts, in priority order: what the goals need first.
 # 1. Qwen2.5-0.5B full-parameter bf16, every policy: MFU, the policies' cost, compile time.
 part step_b8 "$(est step_b8)" --attention= python bench/gpu_step.py "${STEP[@]}" "${B8[@]}"
-# 2. The paper's 7B LoRA step at full depth (configs/qwen7b.py, random init): fits? MFU?
-part lora7b "$(est lora7b)" --attention= python bench/gpu_step.py --config configs/qwen7b.py \
+# 2. The paper's 7B LoRA step at full depth (lbw_jax/train/configs/qwen7b.py, random init): fits? MFU?
+part lora7b "$(est lora7b)" --attention= python bench/gpu_step.py --config qwen7b \
   "${LORA7B[@]}" --policies reflex --no-reference --steps 5 --rounds 1
 # 3. The PyTorch eager loop, plain and with the reference law: the 2.2x goal.
 part torch_eager "$(est torch_eager)" - python bench/torch_reference.py "${TORCH[@]}"
 # 4. Governor v2 at 27M on the stress suite's GPU setting, its replay and effective-LR control.
-part stress_gpu "$(est stress_gpu)" --config.model.attention= python -m train.stress \
-  --config configs/stress_gpu.py --config.output_dir="$OUT/stress_gpu" \
+part stress_gpu "$(est stress_gpu)" --config.model.attention= python -m lbw_jax.train.stress \
+  --config stress_gpu --config.output_dir="$OUT/stress_gpu" \
   '--config.stress.arms=("adamw","clip","governor","replay_governor","effective_lr_governor")' \
   '--config.stress.fault_arms=("adamw","clip","governor","replay_governor")' "${STRESS[@]}"
 # 5. cuDNN's gain: plain AdamW at batch 8 with XLA's attention (skipped once cuDNN has failed).

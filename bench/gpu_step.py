@@ -1,12 +1,12 @@
 """The project's training step on one device: tokens/s, MFU, memory, compile time, and
 the cost of each guard policy against plain AdamW.
 
-For a named model (``train.models.NAMED_CONFIGS``, optionally narrowed with ``--arch``),
-batch and sequence length, it builds ``train.trainer.Trainer`` (the step ``train.run``
+For a named model (``lbw_jax.train.models.NAMED_CONFIGS``, optionally narrowed with ``--arch``),
+batch and sequence length, it builds ``lbw_jax.train.trainer.Trainer`` (the step ``lbw_jax.train.run``
 runs: chunked loss, scanned layers, the guard, the parameter norm the watchdog reads)
 once per policy on random tokens, compiles each (trace + lower + compile, timed), then
 times the policies' steps in interleaved rounds; a figure is the median over rounds.
-``--config configs/qwen7b.py`` starts from a training config instead (its LoRA, dtypes,
+``--config qwen7b`` starts from a training config instead (its LoRA, dtypes,
 remat, batch and micro-batches; random init of ``--model``, nothing downloaded).
 
 It prints as it goes, flushing every line, so that a run cut short by a time limit
@@ -14,14 +14,14 @@ keeps what it had measured: the set-up line first, each policy's compile time an
 memory plan as soon as it is compiled, each round's step times as the round ends,
 then the final table.
 
-MFU counts ``train.records.speed.flops_per_token`` (6 x matmul parameters incl. the LM head +
+MFU counts ``lbw_jax.train.records.speed.flops_per_token`` (6 x matmul parameters incl. the LM head +
 12 x layers x heads x head_dim x T; a LoRA base 4x) against the device's bf16 dense
 peak; it is omitted where the peak is unknown (a CPU). Memory: XLA's plan for each step
 (``memory_analysis``: arguments + temporaries), and the device's peak where it keeps
 one (GPUs).
 
     python bench/gpu_step.py --model qwen2.5-0.5b --batch 8 --seq-len 1024
-    python bench/gpu_step.py --config configs/qwen7b.py --model qwen2.5-7b --policies reflex \\
+    python bench/gpu_step.py --config qwen7b --model qwen2.5-7b --policies reflex \\
         --no-reference --steps 5 --rounds 1          # the paper's 7B LoRA step, full depth
     python bench/gpu_step.py --model qwen2.5-0.5b --arch num_layers=2,hidden_size=64 \\
         --batch 2 --seq-len 64 --steps 2 --rounds 1 --dtype float32   # a CPU smoke run
@@ -38,10 +38,11 @@ import time
 
 import jax
 
-from configs.base import base_config
-from train.models.config import named_config, with_overrides
-from train.data.build import synthetic_data
-from train.trainer import Trainer
+from lbw_jax.train.configs import resolve
+from lbw_jax.train.configs.base import base_config
+from lbw_jax.train.models.config import named_config, with_overrides
+from lbw_jax.train.data.build import synthetic_data
+from lbw_jax.train.trainer import Trainer
 
 GIB = 1024 ** 3
 say = functools.partial(print, flush=True)
@@ -52,7 +53,7 @@ STEP_DEFAULTS = dict(batch=8, seq_len=1024, dtype="bfloat16", param_dtype="float
 
 
 def _config_file(path: str):
-    spec = importlib.util.spec_from_file_location("bench_config", path)
+    spec = importlib.util.spec_from_file_location("bench_config", resolve(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
@@ -102,7 +103,7 @@ def _describe(args, cfg, n_params: int) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-0.5b")
-    parser.add_argument("--config", default="", help="start from this training config file (e.g. configs/qwen7b.py)")
+    parser.add_argument("--config", default="", help="start from this training config file (a preset name such as qwen7b, or a path)")
     parser.add_argument("--arch", default="", help="DecoderConfig overrides, e.g. num_layers=2,hidden_size=64")
     parser.add_argument("--batch", type=int, help=f"global batch (default {STEP_DEFAULTS['batch']} or the config's)")
     parser.add_argument("--seq-len", type=int)

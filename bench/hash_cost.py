@@ -25,9 +25,9 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from train.data import dataset as data_lib  # noqa: E402
-from train.data import fingerprint as data_fingerprint  # noqa: E402
-from train.session.checkpoint import file_digests  # noqa: E402
+from lbw_jax.train.data import dataset as data_lib  # noqa: E402
+from lbw_jax.train.data import fingerprint as data_fingerprint  # noqa: E402
+from lbw_jax.train.session.checkpoint import file_digests  # noqa: E402
 
 
 def _timed(fn, repeats=3):
@@ -71,7 +71,7 @@ def main() -> None:
         print(f"checkpoint checksums, {newest}: {len(files)} files, {size / 2**20:.1f} MiB in "
               f"{1000 * t:.1f} ms ({os.cpu_count()} cores)")
     else:
-        print(f"checkpoint checksums: no checkpoint in {checkpoints} (run python -m train.run first)")
+        print(f"checkpoint checksums: no checkpoint in {checkpoints} (run python -m lbw_jax.train.run first)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Memory plan for Qwen2.5-7B and 14B, computed on the CPU without a GPU.
 
 Setups (the repository's configs, with ``model.name`` in place of the hub download):
-* ``lora-1gpu``: configs/qwen7b.py / qwen14b.py (the paper's LoRA run) on one device,
+* ``lora-1gpu``: lbw_jax/train/configs/qwen7b.py / qwen14b.py (the paper's LoRA run) on one device,
   bf16 base with float32 adapters and moments (``lora.param_dtype``, the default);
 * ``lora-1gpu-bf16``: the same with bf16 adapters and moments (the layout before
   ``lora.param_dtype`` existed), to show what float32 adapters cost;
@@ -42,15 +42,15 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from train.models import count_params, named_config  # noqa: E402
-from train.trainer import Trainer  # noqa: E402
+from lbw_jax.train.models import count_params, named_config  # noqa: E402
+from lbw_jax.train.trainer import Trainer  # noqa: E402
 
 GIB = 1024 ** 3
 
 
 def setup_config(model: str, setup: str, layers: int):
     size = model.split("-")[1]   # 7b, 14b
-    cfg = importlib.import_module(f"configs.qwen{size}").get_config()
+    cfg = importlib.import_module(f"lbw_jax.train.configs.qwen{size}").get_config()
     cfg.model.pretrained, cfg.model.name = "", ""
     arch = named_config(model)
     cfg.model.arch.update({**arch.__dict__, "num_layers": layers})

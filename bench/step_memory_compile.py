@@ -2,13 +2,13 @@
 
 1. Temporary memory of the compiled train step (``compiled.memory_analysis()``) of a
    narrow 2-layer model with the Qwen2.5 vocabulary (151,936) at batch 8 x 512: the
-   full-logits loss against the chunked one (train/loss.py) at several chunk sizes.
+   full-logits loss against the chunked one (lbw_jax/train/loss.py) at several chunk sizes.
 2. Compile time (trace + lower + compile) of the train step of the same narrow model
    at 24 layers against 2 layers, with the layers unrolled and scanned (``model.scan_layers``).
 
 Every variant is the real ``Trainer`` step (AdamW under the reflex guard, the default when
 the figures in docs/ were recorded; kept, so that they stay reproducible),
-built from configs/base.py with random token windows; nothing is run, only compiled.
+built from lbw_jax/train/configs/base.py with random token windows; nothing is run, only compiled.
 
     python bench/step_memory_compile.py
 """
@@ -20,9 +20,9 @@ import time
 
 import jax
 
-from configs.base import base_config
-from train.data.build import synthetic_data
-from train.trainer import Trainer
+from lbw_jax.train.configs.base import base_config
+from lbw_jax.train.data.build import synthetic_data
+from lbw_jax.train.trainer import Trainer
 
 GIB = 1024 ** 3
 VOCAB = 151_936

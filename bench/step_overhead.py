@@ -1,4 +1,4 @@
-"""Cost of the guard per full training step of the default model (configs/tiny.py).
+"""Cost of the guard per full training step of the default model (lbw_jax/train/configs/tiny.py).
 
 Builds the default run's trainer five times (plain AdamW; lbw_guard with reflex, with
 and without the non-finite skip; lbw_guard with the governor, and with its overshoot brake on),
@@ -20,10 +20,10 @@ import time
 
 import jax
 
-from configs.tiny import get_config
-from train.baseline_registry import BASELINES
-from train.data.build import build_data
-from train.trainer import Trainer
+from lbw_jax.train.configs.tiny import get_config
+from lbw_jax.train.baseline_registry import BASELINES
+from lbw_jax.train.data.build import build_data
+from lbw_jax.train.trainer import Trainer
 
 
 def _arms(rivals: bool) -> dict:

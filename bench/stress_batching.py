@@ -1,7 +1,7 @@
 """Cost of a stress-suite training step per cell, by how many cells share a program.
 
 Builds the stress config's model and one arm, then times the vmapped train step
-(``train.stress.sweep.ArmProgram``) with 1, 3, 9 and 27 cells: the figure is the
+(``lbw_jax.train.stress.sweep.ArmProgram``) with 1, 3, 9 and 27 cells: the figure is the
 median over rounds of the wall time per cell-step. It decides ``stress.max_cells``.
 
     python bench/stress_batching.py [--arm adamw] [--cells 1,3,9,27]
@@ -18,14 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs.stress_cpu import get_config
-from train.models import make_mesh
-from train.stress import faults as faults_lib
-from train.stress.arms import build_arm
-from train.stress.sweep import ArmProgram, stack
-from train.optim import schedule_shape
-from train.data.build import build_data
-from train.trainer import build_model
+from lbw_jax.train.configs.stress_cpu import get_config
+from lbw_jax.train.models import make_mesh
+from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.arms import build_arm
+from lbw_jax.train.stress.sweep import ArmProgram, stack
+from lbw_jax.train.optim import schedule_shape
+from lbw_jax.train.data.build import build_data
+from lbw_jax.train.trainer import build_model
 
 
 def main():

@@ -12,7 +12,7 @@ or ``--compile`` for ``torch.compile``. Two arms:
   are read to the host with ``.item()`` (a device sync), the law updates its scale on
   the host, and the optimizer's learning rate becomes ``base x scale``.
 
-It prints tokens/s and MFU with ``train.records.speed``'s FLOP formula, so the figures compare
+It prints tokens/s and MFU with ``lbw_jax.train.records.speed``'s FLOP formula, so the figures compare
 with ``bench/gpu_step.py``'s.
 
     python bench/torch_reference.py --model qwen2.5-0.5b --batch 8 --seq-len 1024 [--compile]
@@ -30,8 +30,8 @@ import time
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from train.models.config import named_config, with_overrides  # noqa: E402
-from train.records.speed import flops_per_token, peak_flops  # noqa: E402
+from lbw_jax.train.models.config import named_config, with_overrides  # noqa: E402
+from lbw_jax.train.records.speed import flops_per_token, peak_flops  # noqa: E402
 
 
 class ReflexLaw:

@@ -3,7 +3,7 @@
 The public contract for writing a policy (``lbw_jax.Policy``): declare each knob as a
 dataclass field with one of the ``*_knob`` constructors below, which carries its
 default and its check; ``Policy`` runs ``check_all`` at construction, and
-``defaults(cls)`` lists them (``train.run`` makes its config fields from it).
+``defaults(cls)`` lists them (``lbw_jax.train.run`` makes its config fields from it).
 
 Knobs are hyperparameters: they shape the compiled program, so they are checked
 up front with an error that names the knob, the value and the allowed range,

@@ -1,6 +1,6 @@
 """Small text samples from the embedded corpus."""
 
-from train.data.dataset import austen_documents
+from lbw_jax.train.data.dataset import austen_documents
 
 
 def austen_sample(chapters: int = 12) -> str:

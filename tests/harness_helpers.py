@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import lbw_jax
-from configs.tiny import get_config
+from lbw_jax.train.configs.tiny import get_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +55,7 @@ def run_cli(args, *, devices=1, env_extra=None, timeout=600, wait=True):
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env.update(env_extra or {})
-    cmd = [sys.executable, "-m", "train.run", *args]
+    cmd = [sys.executable, "-m", "lbw_jax.train.run", *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)

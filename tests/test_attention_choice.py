@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from train.models import layers
-from train.models import NAMED_CONFIGS, init_model
-from train.step import make_loss
+from lbw_jax.train.models import layers
+from lbw_jax.train.models import NAMED_CONFIGS, init_model
+from lbw_jax.train.step import make_loss
 
 import dataclasses
 
@@ -78,9 +78,9 @@ def test_model_attention_cudnn_fails_at_construction_where_it_cannot_run():
 
 
 def test_model_attention_is_checked_with_the_config():
-    from configs.base import base_config
-    from train.errors import ConfigError
-    from train.validate import check_config
+    from lbw_jax.train.configs.base import base_config
+    from lbw_jax.train.errors import ConfigError
+    from lbw_jax.train.validate import check_config
 
     cfg = base_config()
     cfg.model.attention = "flash"

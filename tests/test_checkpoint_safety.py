@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
-from train.session.checkpoint import CheckpointRestoreError, Checkpoints
-from train.records.metrics import read_metrics
-from train.run import train
-from train.session.watchdog import Watchdog
+from lbw_jax.train.session.checkpoint import CheckpointRestoreError, Checkpoints
+from lbw_jax.train.records.metrics import read_metrics
+from lbw_jax.train.run import train
+from lbw_jax.train.session.watchdog import Watchdog
 
 
 def _steps_on_disk(run_dir):
@@ -141,7 +141,7 @@ def test_an_orbax_without_the_hook_still_records_every_checksum(tmp_path, monkey
 
 
 def test_a_one_line_error_keeps_its_cause_wherever_the_library_put_it():
-    from train.errors import first_line
+    from lbw_jax.train.errors import first_line
     cause = os.strerror(28)                        # "No space left on device"
     middle = OSError(f"{'/a/long/path' * 20}: {cause}: {'while writing a shard ' * 12}")
     assert len(str(middle)) > 300 and cause in first_line(middle) and " ... " in first_line(middle)

@@ -1,12 +1,12 @@
-"""The failure-scenario table (train.stress.fault_table) and its standings
-(train.stress.summary.fault_standings) on small hand-made results, worked out by hand."""
+"""The failure-scenario table (lbw_jax.train.stress.fault_table) and its standings
+(lbw_jax.train.stress.summary.fault_standings) on small hand-made results, worked out by hand."""
 
 import json
 import math
 
 import pytest
 
-from train.stress import fault_table, summary
+from lbw_jax.train.stress import fault_table, summary
 
 
 def test_fault_standings_tie_inside_the_larger_clean_spread():

@@ -15,13 +15,13 @@ import optax
 import pytest
 
 import lbw_jax
-from configs.base import base_config
-from configs.stress_cpu import get_config as stress_cpu
+from lbw_jax.train.configs.base import base_config
+from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
 from policies_for_tests import ScheduledScale
-from train import optim
-from train.errors import ConfigError
-from train.stress.arms import build_arm, parse_arm
-from train.validate import check_config as validate
+from lbw_jax.train import optim
+from lbw_jax.train.errors import ConfigError
+from lbw_jax.train.stress.arms import build_arm, parse_arm
+from lbw_jax.train.validate import check_config as validate
 
 GUARDABLE = ["mechanize", "prodigy", "dadapt_adamw", "schedule_free_adamw", "momo_adam"]
 SCALE = 0.3
@@ -189,8 +189,8 @@ def test_the_suite_names_a_guard_over_a_rival():
 
 def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     from harness_helpers import small_config, unguarded
-    from train.session.resume_rules import differences
-    from train.run import train
+    from lbw_jax.train.session.resume_rules import differences
+    from lbw_jax.train.run import train
 
     cfg = unguarded(small_config(tmp_path, steps=4, log_every=1))
     cfg.optimizer.update(guard="governor", baseline="dadapt_adamw", schedule="cosine", warmup_steps=2)
@@ -199,7 +199,7 @@ def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     import json
     saved = json.loads((tmp_path / "config.json").read_text())
     assert (saved["optimizer"]["guard"], saved["optimizer"]["baseline"]) == ("governor", "dadapt_adamw")
-    from train.records.metrics import read_metrics
+    from lbw_jax.train.records.metrics import read_metrics
     rows = read_metrics(tmp_path)
     last = [row for row in rows if "loss" in row][-1]   # the last training step's record
     assert {"scale", "regime", "skipped", "baseline_estimate"} <= set(last)

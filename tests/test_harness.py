@@ -1,4 +1,4 @@
-"""train.run end to end: outputs, resume, signals, several processes, bad inputs."""
+"""lbw_jax.train.run end to end: outputs, resume, signals, several processes, bad inputs."""
 
 import json
 import math
@@ -13,8 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config
-from train.records.metrics import read_metrics
-from train.run import train
+from lbw_jax.train.records.metrics import read_metrics
+from lbw_jax.train.run import train
 
 
 def _train_losses(run_dir):
@@ -102,7 +102,7 @@ def _free_port():
 
 
 def _run_two_processes(out, flags) -> list[str]:
-    """``train.run`` as two processes of one run (gloo on localhost); their outputs."""
+    """``lbw_jax.train.run`` as two processes of one run (gloo on localhost); their outputs."""
     port = _free_port()
     procs = [run_cli(["--config.output_dir=" + str(out), *flags,
                       f"--config.distributed.coordinator=127.0.0.1:{port}",

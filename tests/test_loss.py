@@ -1,4 +1,4 @@
-"""The chunked cross-entropy (train/loss.py) against the full-logits loss it replaces."""
+"""The chunked cross-entropy (lbw_jax/train/loss.py) against the full-logits loss it replaces."""
 
 import dataclasses
 
@@ -10,9 +10,9 @@ import optax
 import pytest
 from flax import nnx
 
-from train.loss import AUTO, FULL, mean_nll, resolve_chunk_tokens, token_nll
-from train.models import NAMED_CONFIGS, init_model
-from train.step import make_loss
+from lbw_jax.train.loss import AUTO, FULL, mean_nll, resolve_chunk_tokens, token_nll
+from lbw_jax.train.models import NAMED_CONFIGS, init_model
+from lbw_jax.train.step import make_loss
 
 SMALL = dataclasses.replace(NAMED_CONFIGS["qwen2.5-0.5b"], vocab_size=300, hidden_size=32,
                             intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,

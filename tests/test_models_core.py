@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from train.models import (NAMED_CONFIGS, LoRAConfig, apply_lora, count_params, init_model,
+from lbw_jax.train.models import (NAMED_CONFIGS, LoRAConfig, apply_lora, count_params, init_model,
                           make_mesh, model_shardings, named_config)
 
 TINY = dataclasses.replace(NAMED_CONFIGS["qwen2.5-0.5b"], vocab_size=128, hidden_size=64,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hf_fixtures import VOCAB, hf_logits, save_tiny
-from train.models import (PretrainedLoadError, LoRAConfig, apply_lora, load_pretrained,
+from lbw_jax.train.models import (PretrainedLoadError, LoRAConfig, apply_lora, load_pretrained,
                           save_adapter, save_pretrained)
 
 FAMILIES = ["qwen2", "llama"]
@@ -125,7 +125,7 @@ def test_unsupported_architecture(tmp_path):
 def test_load_straight_onto_a_mesh(scan, tmp_path):
     import jax
 
-    from train.models import make_mesh
+    from lbw_jax.train.models import make_mesh
 
     if jax.device_count() < 8:
         pytest.skip("needs 8 devices (see conftest)")

@@ -1,4 +1,4 @@
-"""train.run and the stress suite train with one step and one optimizer builder: the
+"""lbw_jax.train.run and the stress suite train with one step and one optimizer builder: the
 suite's cell of an arm and the Trainer end at the same parameters from the same batches,
 for AdamW and for the rivals that take their learning rate in each of the other ways
 (Mechanic wraps AdamW; Prodigy is LR-free; Schedule-Free warms up by itself and is
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from harness_helpers import small_config
-from train.optim import build_optimizer
-from train.stress.arms import build_arm
-from train.stress.sweep import ArmProgram, Cell, run_cells
-from train.data.build import build_data
-from train.trainer import Trainer
+from lbw_jax.train.optim import build_optimizer
+from lbw_jax.train.stress.arms import build_arm
+from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells
+from lbw_jax.train.data.build import build_data
+from lbw_jax.train.trainer import Trainer
 
 
 @pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw",
@@ -37,11 +37,11 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     start = jax.tree.map(np.asarray, trainer.params)
     losses = [float(trainer.train_step(step)["loss"]) for step in range(cfg.train.steps)]
 
-    from configs.stress_cpu import get_config
+    from lbw_jax.train.configs.stress_cpu import get_config
     scfg = get_config()
     scfg.optimizer.update(cfg.optimizer.to_dict())
     scfg.stress.update(dict(steps=cfg.train.steps, eval_every=cfg.train.steps, scenarios=()))
-    from train.optim import schedule_shape
+    from lbw_jax.train.optim import schedule_shape
     shape = schedule_shape(scfg.optimizer.schedule, cfg.train.steps, cfg.optimizer.warmup_steps)
 
     class TrainerOrder:   # the trainer's own batches, in its order
@@ -50,7 +50,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
 
     built = build_arm(arm, scfg)
     assert built.lr_free == (rival == "prodigy")
-    # An LR-free cell runs at peak 1: its optimizer gets the schedule's shape, as in train.run.
+    # An LR-free cell runs at peak 1: its optimizer gets the schedule's shape, as in lbw_jax.train.run.
     cell = Cell(arm, cfg.optimizer.lr, 0, run_lr=1.0 if built.lr_free else None)
     program = ArmProgram(built, trainer.graphdef, shape)
     val = data.val_windows[None, :8]

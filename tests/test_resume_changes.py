@@ -7,9 +7,9 @@ import pytest
 
 from data_fixtures import austen_sample
 from harness_helpers import small_config
-from train.errors import ConfigError, InputError
-from train.records.metrics import read_metrics
-from train.run import train
+from lbw_jax.train.errors import ConfigError, InputError
+from lbw_jax.train.records.metrics import read_metrics
+from lbw_jax.train.run import train
 
 
 def _files_config(out, corpus, **overrides):
@@ -82,7 +82,7 @@ def test_raising_train_steps_on_a_cosine_schedule_is_refused_unless_the_horizon_
 def _in_old_form(config_json: str) -> str:
     """A run's config.json as code before knobs were config fields wrote it: no knob
     subtrees, the active policy's non-default knobs in optimizer.policy_kwargs."""
-    from train import optim
+    from lbw_jax.train import optim
 
     cfg = json.loads(config_json)
     opt = cfg["optimizer"]
@@ -113,7 +113,7 @@ def test_a_run_folder_written_with_policy_kwargs_resumes(tmp_path):
 
 
 def test_the_resume_check_compares_the_active_policys_knobs_only():
-    from train.session.resume_rules import differences
+    from lbw_jax.train.session.resume_rules import differences
 
     saved = {"optimizer.guard": "reflex", "optimizer.baseline": "none",
              "optimizer.reflex.stats_every": 2, "optimizer.governor.tolerance": 0.03}
@@ -131,7 +131,7 @@ def test_the_resume_check_compares_the_active_policys_knobs_only():
 
 
 def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradient_norm():
-    from train.session.resume_rules import differences
+    from lbw_jax.train.session.resume_rules import differences
 
     saved = {"optimizer.guard": "governor", "optimizer.baseline": "none",
              "optimizer.governor.min_noise": 0.01}
@@ -144,7 +144,7 @@ def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradie
 
 
 def test_a_governor_run_without_the_brake_is_not_resumed_with_it():
-    from train.session.resume_rules import differences
+    from lbw_jax.train.session.resume_rules import differences
 
     # Saved under v2.3 (the knob recorded, off) or before the knob existed (no brake).
     for saved in ({"optimizer.guard": "governor", "optimizer.baseline": "none",

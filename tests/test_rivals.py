@@ -1,4 +1,4 @@
-"""The registry of baselines and LR-robust rivals (train.baseline_registry): each rival is exactly
+"""The registry of baselines and LR-robust rivals (lbw_jax.train.baseline_registry): each rival is exactly
 its optax.contrib transform, its probe reads state by name, the arm names parse into
 one typed spec, and adding a rival is one record."""
 
@@ -9,12 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from configs.base import base_config
-from configs.stress_cpu import get_config as stress_cpu
-from train import baseline_registry as baselines, optim
-from train.errors import ConfigError
-from train.stress.arms import ArmSpec, build_arm, copy_of, parse_arm, specs_from_results
-from train.validate import check_config as validate
+from lbw_jax.train.configs.base import base_config
+from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
+from lbw_jax.train import baseline_registry as baselines, optim
+from lbw_jax.train.errors import ConfigError
+from lbw_jax.train.stress.arms import ArmSpec, build_arm, copy_of, parse_arm, specs_from_results
+from lbw_jax.train.validate import check_config as validate
 
 
 def _cfg(baseline, schedule="cosine"):
@@ -130,7 +130,7 @@ def test_adding_a_rival_is_one_record(monkeypatch):
     assert cfg.optimizer.signum.momentum == 0.9
     cfg.optimizer.update(guard="none", baseline="signum", lr=1e-2)
     cfg.optimizer.signum.momentum = 0.5
-    validate(cfg)                                              # train.run accepts it
+    validate(cfg)                                              # lbw_jax.train.run accepts it
     params, _ = _toy_run(optim.build_optimizer(cfg), steps=2)
     want, _ = _toy_run(optax.with_extra_args_support(optax.chain(
         optax.trace(0.5), optax.scale_by_sign(), optax.scale_by_learning_rate(1e-2))), steps=2)
@@ -160,8 +160,8 @@ def test_bad_rival_settings_are_named(setting, message):
 
 def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
     from harness_helpers import small_config, unguarded
-    from train.data.build import build_data
-    from train.trainer import Trainer
+    from lbw_jax.train.data.build import build_data
+    from lbw_jax.train.trainer import Trainer
 
     cfg = unguarded(small_config(tmp_path))
     cfg.optimizer.update(baseline="prodigy", schedule="cosine", warmup_steps=2)

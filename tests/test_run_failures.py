@@ -1,4 +1,4 @@
-"""train.run under failure: the watchdog, checkpoints kept only when good, resume
+"""lbw_jax.train.run under failure: the watchdog, checkpoints kept only when good, resume
 rules, one-line errors with exit codes, inputs, and records that are never damaged."""
 
 import json
@@ -12,10 +12,10 @@ import pytest
 import lbw_jax
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config, unguarded
-from train.errors import CheckpointError, ConfigError, DivergenceError, InputError
-from train.session.resume_rules import differences
-from train.records.metrics import read_metrics
-from train.run import apply_knobs, split_knob_flags, train
+from lbw_jax.train.errors import CheckpointError, ConfigError, DivergenceError, InputError
+from lbw_jax.train.session.resume_rules import differences
+from lbw_jax.train.records.metrics import read_metrics
+from lbw_jax.train.run import apply_knobs, split_knob_flags, train
 
 
 def _steps(run_dir, kind="train"):
@@ -75,8 +75,8 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
 
 
 def test_policy_knobs_are_config_fields_typed_by_their_defaults():
-    from configs.tiny import get_config
-    from train import optim
+    from lbw_jax.train.configs.tiny import get_config
+    from lbw_jax.train import optim
 
     cfg = get_config()
     cfg.lock()
@@ -90,9 +90,9 @@ def test_policy_knobs_are_config_fields_typed_by_their_defaults():
 
 
 def test_the_deprecated_policy_kwargs_form_is_moved_into_the_active_subtree(capsys):
-    from configs.tiny import get_config
-    from train import optim
-    from train.validate import check_config
+    from lbw_jax.train.configs.tiny import get_config
+    from lbw_jax.train import optim
+    from lbw_jax.train.validate import check_config
 
     argv, knobs = split_knob_flags(["prog", "--config.optimizer.guard=reflex",
                                     "--config.optimizer.policy_kwargs.min_scale=0.5",
@@ -141,7 +141,7 @@ def test_a_governor_that_skips_longer_than_the_watchdog_tolerates_is_refused(tmp
             "optimizer.governor.max_skips=21 is above train.watchdog.max_skips=20")):
         train(cfg)
     cfg.train.watchdog.max_skips = 21
-    from train.validate import check_config
+    from lbw_jax.train.validate import check_config
     check_config(cfg)
 
 
@@ -161,7 +161,7 @@ def test_a_single_file_corpus_is_split_into_documents_and_trains(tmp_path):
 
 
 def test_a_latin1_file_is_decoded_with_a_warning_naming_it(tmp_path):
-    from train.data.dataset import NotUTF8Warning, file_documents
+    from lbw_jax.train.data.dataset import NotUTF8Warning, file_documents
 
     (tmp_path / "a.txt").write_text("plain text\n\nmore", encoding="utf-8")
     (tmp_path / "b.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
@@ -231,13 +231,13 @@ def test_baseline_kwargs_without_a_baseline_are_refused(tmp_path, guard):
 
 def test_an_offline_hub_model_or_dataset_is_one_line_saying_how_to_fetch_it(tmp_path, monkeypatch):
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    result = run_cli(["--config", "configs/qwen05b.py", "--config.output_dir=" + str(tmp_path / "run")],
+    result = run_cli(["--config", "lbw_jax/train/configs/qwen05b.py", "--config.output_dir=" + str(tmp_path / "run")],
                      env_extra=env, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     line = _one_error_line(result)
     assert "'wikitext' is not in the local Hugging Face cache" in line
     assert "datasets.load_dataset('wikitext', 'wikitext-103-raw-v1')" in line
-    from train.models import PretrainedLoadError, load_pretrained
+    from lbw_jax.train.models import PretrainedLoadError, load_pretrained
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -291,7 +291,7 @@ def test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback(tmp_path):
     point where the loss still falls fast, and it depends on the machine's floating-point
     order: +2.1% on 2026-11-26's CPU, +6.4% on 2026-12-01's (an AVX-512/AMX Xeon), with
     the same stack (docs/watchdog.md)."""
-    from configs.tiny import get_config
+    from lbw_jax.train.configs.tiny import get_config
 
     def config(out, fault):
         cfg = get_config()

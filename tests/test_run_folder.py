@@ -12,8 +12,8 @@ import time
 import pytest
 
 from harness_helpers import SMALL_FLAGS, run_cli, small_config
-from train.errors import ConfigError, InputError
-from train.run import train
+from lbw_jax.train.errors import ConfigError, InputError
+from lbw_jax.train.run import train
 
 
 def _one_error_line(result):

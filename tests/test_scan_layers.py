@@ -11,9 +11,9 @@ import optax
 import pytest
 from flax import nnx
 
-from train.models import NAMED_CONFIGS, LoRAConfig, apply_lora, init_model, merged_params
-from train.models.decoder import remat_policy_name
-from train.models.layout import copy_into, stacked_from_per_layer
+from lbw_jax.train.models import NAMED_CONFIGS, LoRAConfig, apply_lora, init_model, merged_params
+from lbw_jax.train.models.decoder import remat_policy_name
+from lbw_jax.train.models.layout import copy_into, stacked_from_per_layer
 
 TINY = dataclasses.replace(NAMED_CONFIGS["qwen2.5-0.5b"], vocab_size=96, hidden_size=32,
                            intermediate_size=48, num_layers=3, num_heads=4, num_kv_heads=2,
@@ -95,8 +95,8 @@ def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
     guard splits each stacked leaf into its layers, so the scale and regime sequences are
     those of the per-layer model, step for step, spikes included."""
     import lbw_jax
-    from configs.base import base_config
-    from train.optim import build_optimizer
+    from lbw_jax.train.configs.base import base_config
+    from lbw_jax.train.optim import build_optimizer
 
     cfg = base_config()
     cfg.optimizer.guard = policy

@@ -1,14 +1,14 @@
-"""Speed reporting: the FLOP formula, device peaks, and what train.run records."""
+"""Speed reporting: the FLOP formula, device peaks, and what lbw_jax.train.run records."""
 
 import dataclasses
 
 import pytest
 
 from harness_helpers import small_config
-from train.records.metrics import read_metrics
-from train.models import named_config
-from train.run import train
-from train.records.speed import SpeedMeter, flops_per_token, matmul_params, peak_flops
+from lbw_jax.train.records.metrics import read_metrics
+from lbw_jax.train.models import named_config
+from lbw_jax.train.run import train
+from lbw_jax.train.records.speed import SpeedMeter, flops_per_token, matmul_params, peak_flops
 
 
 def test_flops_per_token_of_qwen05b_is_the_goal_formula():

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from configs.stress_cpu import get_config
+from lbw_jax.train.configs.stress_cpu import get_config
 from harness_helpers import ROOT
-from train.records import machine
-from train.stress import faults as faults_lib
-from train.stress.suite import check_config
+from lbw_jax.train.records import machine
+from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.suite import check_config
 
 TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
         "--config.model.arch.num_layers=2",
@@ -28,7 +28,7 @@ TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("stress")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "train.stress", "--quick",
+    proc = subprocess.run([sys.executable, "-m", "lbw_jax.train.stress", "--quick",
                            f"--config.output_dir={out}", *TINY],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_quick_profile_writes_the_report_table_and_figures(quick_run):
         assert results["throughput"][arm]["tokens_per_s"] > 0
     assert results["kinds"] == {"adamw": "baseline", "reflex": "guard", "replay_reflex": "replay",
                                 "effective_lr_reflex": "control"}
-    assert results["command"].startswith("python -m train.stress --quick")
+    assert results["command"].startswith("python -m lbw_jax.train.stress --quick")
     # The figures name the CPU they came from (stressed cells differ between CPU models).
     assert results["environment"]["cpu"] == machine.describe()["cpu"]
     assert f"{results['environment']['cpu']}, jax " in report
@@ -139,8 +139,8 @@ def test_bad_stress_settings_are_named(field, value, message):
 
 
 def test_ablation_variants_are_arms_of_their_own():
-    from configs.stress_ablation import get_config as ablation_config
-    from train.stress.arms import build_arm
+    from lbw_jax.train.configs.stress_ablation import get_config as ablation_config
+    from lbw_jax.train.stress.arms import build_arm
 
     cfg = ablation_config()
     check_config(cfg)
@@ -154,8 +154,8 @@ def test_ablation_variants_are_arms_of_their_own():
 def test_a_guard_label_names_the_knobs_the_config_changed():
     """A knob set in optimizer.<policy> changes the law the arm runs, so its label says so,
     beside a variant's own knobs; a knob at its default stays out of the label."""
-    from configs.stress_ablation import get_config as ablation_config
-    from train.stress.arms import build_arm
+    from lbw_jax.train.configs.stress_ablation import get_config as ablation_config
+    from lbw_jax.train.stress.arms import build_arm
 
     cfg = ablation_config()
     assert build_arm("governor", cfg).label == "lbw_guard(governor)"
@@ -174,6 +174,6 @@ def test_bad_baseline_knobs_are_named(arm, knob, value, message):
     cfg = get_config()
     cfg.stress.arms = ("adamw", arm)
     cfg.stress.fault_arms = ()
-    cfg.optimizer[arm][knob] = value   # the same knob fields as train.run
+    cfg.optimizer[arm][knob] = value   # the same knob fields as lbw_jax.train.run
     with pytest.raises(ValueError, match=message):
         check_config(cfg)

@@ -1,17 +1,17 @@
-"""The stress suite's domain shift (train.stress.shift_base): a base pretrained on Austen is
+"""The stress suite's domain shift (lbw_jax.train.stress.shift_base): a base pretrained on Austen is
 saved once as a Hugging Face folder with its tokenizer and reused; the cells fine-tune it
-on Shakespeare with that tokenizer, and train.run runs the same fine-tune from the folder."""
+on Shakespeare with that tokenizer, and lbw_jax.train.run runs the same fine-tune from the folder."""
 
 import json
 
 import pytest
 import transformers
 
-from configs.stress_lora import get_config
+from lbw_jax.train.configs.stress_lora import get_config
 from harness_helpers import SMALL_ARCH, run_cli
-from train.data import dataset as data_lib
-from train.stress import shift_base as stress_base
-from train.data.build import build_data
+from lbw_jax.train.data import dataset as data_lib
+from lbw_jax.train.stress import shift_base as stress_base
+from lbw_jax.train.data.build import build_data
 
 
 def _tiny(tmp_path):
@@ -53,7 +53,7 @@ def test_the_base_is_pretrained_once_and_fine_tuned_with_its_own_tokenizer(tmp_p
     assert shakespeare.tokenizer.vocab_size == austen.tokenizer.vocab_size == 512
     assert transformers.AutoTokenizer.from_pretrained(folder).eos_token == "<|endoftext|>"
 
-    # train.run: the same base folder in, a LoRA fine-tune on Shakespeare.
+    # lbw_jax.train.run: the same base folder in, a LoRA fine-tune on Shakespeare.
     out = tmp_path / "run"
     proc = run_cli([f"--config.output_dir={out}", f"--config.model.pretrained={folder}",
                     "--config.data.tokenizer=pretrained", "--config.data.source=shakespeare",

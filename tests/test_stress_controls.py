@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs.stress_cpu import get_config
-from train.models import CausalLM, DecoderConfig
-from train.optim import schedule
-from train.stress import faults as faults_lib
-from train.stress.arms import build_arm
-from train.optim import schedule_shape
-from train.stress.suite import plan_cells
-from train.stress.sweep import ArmProgram, Cell, run_cells
+from lbw_jax.train.configs.stress_cpu import get_config
+from lbw_jax.train.models import CausalLM, DecoderConfig
+from lbw_jax.train.optim import schedule
+from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.arms import build_arm
+from lbw_jax.train.optim import schedule_shape
+from lbw_jax.train.stress.suite import plan_cells
+from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells
 
 VOCAB, SEQ, BATCH, STEPS = 64, 16, 4, 24
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from train.values import format_pct, is_finite, pct_change, plain_json
+from lbw_jax.train.values import format_pct, is_finite, pct_change, plain_json
 
 
 def test_finite_and_percentages():

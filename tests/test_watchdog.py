@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from train.session.position import Position
-from train.session.watchdog import Watchdog
+from lbw_jax.train.session.position import Position
+from lbw_jax.train.session.watchdog import Watchdog
 
 
 def _feed(dog, losses, start=1, **extra):

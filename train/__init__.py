@@ -1,5 +1,11 @@
-"""The training harness (model ports, ``train.run``, ``train.stress``).
+"""The old command names of the harness, kept for one release: ``python -m train.run`` is now
+``lbw-train`` and ``python -m train.stress`` is ``lbw-stress`` (the harness is ``lbw_jax.train``).
+This folder is not part of the wheel; it serves a repository checkout only."""
 
-Its modules arrive with their own issues; the guard itself lives in ``lbw_jax``
-and has no dependency on this package.
-"""
+import sys
+
+
+def forward(old: str, new: str, cli) -> None:
+    print(f"note: python -m {old} is now {new}; the old name works for one release",
+          file=sys.stderr, flush=True)
+    cli()

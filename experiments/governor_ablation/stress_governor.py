@@ -1,17 +1,17 @@
 """The governor's measurement (v2 for issue 11, v2.1 for issue 23): the stress suite's CPU default
-(configs/stress_cpu.py) with 3 seeds, the arms the goals rank the governor against
+(lbw_jax/train/configs/stress_cpu.py) with 3 seeds, the arms the goals rank the governor against
 (AdamW, clipping, update clipping, reflex, reflex_pro), the governor's own replay and
 effective-LR control at the stressed LRs, and its ablation: the governor with each
 mechanism removed in turn, as arms of their own (an ablation is not a rival).
 
-    python -m train.stress --config experiments/governor_ablation/stress_governor.py
-    python -m train.stress.goals experiments/governor_ablation/cpu/results.json experiments/governor_ablation/cpu/results.json
+    python -m lbw_jax.train.stress --config experiments/governor_ablation/stress_governor.py
+    python -m lbw_jax.train.stress.goals experiments/governor_ablation/cpu/results.json experiments/governor_ablation/cpu/results.json
 """
 
 import ml_collections
 
-from configs.stress_ablation import REMOVED
-from configs.stress_cpu import get_config as stress_cpu
+from lbw_jax.train.configs.stress_ablation import REMOVED
+from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """The design comparison the governor v3 design configs share (moved here from
-configs/stress_ablation.py, unchanged)."""
+lbw_jax/train/configs/stress_ablation.py, unchanged)."""
 
-from configs.stress_ablation import governor_variants
+from lbw_jax.train.configs.stress_ablation import governor_variants
 
 
 def design_comparison(c, variants: dict) -> None:

@@ -1,7 +1,7 @@
 """Governor v3's first design measurements (issue 23), on the LoRA domain shift, where
 governor v2.1 harms healthy runs and falls far behind its own replay at the stressed LRs.
 
-The LoRA shift (configs/stress_lora.py) with AdamW, the governor (v2.1), and as arms of
+The LoRA shift (lbw_jax/train/configs/stress_lora.py) with AdamW, the governor (v2.1), and as arms of
 their own (an ablation is not a rival):
 
 - the governor without its trust region (``use_trust=False``);
@@ -22,11 +22,11 @@ their own (an ablation is not a rival):
 Two seeds, the burst and the LR spike (one seed): a design comparison, not the goals'
 measurement.
 
-    python -m train.stress --config experiments/governor_designs/stress_lora_v3.py --config.output_dir=experiments/governor_designs/lora
+    python -m lbw_jax.train.stress --config experiments/governor_designs/stress_lora_v3.py --config.output_dir=experiments/governor_designs/lora
 """
 
-from configs.stress_ablation import REMOVED
-from configs.stress_lora import get_config as stress_lora
+from lbw_jax.train.configs.stress_ablation import REMOVED
+from lbw_jax.train.configs.stress_lora import get_config as stress_lora
 from experiments.governor_designs.comparison import design_comparison
 
 DESIGNS = {"governor_no_trust": REMOVED["governor_no_trust"],

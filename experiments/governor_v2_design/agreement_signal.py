@@ -9,14 +9,14 @@ each step's gradient and Adam's momentum before that step.
 """
 import jax, jax.numpy as jnp, numpy as np, optax
 from flax import nnx
-from configs.stress_cpu import get_config
-from train.models import make_mesh
-from train.data.build import build_data
-from train.trainer import build_model
-from train.step import make_loss
-from train.stress.sweep import stack
-from train.optim import schedule_shape
-from train.data import dataset as data_lib
+from lbw_jax.train.configs.stress_cpu import get_config
+from lbw_jax.train.models import make_mesh
+from lbw_jax.train.data.build import build_data
+from lbw_jax.train.trainer import build_model
+from lbw_jax.train.step import make_loss
+from lbw_jax.train.stress.sweep import stack
+from lbw_jax.train.optim import schedule_shape
+from lbw_jax.train.data import dataset as data_lib
 cfg = get_config()  # the stress suite's model and data
 data = build_data(cfg)
 model = build_model(cfg, data.tokenizer.vocab_size, make_mesh(1,1,1,devices=jax.devices()[:1]))

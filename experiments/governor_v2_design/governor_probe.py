@@ -26,15 +26,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from flax import nnx  # noqa: E402
 
-from configs.stress_cpu import get_config  # noqa: E402
-from train.data import dataset as data_lib  # noqa: E402
-from train.models import make_mesh  # noqa: E402
-from train.stress.arms import build_arm  # noqa: E402
-from train.optim import schedule_shape  # noqa: E402
-from train.stress.suite import val_batches  # noqa: E402
-from train.stress.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
-from train.data.build import build_data  # noqa: E402
-from train.trainer import build_model  # noqa: E402
+from lbw_jax.train.configs.stress_cpu import get_config  # noqa: E402
+from lbw_jax.train.data import dataset as data_lib  # noqa: E402
+from lbw_jax.train.models import make_mesh  # noqa: E402
+from lbw_jax.train.stress.arms import build_arm  # noqa: E402
+from lbw_jax.train.optim import schedule_shape  # noqa: E402
+from lbw_jax.train.stress.suite import val_batches  # noqa: E402
+from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
+from lbw_jax.train.data.build import build_data  # noqa: E402
+from lbw_jax.train.trainer import build_model  # noqa: E402
 
 
 def _variant(text):

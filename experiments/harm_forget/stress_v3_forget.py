@@ -15,12 +15,12 @@ that design with ``forget`` 0.03 and 0.01; two seeds, the burst and the LR spike
 slower forgetting also cuts longer after a fault). ``:lora`` is the LoRA shift,
 ``:cpu`` the CPU default.
 
-    python -m train.stress --config experiments/harm_forget/stress_v3_forget.py:lora --config.output_dir=experiments/harm_forget/lora
-    python -m train.stress --config experiments/harm_forget/stress_v3_forget.py:cpu --config.output_dir=experiments/harm_forget/cpu
+    python -m lbw_jax.train.stress --config experiments/harm_forget/stress_v3_forget.py:lora --config.output_dir=experiments/harm_forget/lora
+    python -m lbw_jax.train.stress --config experiments/harm_forget/stress_v3_forget.py:cpu --config.output_dir=experiments/harm_forget/cpu
 """
 
-from configs.stress_cpu import get_config as stress_cpu
-from configs.stress_lora import get_config as stress_lora
+from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
+from lbw_jax.train.configs.stress_lora import get_config as stress_lora
 from experiments.governor_designs.comparison import design_comparison
 from experiments.governor_designs.stress_lora_v3 import DESIGNS as LORA_DESIGNS
 

@@ -34,8 +34,8 @@ def main():
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from configs.tiny import get_config
-    from train.run import train
+    from lbw_jax.train.configs.tiny import get_config
+    from lbw_jax.train.run import train
 
     def run(out, dip=None):
         cfg = get_config()

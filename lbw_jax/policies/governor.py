@@ -19,7 +19,7 @@ otherwise leaves the step alone. Four mechanisms, each one knob away from off (f
    ``skip_widen``, so a skip run lasts as long as the outliers are severe: a lasting new level
    passes after a few skips, while a burst of garbage batches stays skipped. A run of more
    than ``max_skips`` outliers is accepted in any case (at most the watchdog's ``max_skips``,
-   so the guard accepts a new level before ``train.run`` rolls back).
+   so the guard accepts a new level before ``lbw_jax.train.run`` rolls back).
 2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (once the
    calibration is over; a LoRA start grows its step several times over in its first steps),
    an applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference step
@@ -86,7 +86,7 @@ class Governor(Policy):
       skip_widen: factor on the (floored) variance of the signal that was out, per skip;
         1 freezes the statistics during a skip run. Default 1.15; a real in [1, inf).
       max_skips: the longest run of skips; the next outlier is applied and accepted as a new
-        level (reason ``accepted_shift``). ``train.run`` also requires it to be at most
+        level (reason ``accepted_shift``). ``lbw_jax.train.run`` also requires it to be at most
         ``train.watchdog.max_skips``. Default 20; an integer >= 1.
       use_trust: the trust region on the step (mechanism 2). Default True.
       trust_ratio: the bound: a step's norm (at scale 1) may be at most this times the

@@ -1,2 +1,1 @@
-"""The stress suite: optimizer arms x learning rates x seeds, plus injected faults,
-each arm one batched (vmapped) program; see ``python -m train.stress --help``."""
+"""``python -m train.stress``: the old name of ``lbw-stress``, for one release."""

@@ -1,1 +1,0 @@
-"""Training configurations: Python files exposing ``get_config()`` (ml_collections)."""

@@ -1,8 +1,0 @@
-"""LoRA fine-tuning of Qwen/Qwen2.5-3B on WikiText-103, as in the paper."""
-
-from configs.finetune import finetune_config
-
-
-def get_config():
-    c = finetune_config("Qwen/Qwen2.5-3B", "runs/qwen3b", lora=True)
-    return c

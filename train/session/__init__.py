@@ -1,1 +1,0 @@
-"""One run of ``train.run`` from start to end: the loop, its resume rules and restore, the watchdog and its rollback, checkpoints and the run-folder lock."""
