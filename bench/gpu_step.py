@@ -144,12 +144,12 @@ def main():
             say(f"{trainer.flops_per_token() / 1e9:.3f} GFLOP/token; peak "
                 f"{'unknown: no MFU' if peak is None else f'{peak / 1e12:.0f} TFLOP/s'}")
         start = time.perf_counter()
-        compiled = trainer.compile_train_step()
+        compiled = trainer.compile_ahead()
         compile_s[policy] = time.perf_counter() - start
         memory = compiled.memory_analysis()
         plan[policy] = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / GIB
         for i in range(2):   # warm-up
-            trainer.train_step(i)
+            trainer.run_step(i)
         jax.block_until_ready(trainer.params)
         trainers[policy] = trainer
         say(f"compiled {policy}: {compile_s[policy]:.1f} s (model built in {built:.1f} s); XLA plan "
@@ -161,7 +161,7 @@ def main():
         for policy, trainer in trainers.items():
             start = time.perf_counter()
             for i in range(args.steps):
-                trainer.train_step(2 + r * args.steps + i)
+                trainer.run_step(2 + r * args.steps + i)
             jax.block_until_ready(trainer.params)
             times[policy].append((time.perf_counter() - start) / args.steps)
         ref = times[policies[0]][-1]

@@ -65,7 +65,7 @@ def main():
             data = build_data(cfg)
         trainer = Trainer.build(cfg, data)
         for i in range(3):  # compile and warm up
-            trainer.train_step(i)
+            trainer.run_step(i)
         jax.block_until_ready(trainer.params)
         trainers[name] = trainer
 
@@ -74,7 +74,7 @@ def main():
         for name, trainer in trainers.items():
             start = time.perf_counter()
             for i in range(args.steps):
-                trainer.train_step(r * args.steps + i)
+                trainer.run_step(r * args.steps + i)
             jax.block_until_ready(trainer.params)
             per_round[name].append((time.perf_counter() - start) / args.steps)
 

@@ -72,7 +72,7 @@ def knob_dict(values) -> dict:
 def build_policy(name: str, kwargs=None):
     """The policy ``name`` of ``lbw_jax.POLICIES`` with its knobs (checked now)."""
     if name not in GUARDS:
-        raise ValueError(f"optimizer.guard={name!r}; choose none or one of {sorted(GUARDS)}")
+        raise ValueError(f"optimizer.policy={name!r}; choose none or one of {sorted(GUARDS)}")
     return GUARDS[name](**knob_dict(kwargs))
 
 
@@ -115,8 +115,8 @@ def set_knobs(cfg, name: str) -> dict:
 
 
 def policy_knobs(cfg, name: str | None = None) -> dict:
-    """The knobs of policy ``name`` (default ``optimizer.guard``): ``optimizer.<name>``."""
-    name = cfg.optimizer.guard if name is None else name
+    """The knobs of policy ``name`` (default ``optimizer.policy``): ``optimizer.<name>``."""
+    name = cfg.optimizer.policy if name is None else name
     return knob_dict(cfg.optimizer.get(name))
 
 
@@ -124,76 +124,19 @@ def inactive_knobs(cfg) -> list[str]:
     """Knobs set away from their defaults for a policy or baseline that is not in use:
     a mistake (they would do nothing), so ``lbw_jax.train.validate`` refuses them."""
     opt = cfg.optimizer
-    active = {opt.guard, opt.get("baseline", "none")}
+    active = {opt.policy, opt.get("baseline", "none")}
     return [f"optimizer.{name}.{k}={v!r}" for name in (*lbw_jax.LAWS, *BASELINES)
             if name not in active for k, v in set_knobs(cfg, name).items()]
 
 
-# The form before knobs were config fields: optimizer.policy_kwargs / .baseline_kwargs.
-DEPRECATED_KNOB_GROUPS = {"policy_kwargs": "guard", "baseline_kwargs": "baseline"}
-
-
-def fold_deprecated_knobs(cfg) -> list[str]:
-    """Moves knobs set in the deprecated ``optimizer.policy_kwargs`` (``baseline_kwargs``)
-    into the active policy's (baseline's) subtree, so the run and its ``config.json``
-    hold one form; returns a deprecation note per group moved. A knob set both ways to
-    different values is an error."""
-    notes, opt = [], cfg.optimizer
-    for group, selector in DEPRECATED_KNOB_GROUPS.items():
-        values = knob_dict(opt.get(group))
-        if not values:
-            continue
-        name = opt.get(selector, "none")
-        if name == "none":
-            raise ValueError(f"optimizer.{group}={values} are set but optimizer.{selector}='none'")
-        if name not in (*lbw_jax.LAWS, *BASELINES):
-            continue   # an unknown guard or baseline: build_optimizer names it
-        known = knob_defaults(name)
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            what = "policy" if selector == "guard" else "baseline"
-            raise ValueError(f"optimizer.{group}.{unknown[0]}: the {name} {what} has no such knob; "
-                             f"its knobs: {', '.join(known)}")
-        already = set_knobs(cfg, name)
-        clash = sorted(k for k in values if k in already and already[k] != values[k])
-        if clash:
-            raise ValueError(f"optimizer.{group}.{clash[0]}={values[clash[0]]!r} and optimizer."
-                             f"{name}.{clash[0]}={already[clash[0]]!r}: set it once, as "
-                             f"optimizer.{name}.{clash[0]}")
-        with cfg.unlocked():
-            for k, v in values.items():
-                opt[name][k] = v   # typed by the field: an int for a float knob is taken
-            opt[group] = ml_collections.ConfigDict()
-        notes.append(f"optimizer.{group} is deprecated: its knobs are config fields now; "
-                     f"read as " + ", ".join(f"--config.optimizer.{name}.{k}={v!r}"
-                                             for k, v in values.items()))
-    return notes
-
-
-def rival_guard_knobs(cfg, guard: str, baseline: str, changed=()) -> dict:
-    """The knobs policy ``guard`` takes over rival ``baseline`` (its record's
+def baseline_guard_knobs(cfg, guard: str, baseline: str, changed=()) -> dict:
+    """The knobs policy ``guard`` takes over ``baseline`` (its record's
     ``guard_knobs``), except those the config sets away from their defaults or
     ``changed`` names (a suite variant's own knobs): what the user chose stands."""
     record = BASELINES.get(baseline)
     wanted = ((record.guard_knobs or {}).get(guard, {}) if record is not None else {})
     chosen = set(set_knobs(cfg, guard)) | set(changed)
     return {k: v for k, v in wanted.items() if k not in chosen}
-
-
-def fold_rival_guard_knobs(cfg) -> list[str]:
-    """Sets ``rival_guard_knobs`` in the config of a guard over a rival, so the run and
-    its ``config.json`` hold what runs; returns a note per knob set."""
-    opt = cfg.optimizer
-    guard, baseline = opt.guard, opt.get("baseline", "none")
-    if guard == "none" or baseline == "none" or guard not in lbw_jax.LAWS:
-        return []
-    knobs = rival_guard_knobs(cfg, guard, baseline)
-    with cfg.unlocked():
-        for k, v in knobs.items():
-            opt[guard][k] = v
-    return [f"optimizer.{guard}.{k}={v!r} over optimizer.baseline={baseline!r}: "
-            f"{BASELINES[baseline].guard_why} (a value set away from the knob's default stands)"
-            for k, v in knobs.items()]
 
 
 def baseline_learning_rate(cfg, name: str):
@@ -227,7 +170,7 @@ def build_baseline(cfg, name: str, learning_rate, kwargs=None, *, scaled: bool =
         raise ValueError(f"optimizer.baseline={name!r} cannot run inside the guard: {record.label} acts "
                          f"on the step itself, so the two would be two controls of one step; choose "
                          f"one (a guard with optimizer.baseline='none', or this baseline with "
-                         f"optimizer.guard='none'). The guard runs over "
+                         f"optimizer.policy='none'). The guard runs over "
                          f"{', '.join(n for n, r in BASELINES.items() if r.guardable)}")
     if record.role == "replaces":
         # (Only a guardable record's builder takes ``scaled``.)
@@ -249,7 +192,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
         schedule; default: the config's schedule over ``horizon(cfg)``.
       guard: a policy name for ``lbw_guard`` ("none": no guard); default
-        ``optimizer.guard``, with knobs ``optimizer.<guard>`` (``policy_knobs``).
+        ``optimizer.policy``, with knobs ``optimizer.<guard>`` (``policy_knobs``).
       policy: an already built policy, used instead of building ``guard``'s.
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
         with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``). Without
@@ -260,7 +203,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         the step itself (clipping, skipping, a plateau scale) is refused.
     """
     opt = cfg.optimizer
-    guard = opt.guard if guard is None else guard
+    guard = opt.policy if guard is None else guard
     if baseline is None:
         baseline = opt.get("baseline", "none")
     if isinstance(learning_rate, numbers.Real):
@@ -284,7 +227,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         if policy is None and guard == "none":
             return optax.with_extra_args_support(inner)
     if policy is None:
-        over = rival_guard_knobs(cfg, guard, baseline) if guarded_rival else {}
+        over = baseline_guard_knobs(cfg, guard, baseline) if guarded_rival else {}
         policy = build_policy(guard, {**policy_knobs(cfg, guard), **over})
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).

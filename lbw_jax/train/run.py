@@ -21,6 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lbw_jax.train.configs import preset_path, resolve_argv
+from lbw_jax.train.normalize import rename_flags
 from lbw_jax.train.errors import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError, first_line
 from lbw_jax.train.records.library_log import route_library_output
 from lbw_jax.train.session.loop import run
@@ -168,8 +169,11 @@ def cli():
     try:
         sys.argv[:], knobs = split_knob_flags(sys.argv)
         sys.argv[:] = resolve_argv(sys.argv)
+        sys.argv[:], notes = rename_flags(sys.argv)
     except ConfigError as e:
         _fail(str(e), e.exit_code)
+    for note in notes:
+        print(note, file=sys.stderr, flush=True)
     verbose = flags.DEFINE_bool("verbose", False, "Print tracebacks of config, input and checkpoint errors.")
     try:  # ml_collections applies the --config.* overrides of sys.argv as it defines the flag
         config = config_flags.DEFINE_config_file(

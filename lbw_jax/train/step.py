@@ -35,7 +35,7 @@ def make_loss(graphdef, *, chunk_tokens: int = AUTO) -> Callable:
 
 
 def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_state, frozen,
-               batch, *, step_key=None, grad_multiplier=None, update_multiplier=None):
+               batch, *, step_key=None, grad_factor=None, lr_factor=None):
     """One optimizer step on ``batch`` [micro-batches, B, T+1].
 
     The gradients of the micro-batches are averaged (a scan, so memory holds one
@@ -43,9 +43,9 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
 
     Args:
       step_key: a key for dropout (folded with the micro-batch index); None: no dropout.
-      grad_multiplier: multiplies the averaged gradient before the update (the stress
+      grad_factor: multiplies the averaged gradient before the update (the stress
         suite's injected gradient faults); None: untouched.
-      update_multiplier: multiplies the optimizer's update (``lbw_jax.train.run``'s LR multiplier
+      lr_factor: multiplies the optimizer's update (``lbw_jax.train.run``'s LR factor
         after a rollback, and its injected LR faults: for AdamW, whose update is
         ``-lr * (direction + weight_decay * params)``, exactly a scaled LR); None: untouched.
 
@@ -67,10 +67,10 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
     (grads, loss), _ = jax.lax.scan(micro, (zeros, jnp.zeros([], jnp.float32)), (batch, jnp.arange(n)))
     grads = jax.tree.map(lambda g: g / n, grads)
     loss = loss / n
-    if grad_multiplier is not None:
-        grads = jax.tree.map(lambda g: (g * grad_multiplier).astype(g.dtype), grads)
+    if grad_factor is not None:
+        grads = jax.tree.map(lambda g: (g * grad_factor).astype(g.dtype), grads)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    if update_multiplier is not None:
-        updates = jax.tree.map(lambda u: (u * update_multiplier).astype(u.dtype), updates)
+    if lr_factor is not None:
+        updates = jax.tree.map(lambda u: (u * lr_factor).astype(u.dtype), updates)
     params = optax.apply_updates(params, updates)
     return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}

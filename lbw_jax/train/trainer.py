@@ -78,9 +78,9 @@ class Trainer:
             jax.tree.map(lambda x: x.sharding, self.params),
             transform_non_params=lambda _: replicated)
         self.opt_state = make_opt_state(self.tx, self.params, opt_shardings)
-        self.guarded = cfg.optimizer.guard != "none"
+        self.guarded = cfg.optimizer.policy != "none"
         # The guard's policy class: its vocabulary names the regime codes in the records.
-        self.law = lbw_jax.LAWS.get(cfg.optimizer.guard)
+        self.policy = lbw_jax.LAWS.get(cfg.optimizer.policy)
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         # Schedule-Free trains one point and is evaluated at another (its average).
         # (Also inside the guard: a guarded rival is evaluated and probed as the bare one.)
@@ -90,7 +90,7 @@ class Trainer:
         # What the baseline's record reads from its state (by name): its applied scale,
         # skipped steps or step-size estimate (Prodigy's estim_lr), logged as baseline_<key>.
         self._baseline_probe = record.probe if record is not None else None
-        self._train_step = self._compile_train_step()
+        self._train_step = self._jit_train_step()
         self._eval_step = self._compile_eval_step()
 
     @classmethod
@@ -136,16 +136,16 @@ class Trainer:
         if "frozen" in state:
             self.frozen = state["frozen"]
 
-    def _compile_train_step(self):
+    def _jit_train_step(self):
         loss_fn = make_loss(self.graphdef, chunk_tokens=self.cfg.model.loss_chunk_tokens)
         seed_key = jax.random.key(self.cfg.seed)
 
-        def step(params, opt_state, frozen, batch, step_index, update_multiplier):
+        def step(params, opt_state, frozen, batch, step_index, lr_factor):
             # Dropout keys depend only on (seed, step): a resumed run draws the same ones.
             params, opt_state, metrics = train_step(
                 loss_fn, self.tx, params, opt_state, frozen, batch,
                 step_key=jax.random.fold_in(seed_key, step_index),
-                update_multiplier=update_multiplier)
+                lr_factor=lr_factor)
             # The watchdog reads whether the parameters are still finite.
             metrics["param_norm"] = optax.tree.norm(params)
             if self.guarded:
@@ -184,7 +184,7 @@ class Trainer:
         return self._train_step.lower(self.params, self.opt_state, self.frozen, batch,
                                       np.int32(0), np.float32(1.0))
 
-    def compile_train_step(self):
+    def compile_ahead(self):
         """Compiles the train step ahead of time and uses that executable from now on
         (so a benchmark can time compilation and then run what it timed)."""
         compiled = self.lower_train_step().compile()
@@ -218,17 +218,17 @@ class Trainer:
                                           (jax.process_index() + 1) * rows), axis=axis)
         return jax.make_array_from_process_local_data(sharding, local, host_batch.shape)
 
-    def train_step(self, step: int, batch_index: int | None = None, update_multiplier: float = 1.0):
+    def run_step(self, step: int, batch_index: int | None = None, lr_factor: float = 1.0):
         """Runs optimizer step ``step`` (0-based) on global batch ``batch_index`` (default
         ``step``; ahead of it once a rollback has skipped batches), its update multiplied
-        by ``update_multiplier``; returns device metrics."""
+        by ``lr_factor``; returns device metrics."""
         batch_index = step if batch_index is None else batch_index
         tokens = self.data.train.batch(batch_index)
         tokens = tokens.reshape(self.cfg.train.grad_accum, -1, tokens.shape[-1])
         batch = self._global_batch(tokens, self.batch_sharding)
         self.params, self.opt_state, metrics = self._train_step(
             self.params, self.opt_state, self.frozen, batch, np.int32(step),
-            np.float32(update_multiplier))
+            np.float32(lr_factor))
         return metrics
 
     def evaluate(self) -> dict:

@@ -31,7 +31,7 @@ def _fail(name: str, value, allowed: str):
     raise ConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
 
 
-def integer(cfg, name: str, low: int, high: int | None = None) -> int:
+def int_field(cfg, name: str, low: int, high: int | None = None) -> int:
     value = _get(cfg, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
             high is not None and value > high):
@@ -39,7 +39,7 @@ def integer(cfg, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
-def real(cfg, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False):
+def real_field(cfg, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False):
     value = _get(cfg, name)
     left, right = "(" if low_open else "[", ")" if high_open or math.isinf(high) else "]"
     allowed = f"a finite number in {left}{low:g}, {high:g}{right}"
@@ -50,7 +50,7 @@ def real(cfg, name: str, low: float, high: float = math.inf, *, low_open=False, 
     return float(value)
 
 
-def choice(cfg, name: str, options) -> str:
+def choice_field(cfg, name: str, options) -> str:
     value = _get(cfg, name)
     if value not in options:
         _fail(name, value, " | ".join(map(str, options)))
@@ -58,64 +58,65 @@ def choice(cfg, name: str, options) -> str:
 
 
 def check_config(cfg) -> None:
-    """Raises ``ConfigError`` for the first setting of ``cfg`` that cannot work."""
-    integer(cfg, "seed", 0)
+    """Raises ``ConfigError`` for the first setting of ``cfg`` that cannot work. It only
+    reads: ``lbw_jax.train.normalize.normalize_config`` brings old forms to today's first."""
+    int_field(cfg, "seed", 0)
     out = pathlib.Path(cfg.output_dir).expanduser()
     if not cfg.output_dir:
         _fail("output_dir", cfg.output_dir, "a folder path")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir={cfg.output_dir!r} is a file, not a folder; choose another path")
 
-    steps = integer(cfg, "train.steps", 1)
-    batch = integer(cfg, "train.batch_size", 1)
-    accum = integer(cfg, "train.grad_accum", 1)
+    steps = int_field(cfg, "train.steps", 1)
+    batch = int_field(cfg, "train.batch_size", 1)
+    accum = int_field(cfg, "train.grad_accum", 1)
     if batch % accum:
         raise ConfigError(f"train.batch_size={batch} must be divisible by train.grad_accum={accum}")
     for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-        integer(cfg, f"train.{name}", 1)
-    choice(cfg, "train.on_divergence", ("rollback", "stop"))
-    real(cfg, "train.watchdog.loss_factor", 1.0, low_open=True)
-    integer(cfg, "train.watchdog.patience", 1)
-    real(cfg, "train.watchdog.level_decay", 0.0, 1.0, high_open=True)
-    integer(cfg, "train.watchdog.max_skips", 0)
-    integer(cfg, "train.watchdog.max_rollbacks", 0)
-    real(cfg, "train.watchdog.lr_factor", 0.0, 1.0, low_open=True)
-    integer(cfg, "train.watchdog.lr_recovery_steps", 0)
+        int_field(cfg, f"train.{name}", 1)
+    choice_field(cfg, "train.on_divergence", ("rollback", "stop"))
+    real_field(cfg, "train.watchdog.loss_factor", 1.0, low_open=True)
+    int_field(cfg, "train.watchdog.patience", 1)
+    real_field(cfg, "train.watchdog.level_decay", 0.0, 1.0, high_open=True)
+    int_field(cfg, "train.watchdog.max_skips", 0)
+    int_field(cfg, "train.watchdog.max_rollbacks", 0)
+    real_field(cfg, "train.watchdog.lr_factor", 0.0, 1.0, low_open=True)
+    int_field(cfg, "train.watchdog.lr_recovery_steps", 0)
 
     # data.source, data.path and data.tokenizer are checked by build_data before it reads
     # anything; the numbers are checked here.
     if cfg.data.tokenizer == "bpe":
-        integer(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
-    integer(cfg, "data.seq_len", 1)
-    real(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        int_field(cfg, "data.vocab_size", 257)  # the 256-byte alphabet and the EOS token
+    int_field(cfg, "data.seq_len", 1)
+    real_field(cfg, "data.val_fraction", 0.0, 1.0, low_open=True, high_open=True)
     check_seq_len(cfg.data.seq_len, position_limit(cfg))
 
-    choice(cfg, "model.dtype", DTYPES)
-    choice(cfg, "model.param_dtype", DTYPES)
+    choice_field(cfg, "model.dtype", DTYPES)
+    choice_field(cfg, "model.param_dtype", DTYPES)
     if not isinstance(cfg.model.remat, bool):
-        choice(cfg, "model.remat", tuple(REMAT_POLICIES))
+        choice_field(cfg, "model.remat", tuple(REMAT_POLICIES))
     if not isinstance(cfg.model.scan_layers, bool):
         _fail("model.scan_layers", cfg.model.scan_layers, "True or False")
-    integer(cfg, "model.loss_chunk_tokens", -1)
-    choice(cfg, "model.attention", ATTENTION_CHOICES)
+    int_field(cfg, "model.loss_chunk_tokens", -1)
+    choice_field(cfg, "model.attention", ATTENTION_CHOICES)
     try:  # cuDNN in float32; a missing GPU is found when the model is built, with jax started
         check_attention(cfg.model.attention, cfg.model.dtype)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     if cfg.lora.enabled:
-        integer(cfg, "lora.rank", 1)
-        real(cfg, "lora.alpha", 0.0, low_open=True)
-        real(cfg, "lora.dropout", 0.0, 1.0, high_open=True)
-        choice(cfg, "lora.param_dtype", DTYPES)
+        int_field(cfg, "lora.rank", 1)
+        real_field(cfg, "lora.alpha", 0.0, low_open=True)
+        real_field(cfg, "lora.dropout", 0.0, 1.0, high_open=True)
+        choice_field(cfg, "lora.param_dtype", DTYPES)
     for axis in ("data", "fsdp", "tensor"):
         value = cfg.mesh[axis]
         if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
             _fail(f"mesh.{axis}", value, "a positive integer, or -1 (all remaining devices)")
 
     _check_optimizer(cfg, optim, steps)
-    real(cfg, "fault.lr_factor", 0.0, low_open=True)
-    integer(cfg, "fault.first_batch", 0)
-    integer(cfg, "fault.last_batch", 0)
+    real_field(cfg, "fault.lr_factor", 0.0, low_open=True)
+    int_field(cfg, "fault.first_batch", 0)
+    int_field(cfg, "fault.last_batch", 0)
 
 
 def position_limit(cfg) -> int | None:
@@ -147,28 +148,21 @@ def check_seq_len(seq_len: int, limit: int | None) -> None:
 
 
 def _check_optimizer(cfg, optim, steps: int) -> None:
-    real(cfg, "optimizer.b1", 0.0, 1.0, high_open=True)
-    real(cfg, "optimizer.b2", 0.0, 1.0, high_open=True)
-    real(cfg, "optimizer.weight_decay", 0.0)
-    warmup = integer(cfg, "optimizer.warmup_steps", 0)
-    decay = integer(cfg, "optimizer.decay_steps", 0)
+    real_field(cfg, "optimizer.b1", 0.0, 1.0, high_open=True)
+    real_field(cfg, "optimizer.b2", 0.0, 1.0, high_open=True)
+    real_field(cfg, "optimizer.weight_decay", 0.0)
+    warmup = int_field(cfg, "optimizer.warmup_steps", 0)
+    decay = int_field(cfg, "optimizer.decay_steps", 0)
     if warmup >= (decay or steps) and cfg.optimizer.schedule == "cosine":
         raise ConfigError(f"optimizer.warmup_steps={warmup} leaves no cosine decay within "
                           + (f"optimizer.decay_steps={decay}" if decay else f"train.steps={steps}"))
     for flag in ("optimizer.accept_schedule_change", "data.accept_changes"):
         if not isinstance(_get(cfg, flag), bool):
             _fail(flag, _get(cfg, flag), "True or False")
-    try:
-        notes = optim.fold_deprecated_knobs(cfg)   # the old policy_kwargs form, moved
-        notes += optim.fold_rival_guard_knobs(cfg)  # a guard's knobs over a rival that needs them
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    for note in notes:
-        print(note, flush=True)
     idle = optim.inactive_knobs(cfg)
     if idle:  # knobs of a policy or baseline that is not in use would do nothing
         o = cfg.optimizer
-        raise ConfigError(f"{', '.join(idle)}: set, but optimizer.guard={o.guard!r} and "
+        raise ConfigError(f"{', '.join(idle)}: set, but optimizer.policy={o.policy!r} and "
                           f"optimizer.baseline={o.get('baseline', 'none')!r}; choose the one "
                           f"these knobs belong to, or drop them")
     baseline = cfg.optimizer.get("baseline", "none")
@@ -182,11 +176,11 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
         raise ConfigError(_as_config_field(str(e), cfg.optimizer)) from e
     # A policy that accepts a run of outliers as a new level after its own max_skips must
     # do so before the watchdog calls that run a divergence and rolls back.
-    own = optim.policy_knobs(cfg).get("max_skips") if cfg.optimizer.guard != "none" else None
+    own = optim.policy_knobs(cfg).get("max_skips") if cfg.optimizer.policy != "none" else None
     tolerated = cfg.train.watchdog.max_skips
     if own is not None and own > tolerated:
         raise ConfigError(
-            f"optimizer.{cfg.optimizer.guard}.max_skips={own} is above train.watchdog.max_skips="
+            f"optimizer.{cfg.optimizer.policy}.max_skips={own} is above train.watchdog.max_skips="
             f"{tolerated}: the watchdog would roll back a run of outliers the guard is about to "
             f"accept as a new level. Lower the first or raise the second")
 
@@ -195,7 +189,7 @@ def _as_config_field(message: str, opt) -> str:
     """A knob check's message (``governor: knob tolerance=-1.0 is invalid; ...``, from
     ``lbw_jax.knobs``) in terms of the config field to change (``optimizer.governor.tolerance=-1.0
     is invalid; ...``); other messages unchanged."""
-    group = opt.guard if opt.guard != "none" else opt.get("baseline", "none")
+    group = opt.policy if opt.policy != "none" else opt.get("baseline", "none")
     match = re.match(r"(\w+): knob (\w+)=", message)
     if group == "none" or match is None:
         return message

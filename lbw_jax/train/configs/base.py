@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
     # train.steps on cosine, a new lr, warmup or schedule); True accepts it, with a notice.
     c.optimizer.accept_schedule_change = False
     # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
-    c.optimizer.guard = "governor"
+    c.optimizer.policy = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (docs/guard.md, Cost)
     # Or, with guard="none", one baseline around AdamW or rival in its place (the registry
     # lbw_jax.train.baseline_registry.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;

@@ -8,7 +8,7 @@ from lbw_jax.train.configs.base import base_config
 def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
     """Adds the suite's settings to ``c`` (a training config; ``base_config()`` if omitted)."""
     c = base_config() if c is None else c
-    c.optimizer.guard = "none"        # the arms decide; this field is not read by the suite
+    c.optimizer.policy = "none"        # the arms decide; this field is not read by the suite
     # The schedule users train with: linear warmup, then cosine decay to 10% of the peak over
     # the run. Under a constant LR any guard whose scale falls over the run acts as a decay
     # schedule and wins for that alone; "constant" stays available for that comparison.

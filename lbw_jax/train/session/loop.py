@@ -30,7 +30,7 @@ from lbw_jax.train.session.run_folder import run_dir, saved_tokenizer, write_run
 from lbw_jax.train.session.run_lock import lock_run_folder
 from lbw_jax.train.session.watchdog import Event, Watchdog
 from lbw_jax.train.trainer import Trainer
-from lbw_jax.train.validate import check_config
+from lbw_jax.train.normalize import prepare_config
 from lbw_jax.train.values import plain_json
 
 
@@ -50,7 +50,8 @@ def initialize_distributed(cfg) -> None:
 def run(cfg, stop) -> dict:
     """Trains ``cfg`` to ``train.steps`` in its run folder (resuming what is there) and
     returns the summary; ``stop`` is set by a signal to save and end early."""
-    check_config(cfg)
+    for note in prepare_config(cfg):
+        print(note, flush=True)
     initialize_distributed(cfg)
     out = run_dir(cfg)
     lead = jax.process_index() == 0
@@ -186,10 +187,10 @@ class Session:
         """Dispatches one training step (asynchronously); returns what ``step_log`` fetches."""
         t, fault = self.cfg.train, self.cfg.fault
         batch = self.pos.batches
-        multiplier = self.pos.multiplier(t.watchdog.lr_recovery_steps) * (
+        lr_factor = self.pos.lr_factor_at(t.watchdog.lr_recovery_steps) * (
             fault.lr_factor if fault.first_batch <= batch < fault.last_batch else 1.0)
-        pending = (self.pos.step + 1, self.trainer.train_step(self.pos.step, batch, multiplier),
-                   float(self.lr_table[self.pos.step] * multiplier))
+        pending = (self.pos.step + 1, self.trainer.run_step(self.pos.step, batch, lr_factor),
+                   float(self.lr_table[self.pos.step] * lr_factor))
         self.pos.step, self.pos.batches = self.pos.step + 1, batch + 1
         return pending
 
@@ -208,7 +209,7 @@ class Session:
         evaluate, save = self._due()
         done, evaluated = self.pos.step, None
         event = step_log.flush(pending, meter=self.meter, writer=self.writer,
-                               watchdog=self.watchdog, law=self.trainer.law, bar=bar,
+                               watchdog=self.watchdog, policy=self.trainer.policy, bar=bar,
                                rollbacks=self.pos.rollbacks)
         if event is None and evaluate:
             evaluated = self.trainer.evaluate()
@@ -240,7 +241,7 @@ class Session:
         summary = {"status": "finished", "steps": self.cfg.train.steps,
                    "resumed_from": self.resumed_from, "wall_s": round(wall, 1),
                    **last_eval, **self.meter.summary(), "rollbacks": self.pos.rollbacks,
-                   "lr_multiplier": self.pos.multiplier(self.cfg.train.watchdog.lr_recovery_steps)}
+                   "lr_factor": self.pos.lr_factor_at(self.cfg.train.watchdog.lr_recovery_steps)}
         if self.pos.events:
             summary["events"] = self.pos.events
         summary["machine"] = machine.describe()  # what the figures depend on besides the code

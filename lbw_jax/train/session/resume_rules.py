@@ -24,6 +24,7 @@ import numpy as np
 
 from lbw_jax.train import optim
 from lbw_jax.train.errors import ConfigError
+from lbw_jax.train.normalize import DEPRECATED_KNOB_GROUPS, renamed_fields
 
 # Fields (and sections) a resume may change: how long and how often, the LR schedule
 # for a deliberate restart, and how the same computation is laid out.
@@ -84,16 +85,18 @@ KNOB_GROUPS = tuple(optim.knob_config().keys())
 
 
 def _in_current_form(saved: dict) -> dict:
-    """A saved run's fields with knobs in today's form: the deprecated
-    ``optimizer.policy_kwargs.K`` (``baseline_kwargs``) become ``optimizer.<name>.K``."""
+    """A saved run's fields in today's form: renamed fields under their new names
+    (``optimizer.guard`` is ``optimizer.policy``), and the deprecated
+    ``optimizer.policy_kwargs.K`` (``baseline_kwargs``) as ``optimizer.<name>.K``."""
+    renamed = renamed_fields()
+    saved = {renamed.get(name, name): value for name, value in saved.items()}
     out = {}
     for name, value in saved.items():
-        group = next((g for g in optim.DEPRECATED_KNOB_GROUPS if name.startswith(f"optimizer.{g}")),
-                     None)
+        group = next((g for g in DEPRECATED_KNOB_GROUPS if name.startswith(f"optimizer.{g}")), None)
         if group is None:
             out[name] = value
         elif name != f"optimizer.{group}":   # (an empty group is a leaf: nothing to move)
-            selector = saved.get(f"optimizer.{optim.DEPRECATED_KNOB_GROUPS[group]}", "none")
+            selector = saved.get(f"optimizer.{DEPRECATED_KNOB_GROUPS[group]}", "none")
             out[f"optimizer.{selector}.{name.rsplit('.', 1)[1]}"] = value
     return out
 
@@ -104,7 +107,7 @@ def _knob(name: str, current: dict) -> str | None:
     parts = name.split(".")
     if len(parts) != 3 or parts[0] != "optimizer" or parts[1] not in KNOB_GROUPS:
         return None
-    active = (current.get("optimizer.guard"), current.get("optimizer.baseline", "none"))
+    active = (current.get("optimizer.policy"), current.get("optimizer.baseline", "none"))
     return parts[1] if parts[1] in active else ""
 
 

@@ -49,12 +49,12 @@ def _roll_back(run, event, bar) -> None:
     window = [consumed - (trained_to - step), consumed]
     run.trainer.load_checkpoint_state(state)
     run.watchdog.load_state(meta.get("watchdog"))
-    # Lower the multiplier that was in effect when the divergence began.
+    # Lower the LR factor that was in effect when the divergence began.
     at_onset = dataclasses.replace(run.pos, step=event.onset - 1)
-    lr = at_onset.multiplier(w.lr_recovery_steps) * w.lr_factor
+    lr = at_onset.lr_factor_at(w.lr_recovery_steps) * w.lr_factor
     record = run.event_record(event, "rollback", to_step=step,
-                              skipped_batches=window, lr_multiplier=lr)
-    run.pos = Position(step=step, batches=consumed, lr_multiplier=lr, rollback_step=step,
+                              skipped_batches=window, lr_factor=lr)
+    run.pos = Position(step=step, batches=consumed, lr_factor=lr, rollback_step=step,
                        rollbacks=run.pos.rollbacks + 1, events=run.pos.events)
     run.writer.truncate(step)
     bar.write(f"watchdog: {event.describe()}; rolled back to step {step}, skipping batches "

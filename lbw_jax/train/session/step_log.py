@@ -10,7 +10,7 @@ import numpy as np
 import lbw_jax
 
 
-def step_record(metrics, lr: float, speed: dict, law) -> dict:
+def step_record(metrics, lr: float, speed: dict, policy) -> dict:
     record = {k: float(v) for k, v in metrics.items()}
     record["lr"] = lr  # as applied: the schedule's, times the watchdog's (and a fault's)
     if "scale" in record:
@@ -18,9 +18,9 @@ def step_record(metrics, lr: float, speed: dict, law) -> dict:
     record.update(speed)
     record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
     if "regime" in record:
-        record["regime_name"] = lbw_jax.regime_name(law, record["regime"])
-    if "reason" in record:  # the law's last intervention: why a step was skipped or cut
-        record["reason_name"] = lbw_jax.reason_name(law, record["reason"])
+        record["regime_name"] = lbw_jax.regime_name(policy, record["regime"])
+    if "reason" in record:  # the policy's last intervention: why a step was skipped or cut
+        record["reason_name"] = lbw_jax.reason_name(policy, record["reason"])
     return record
 
 
@@ -37,14 +37,14 @@ def bar_postfix(record: dict, speed: dict, rollbacks: int) -> dict:
     return postfix
 
 
-def flush(pending: list, *, meter, writer, watchdog, law, bar, rollbacks: int):
+def flush(pending: list, *, meter, writer, watchdog, policy, bar, rollbacks: int):
     """Fetches the pending ``(step, metrics, lr)`` (one device sync), logs them and runs
     the watchdog over them in order; empties ``pending`` and returns the first divergence."""
     event, record = None, None
     fetched = jax.device_get(pending)
     speed = meter.interval(len(fetched))
     for step, metrics, lr in fetched:
-        record = step_record(metrics, lr, speed, law)
+        record = step_record(metrics, lr, speed, policy)
         writer.write(step, "train", record)
         if event is None:
             event = watchdog.observe(step, record)
