@@ -1,7 +1,7 @@
 """Cost of a stress-suite training step per cell, by how many cells share a program.
 
 Builds the stress config's model and one arm, then times the vmapped train step
-(``lbw_jax.train.stress.sweep.ArmProgram``) with 1, 3, 9 and 27 cells: the figure is the
+(``lbw_jax.train.stress.engine.sweep.ArmProgram``) with 1, 3, 9 and 27 cells: the figure is the
 median over rounds of the wall time per cell-step. It decides ``stress.max_cells``.
 
     python bench/stress_batching.py [--arm adamw] [--cells 1,3,9,27]
@@ -20,9 +20,9 @@ from flax import nnx
 
 from lbw_jax.train.configs.stress_cpu import get_config
 from lbw_jax.train.models import make_mesh
-from lbw_jax.train.stress import faults as faults_lib
-from lbw_jax.train.stress.arms import build_arm
-from lbw_jax.train.stress.sweep import ArmProgram, stack
+from lbw_jax.train.stress.engine import faults as faults_lib
+from lbw_jax.train.stress.engine.arms import build_arm
+from lbw_jax.train.stress.engine.sweep import ArmProgram, stack
 from lbw_jax.train.optim import schedule_shape
 from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import build_model

@@ -22,8 +22,8 @@ def test_config_loads(name):
     assert cfg.train.batch_size % cfg.train.grad_accum == 0
     assert cfg.optimizer.guard in ("none", "reflex", "reflex_pro", "governor")
     if name.startswith("stress"):   # the stress configs pass the suite's own checks
-        from lbw_jax.train.stress.suite import check_config
-        check_config(cfg)
+        from lbw_jax.train.stress.engine.suite import check_stress_config
+        check_stress_config(cfg)
     else:                           # the lbw_jax.train.run configs pass lbw_jax.train.run's up-front checks
         from lbw_jax.train.validate import check_config
         check_config(cfg)

@@ -1,12 +1,13 @@
-"""The failure-scenario table (lbw_jax.train.stress.fault_table) and its standings
-(lbw_jax.train.stress.summary.fault_standings) on small hand-made results, worked out by hand."""
+"""The failure-scenario table (lbw_jax.train.stress.report.fault_table) and its standings
+(lbw_jax.train.stress.metrics.summary.fault_standings) on small hand-made results, worked out by hand."""
 
 import json
 import math
 
 import pytest
 
-from lbw_jax.train.stress import fault_table, summary
+from lbw_jax.train.stress.report import fault_table
+from lbw_jax.train.stress.metrics import summary
 
 
 def test_fault_standings_tie_inside_the_larger_clean_spread():

@@ -1,4 +1,4 @@
-"""The headline metrics (lbw_jax.train.stress.headline) and the goal check (lbw_jax.train.stress.goals)
+"""The headline metrics (lbw_jax.train.stress.metrics.headline) and the goal check (lbw_jax.train.stress.goals)
 on small hand-made results files, with every number worked out by hand."""
 
 import json
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from lbw_jax.train.stress import goals
-from lbw_jax.train.stress.headline import headline, stressed_lrs, tuned_adamw
+from lbw_jax.train.stress.goals import policy as goals
+from lbw_jax.train.stress.metrics.headline import headline, stressed_lrs, tuned_adamw
 
 LRS = ("0.001", "0.01", "0.1")
 START = 100.0
@@ -255,7 +255,7 @@ def _with_guarded_rival(bare=21.0, guarded=21.1, cost=0.3, survived=2):
 
 
 def test_the_guard_over_a_rival_is_checked_against_the_bare_rival_and_the_guard(tmp_path, capsys):
-    from lbw_jax.train.stress import guarded
+    from lbw_jax.train.stress.goals import guarded
     rows = {goal: (ok, figures) for goal, ok, figures in guarded.check(_with_guarded_rival())}
     assert rows["governor@dadapt: no harm to dadapt at its one run: within 1%"] == (True, "21.10 vs 21.00 (+0.48%)")
     ok, figures = rows["governor@dadapt, nan_grad: survived, cost within the governor's"]

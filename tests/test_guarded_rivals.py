@@ -20,7 +20,7 @@ from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
 from policies_for_tests import ScheduledScale
 from lbw_jax.train import optim
 from lbw_jax.train.errors import ConfigError
-from lbw_jax.train.stress.arms import build_arm, parse_arm
+from lbw_jax.train.stress.engine.arms import build_arm, parse_arm
 from lbw_jax.train.validate import check_config as validate
 
 GUARDABLE = ["mechanize", "prodigy", "dadapt_adamw", "schedule_free_adamw", "momo_adam"]

@@ -64,5 +64,22 @@ def test_no_import_cycle_in_the_stress_suite():
     assert cycles(stress) == []
 
 
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_stress_suite_never_imports_the_research_instruments():
+    # The engine and its rooms (metrics, report, goals) run without the study; the study
+    # (signals, ladder, skip replay) builds on the engine through its public hook.
+    graph = import_graph()
+    suite = {m: edges for m, edges in graph.items() if _within(m, "lbw_jax.train.stress")}
+    assert {"lbw_jax.train.stress.engine.arms", "lbw_jax.train.stress.engine.sweep"} <= set(suite)
+    into_study = {m: sorted(e for e in edges if _within(e, "lbw_jax.train.study"))
+                  for m, edges in suite.items()}
+    assert {m: e for m, e in into_study.items() if e} == {}
+    # The graph sees the arrow the other way, so the check above is not vacuous.
+    assert "lbw_jax.train.stress.engine.arms" in graph["lbw_jax.train.study.signals"]
+
+
 def test_no_import_cycle_in_the_project():
     assert cycles(import_graph()) == []

@@ -11,7 +11,7 @@ import pytest
 
 from harness_helpers import ROOT
 from test_signal_study import TINY
-from lbw_jax.train.stress.ladder_report import ceilings, window_level
+from lbw_jax.train.study.ladder_report import ceilings, window_level
 
 RUNGS = (-2, 0, 2, 6)
 
@@ -20,7 +20,7 @@ RUNGS = (-2, 0, 2, 6)
 def ladder(tmp_path_factory):
     out = tmp_path_factory.mktemp("ladder")
     tiny = [a for a in TINY if not a.startswith("--config.stress.seeds")] + ["--config.stress.seeds=2"]
-    proc = subprocess.run([sys.executable, "-m", "lbw_jax.train.stress.ladder", "--base_lr=3e-3", "--every=4",
+    proc = subprocess.run([sys.executable, "-m", "lbw_jax.train.study.ladder", "--base_lr=3e-3", "--every=4",
                            "--window=3", f"--rungs={','.join(map(str, RUNGS))}",
                            f"--config.output_dir={out}", *tiny],
                           cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,

@@ -10,8 +10,8 @@ import pytest
 
 from harness_helpers import small_config
 from lbw_jax.train.optim import build_optimizer
-from lbw_jax.train.stress.arms import build_arm
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells
+from lbw_jax.train.stress.engine.arms import build_arm
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_cells
 from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import Trainer
 

@@ -13,7 +13,7 @@ from lbw_jax.train.configs.base import base_config
 from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
 from lbw_jax.train import baseline_registry as baselines, optim
 from lbw_jax.train.errors import ConfigError
-from lbw_jax.train.stress.arms import ArmSpec, build_arm, copy_of, parse_arm, specs_from_results
+from lbw_jax.train.stress.engine.arms import ArmSpec, build_arm, copy_of, parse_arm, specs_from_results
 from lbw_jax.train.validate import check_config as validate
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness_helpers import ROOT
-from lbw_jax.train.stress.signal_scores import derived, ema, first_flag, harm_onset, score
+from lbw_jax.train.study.signal_scores import derived, ema, first_flag, harm_onset, score
 
 TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
         "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
@@ -91,7 +91,7 @@ def test_derived_signals_take_the_lr_out_and_smooth_both_sides():
 def tiny_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("signals")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "lbw_jax.train.stress.signal_study",
+    proc = subprocess.run([sys.executable, "-m", "lbw_jax.train.study.signal_study",
                            f"--config.output_dir={out}", "--config.stress.lrs=(1e-3,3e-2)",
                            "--transient=4", *TINY],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -103,7 +103,7 @@ def test_the_study_writes_its_traces_scores_and_report(tiny_study):
     out, study = tiny_study
     assert (out / "signals.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "| `overshoot` | > 2 |" in report and "Command: `python -m lbw_jax.train.stress.signal_study" in report
+    assert "| `overshoot` | > 2 |" in report and "Command: `python -m lbw_jax.train.study.signal_study" in report
     assert len(study["cells"]) == 2 and len(study["cells"][0]["loss"]) == 12
     first = study["cells"][0]
     assert first["signal_overshoot"][0] is None            # no previous step: no signal

@@ -1,4 +1,4 @@
-"""The signal study's instrument (lbw_jax/train/stress/signals.py): exact values step by step on a
+"""The signal study's instrument (lbw_jax/train/study/signals.py): exact values step by step on a
 quadratic, where every signal has a closed form, and the wrapped optimizer untouched."""
 
 import chex
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lbw_jax.train.stress.signals import SIGNALS, traced
+from lbw_jax.train.study.signals import SIGNALS, traced
 
 A = 3.0  # f(x) = A/2 * |x|^2: g = A x, SGD's step u = -lr A x, x_t = (1 - lr A) x_{t-1}
 

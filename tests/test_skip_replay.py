@@ -1,10 +1,10 @@
-"""The skip replay (lbw_jax.train.stress.skip_replay) and the gradient-norm noise floor it measured."""
+"""The skip replay (lbw_jax.train.study.skip_replay) and the gradient-norm noise floor it measured."""
 
 import json
 
 import numpy as np
 
-from lbw_jax.train.stress import skip_replay
+from lbw_jax.train.study import skip_replay
 
 
 def _healthy(steps=120, seed=0):

@@ -14,8 +14,8 @@ import pytest
 from lbw_jax.train.configs.stress_cpu import get_config
 from harness_helpers import ROOT
 from lbw_jax.train.records import machine
-from lbw_jax.train.stress import faults as faults_lib
-from lbw_jax.train.stress.suite import check_config
+from lbw_jax.train.stress.engine import faults as faults_lib
+from lbw_jax.train.stress.engine.suite import check_stress_config
 
 TINY = ["--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
         "--config.model.arch.num_layers=2",
@@ -135,27 +135,27 @@ def test_bad_stress_settings_are_named(field, value, message):
     cfg = get_config()
     cfg.stress[field] = value
     with pytest.raises(ValueError, match=re.escape(message)):
-        check_config(cfg)
+        check_stress_config(cfg)
 
 
 def test_ablation_variants_are_arms_of_their_own():
     from lbw_jax.train.configs.stress_ablation import get_config as ablation_config
-    from lbw_jax.train.stress.arms import build_arm
+    from lbw_jax.train.stress.engine.arms import build_arm
 
     cfg = ablation_config()
-    check_config(cfg)
+    check_stress_config(cfg)
     arm = build_arm("governor_no_trust", cfg)
     assert arm.kind == "guard" and arm.label == "lbw_guard(governor, use_trust=False)"
     cfg.stress.variants.governor_no_trust.policy = "nonesuch"
     with pytest.raises(ValueError, match="is not a policy"):
-        check_config(cfg)
+        check_stress_config(cfg)
 
 
 def test_a_guard_label_names_the_knobs_the_config_changed():
     """A knob set in optimizer.<policy> changes the law the arm runs, so its label says so,
     beside a variant's own knobs; a knob at its default stays out of the label."""
     from lbw_jax.train.configs.stress_ablation import get_config as ablation_config
-    from lbw_jax.train.stress.arms import build_arm
+    from lbw_jax.train.stress.engine.arms import build_arm
 
     cfg = ablation_config()
     assert build_arm("governor", cfg).label == "lbw_guard(governor)"
@@ -176,4 +176,4 @@ def test_bad_baseline_knobs_are_named(arm, knob, value, message):
     cfg.stress.fault_arms = ()
     cfg.optimizer[arm][knob] = value   # the same knob fields as lbw_jax.train.run
     with pytest.raises(ValueError, match=message):
-        check_config(cfg)
+        check_stress_config(cfg)

@@ -1,4 +1,4 @@
-"""The stress suite's domain shift (lbw_jax.train.stress.shift_base): a base pretrained on Austen is
+"""The stress suite's domain shift (lbw_jax.train.stress.engine.shift_base): a base pretrained on Austen is
 saved once as a Hugging Face folder with its tokenizer and reused; the cells fine-tune it
 on Shakespeare with that tokenizer, and lbw_jax.train.run runs the same fine-tune from the folder."""
 
@@ -10,7 +10,7 @@ import transformers
 from lbw_jax.train.configs.stress_lora import get_config
 from harness_helpers import SMALL_ARCH, run_cli
 from lbw_jax.train.data import dataset as data_lib
-from lbw_jax.train.stress import shift_base as stress_base
+from lbw_jax.train.stress.engine import shift_base as stress_base
 from lbw_jax.train.data.build import build_data
 
 

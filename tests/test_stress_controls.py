@@ -11,11 +11,11 @@ from flax import nnx
 from lbw_jax.train.configs.stress_cpu import get_config
 from lbw_jax.train.models import CausalLM, DecoderConfig
 from lbw_jax.train.optim import schedule
-from lbw_jax.train.stress import faults as faults_lib
-from lbw_jax.train.stress.arms import build_arm
+from lbw_jax.train.stress.engine import faults as faults_lib
+from lbw_jax.train.stress.engine.arms import build_arm
 from lbw_jax.train.optim import schedule_shape
-from lbw_jax.train.stress.suite import plan_cells
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells
+from lbw_jax.train.stress.engine.suite import plan_cells
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_cells
 
 VOCAB, SEQ, BATCH, STEPS = 64, 16, 4, 24
 

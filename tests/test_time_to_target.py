@@ -1,4 +1,4 @@
-"""Time to target (lbw_jax.train.stress.target) and the flat line of an LR-free rival in the
+"""Time to target (lbw_jax.train.stress.metrics.target) and the flat line of an LR-free rival in the
 headline, on a hand-made results file with every number worked out by hand."""
 
 import json
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from lbw_jax.train.stress import target
-from lbw_jax.train.stress.headline import headline
+from lbw_jax.train.stress.metrics import target
+from lbw_jax.train.stress.metrics.headline import headline
 
 EVAL_STEPS = [0, 10, 20, 30]
 START = 100.0
@@ -93,7 +93,7 @@ def test_an_lr_free_arm_is_one_flat_line_counted_once():
 
 
 def test_the_size_axis_ranks_the_arms_at_each_size():
-    from lbw_jax.train.stress import sizes
+    from lbw_jax.train.stress.goals import sizes
 
     def one(n_params, governor_at_stressed):
         r = _results()

@@ -14,7 +14,7 @@ from lbw_jax.train.models import make_mesh
 from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import build_model
 from lbw_jax.train.step import make_loss
-from lbw_jax.train.stress.sweep import stack
+from lbw_jax.train.stress.engine.sweep import stack
 from lbw_jax.train.optim import schedule_shape
 from lbw_jax.train.data import dataset as data_lib
 cfg = get_config()  # the stress suite's model and data

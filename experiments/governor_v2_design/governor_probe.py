@@ -29,10 +29,10 @@ from flax import nnx  # noqa: E402
 from lbw_jax.train.configs.stress_cpu import get_config  # noqa: E402
 from lbw_jax.train.data import dataset as data_lib  # noqa: E402
 from lbw_jax.train.models import make_mesh  # noqa: E402
-from lbw_jax.train.stress.arms import build_arm  # noqa: E402
+from lbw_jax.train.stress.engine.arms import build_arm  # noqa: E402
 from lbw_jax.train.optim import schedule_shape  # noqa: E402
-from lbw_jax.train.stress.suite import val_batches  # noqa: E402
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
+from lbw_jax.train.stress.engine.suite import val_batches  # noqa: E402
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_cells, run_chunked  # noqa: E402
 from lbw_jax.train.data.build import build_data  # noqa: E402
 from lbw_jax.train.trainer import build_model  # noqa: E402
 

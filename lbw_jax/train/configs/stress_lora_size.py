@@ -6,7 +6,7 @@ lbw_jax/train/configs/stress_lora.py itself (docs/stress/lora_shift/); the axis 
 
     python -m lbw_jax.train.stress --config stress_lora_size:small --config.output_dir=docs/stress/lora_size/small
     python -m lbw_jax.train.stress --config stress_lora_size:large --config.output_dir=docs/stress/lora_size/large
-    python -m lbw_jax.train.stress.sizes docs/stress/lora_size/small/results.json \\
+    python -m lbw_jax.train.stress.goals.sizes docs/stress/lora_size/small/results.json \\
         docs/stress/lora_shift/results.json docs/stress/lora_size/large/results.json
 """
 

@@ -19,8 +19,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from lbw_jax.train.configs import preset_path, resolve_argv
-from lbw_jax.train.stress import report
-from lbw_jax.train.stress.suite import run_suite
+from lbw_jax.train.stress.engine.suite import run_suite
+from lbw_jax.train.stress.report import outputs
 
 DEFAULT_CONFIG = preset_path("stress_cpu")
 _CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG,
@@ -61,7 +61,7 @@ def main(argv):
     result = run_suite(cfg, progress_factory=lambda desc, total: tqdm.tqdm(
         total=total, desc=desc, unit="step", leave=False, mininterval=2.0))
     command = "python -m lbw_jax.train.stress " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report.write(result, cfg.output_dir, command.strip())
+    outputs.write(result, cfg.output_dir, command.strip())
     print(f"stress: wrote {cfg.output_dir}/report.md, results.json and figures "
           f"in {(time.perf_counter() - t0) / 60:.1f} min")
     print((pathlib.Path(cfg.output_dir) / "report.md").read_text().split("## Figures")[0])

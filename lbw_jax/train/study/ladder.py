@@ -1,4 +1,4 @@
-"""``python -m lbw_jax.train.stress.ladder --base_lr=3e-3 [--config stress_cpu] [--config.a.b=value ...]``
+"""``python -m lbw_jax.train.study.ladder --base_lr=3e-3 [--config stress_cpu] [--config.a.b=value ...]``
 
 The ground truth of the largest stable learning rate as training goes on, and what each
 stability signal reads at it (part (c) of the signal study, docs/signals.md).
@@ -9,10 +9,10 @@ suite's shared start, stops at every ``--every`` steps. From each stop, with the
 (``--base_lr`` x 2^(j/2) for j in ``--rungs``), constant, on the batches the base run would see
 next. A rung is *stable* when its window does not raise the validation loss above the stop's;
 the largest stable rung is that stop's ceiling. The windows run the traced AdamW of the signal
-study (``lbw_jax.train.stress.signals``), so every signal is recorded at every rung: whether a signal's
+study (``lbw_jax.train.study.signals``), so every signal is recorded at every rung: whether a signal's
 level at the ceiling stays put as the ceiling moves is whether it can tell the ceiling.
 
-Writes ``ladder.json`` (every window) and, with ``lbw_jax.train.stress.ladder_report``, ``report.md``
+Writes ``ladder.json`` (every window) and, with ``lbw_jax.train.study.ladder_report``, ``report.md``
 and ``ladder.png`` into ``output_dir``.
 """
 
@@ -31,10 +31,11 @@ from ml_collections import config_flags
 
 from lbw_jax.train.configs import preset_path, resolve_argv
 from lbw_jax.train.records import machine
-from lbw_jax.train.stress import faults as faults_lib
-from lbw_jax.train.stress.arms import build_arm, traced_arm
-from lbw_jax.train.stress.suite import prepare
-from lbw_jax.train.stress.sweep import ArmProgram, stack
+from lbw_jax.train.stress.engine import faults as faults_lib
+from lbw_jax.train.stress.engine.arms import build_arm
+from lbw_jax.train.stress.engine.suite import prepare
+from lbw_jax.train.stress.engine.sweep import ArmProgram, stack
+from lbw_jax.train.study.signals import traced_arm
 from lbw_jax.train.values import plain_json
 
 _DEFAULT = preset_path("stress_cpu")
@@ -154,13 +155,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<field>=value")
     out = pathlib.Path(_CONFIG.value.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from lbw_jax.train.stress.ladder_report import write_report   # matplotlib only when writing
+    from lbw_jax.train.study.ladder_report import write_report   # matplotlib only when writing
     if _FROM.value:
         study = json.loads(pathlib.Path(_FROM.value).read_text())
     else:
         study = measure(_CONFIG.value, _BASE_LR.value, _EVERY.value, _WINDOW.value,
                         [int(j) for j in _RUNGS.value])
-        study["command"] = "python -m lbw_jax.train.stress.ladder " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        study["command"] = "python -m lbw_jax.train.study.ladder " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         study["machine"] = machine.describe()
         study = json.loads(json.dumps(plain_json(study)))
         (out / "ladder.json").write_text(json.dumps(study))

@@ -1,5 +1,5 @@
 """The ladder's report: the largest stable LR at each stop, and each signal's level at it
-(what ``lbw_jax.train.stress.ladder`` measured)."""
+(what ``lbw_jax.train.study.ladder`` measured)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The signal study's report: one table of the scores and one figure of the smoothed
-signals by LR (the first seed), from what ``lbw_jax.train.stress.signal_study`` measured."""
+signals by LR (the first seed), from what ``lbw_jax.train.study.signal_study`` measured."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lbw_jax.train.stress.signal_scores import THRESHOLDS, ema  # noqa: E402
+from lbw_jax.train.study.signal_scores import THRESHOLDS, ema  # noqa: E402
 
 
 def _table(study) -> list[str]:

@@ -1,9 +1,9 @@
-"""``python -m lbw_jax.train.stress.signal_study [--config stress_cpu] [--config.a.b=value ...]``
+"""``python -m lbw_jax.train.study.signal_study [--config stress_cpu] [--config.a.b=value ...]``
 
 The signal study: plain AdamW at every LR of ``stress.lrs`` for ``stress.seeds`` data
 orders, from the suite's shared start, with the per-step stability signals of
-``lbw_jax.train.stress.signals`` recorded beside the loss; then each signal scored against the
-loss EMA the governor reacts to (``lbw_jax.train.stress.signal_scores``). Writes ``signals.json``
+``lbw_jax.train.study.signals`` recorded beside the loss; then each signal scored against the
+loss EMA the governor reacts to (``lbw_jax.train.study.signal_scores``). Writes ``signals.json``
 (every trace and score), ``report.md`` and ``signals.png`` into ``output_dir``.
 
 Every run restarts from a decayed checkpoint and loses ground for its first steps even at
@@ -25,11 +25,12 @@ from ml_collections import config_flags
 import lbw_jax
 from lbw_jax.train.configs import preset_path, resolve_argv
 from lbw_jax.train.records import machine
-from lbw_jax.train.stress.arms import build_arm, traced_arm
-from lbw_jax.train.stress.headline import stressed_from_means
-from lbw_jax.train.stress.signal_scores import THRESHOLDS, derived, score
-from lbw_jax.train.stress.suite import prepare
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_chunked
+from lbw_jax.train.stress.engine.arms import build_arm
+from lbw_jax.train.stress.metrics.headline import stressed_from_means
+from lbw_jax.train.stress.engine.suite import prepare
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_chunked
+from lbw_jax.train.study.signal_scores import THRESHOLDS, derived, score
+from lbw_jax.train.study.signals import traced_arm
 from lbw_jax.train.values import plain_json
 
 _DEFAULT = preset_path("stress_cpu")
@@ -79,7 +80,7 @@ def main(argv):
     cfg = _CONFIG.value
     out = pathlib.Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from lbw_jax.train.stress.signal_report import write_report   # matplotlib only when writing
+    from lbw_jax.train.study.signal_report import write_report   # matplotlib only when writing
     if _FROM.value:
         study = json.loads(pathlib.Path(_FROM.value).read_text())
         study["means"] = {float(lr): v for lr, v in study["means"].items()}
@@ -87,7 +88,7 @@ def main(argv):
         print(f"signal study: wrote {out / 'report.md'} from {_FROM.value}")
         return
     study = run_study(cfg, smooth=_SMOOTH.value, transient=_TRANSIENT.value)
-    study["command"] = "python -m lbw_jax.train.stress.signal_study " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    study["command"] = "python -m lbw_jax.train.study.signal_study " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     study["machine"] = machine.describe()
     (out / "signals.json").write_text(json.dumps(plain_json(study)))
     write_report(study, out)

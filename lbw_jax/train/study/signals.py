@@ -32,6 +32,7 @@ never a false zero. Signals are float32 scalars, so they trace into a vmapped ce
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -39,6 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from lbw_jax.policies.overshoot import slope   # the float32 inner product the governor reads
+from lbw_jax.train.stress.engine.arms import Arm
 
 SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak", "update_norm", "pred")
 
@@ -101,3 +103,12 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
         return updates, TracedState(inner_state, updates, loss, ema, signals)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def traced_arm(arm: Arm) -> Arm:
+    """The stress arm ``arm`` with the stability signals of ``traced`` recorded each step,
+    through the engine's record hook (``Arm.make``, ``Arm.probe``, ``Arm.signals``); its steps
+    are the arm's own, unchanged (one extra buffer: the previous update)."""
+    return dataclasses.replace(arm, make=lambda lr: traced(arm.make(lr)),
+                               probe=lambda state: arm.probe(state.inner_state),
+                               signals=lambda state: state.signals)

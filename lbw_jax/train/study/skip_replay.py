@@ -15,7 +15,7 @@ widening and ``max_skips`` are the library's own code, not a copy.
 A replay is open-loop: after a replayed skip the recorded run went on with the step applied,
 so the counts are what the skip would decide on that run, step by step.
 
-    python -m lbw_jax.train.stress.skip_replay docs/stress/*/results.json RUN/metrics.jsonl \
+    python -m lbw_jax.train.study.skip_replay docs/stress/*/results.json RUN/metrics.jsonl \
         --set grad_noise=0.01 --set grad_noise=0.1
 """
 

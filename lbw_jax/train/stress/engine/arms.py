@@ -32,7 +32,6 @@ import optax
 import lbw_jax
 from lbw_jax.train import optim
 from lbw_jax.train.baseline_registry import BASELINES, probe_of, unprobed
-from lbw_jax.train.stress.signals import traced
 
 KINDS = ("baseline", "guard", "control", "replay")
 ADAMW_LABEL = "AdamW"
@@ -99,7 +98,12 @@ class Arm:
       policy: a guard arm's (policy name, its knobs, the knobs its variant changes); None
         for the others.
       signals: optimizer state -> named per-step scalars recorded beside the metrics
-        (``CellRuns.signals``); None records none. The signal study's instrument sets it.
+        (``CellRuns.signals``); None records none.
+
+    ``make``, ``probe`` and ``signals`` are the per-step record hook: an instrument wraps
+    an arm's optimizer with ``dataclasses.replace(arm, make=..., probe=..., signals=...)``
+    (``lbw_jax.train.study.signals.traced_arm``), and the sweep runs and records it as any
+    other arm, the engine knowing nothing of the instrument.
     """
 
     spec: ArmSpec
@@ -227,11 +231,3 @@ def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
                                                 baseline=base, baseline_kwargs=kwargs),
                probe, lr_mode=record.lr, eval_params=record.eval_params)
-
-
-def traced_arm(arm: Arm) -> Arm:
-    """The arm with the stability signals of ``lbw_jax.train.stress.signals`` recorded each step;
-    its steps are the arm's own, unchanged (one extra buffer: the previous update)."""
-    return dataclasses.replace(arm, make=lambda lr: traced(arm.make(lr)),
-                               probe=lambda state: arm.probe(state.inner_state),
-                               signals=lambda state: state.signals)

@@ -24,7 +24,7 @@ from flax import nnx
 
 from lbw_jax.train.models import make_mesh
 from lbw_jax.train.models.hf_io import save_pretrained
-from lbw_jax.train.stress.start import pretrain_start, val_batches   # the suite's own pretraining
+from lbw_jax.train.stress.engine.start import pretrain_start, val_batches   # the suite's own pretraining
 from lbw_jax.train.data.tokenizer import cache_root
 
 BASE_FILE = "stress_base.json"

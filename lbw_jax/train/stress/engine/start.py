@@ -8,8 +8,8 @@ import jax
 
 from lbw_jax.train.data import dataset as data_lib
 from lbw_jax.train.optim import schedule_shape
-from lbw_jax.train.stress.arms import build_arm
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, run_cells
+from lbw_jax.train.stress.engine.arms import build_arm
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_cells
 
 
 def val_batches(windows, eval_batches, batch_size):

@@ -13,18 +13,19 @@ from flax import nnx
 from lbw_jax.train.data import dataset as data_lib
 from lbw_jax.train.models import make_mesh
 from lbw_jax.train.optim import schedule_shape
-from lbw_jax.train.stress import shift_base
-from lbw_jax.train.stress import faults as faults_lib
-from lbw_jax.train.stress.arms import build_arm, parse_arm
-from lbw_jax.train.stress.headline import stressed_from_means
-from lbw_jax.train.stress.start import pretrain_start, val_batches
-from lbw_jax.train.stress.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
+from lbw_jax.train.stress.engine import shift_base
+from lbw_jax.train.stress.engine import faults as faults_lib
+from lbw_jax.train.stress.engine.arms import build_arm, parse_arm
+from lbw_jax.train.stress.engine.start import pretrain_start, val_batches
+from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, CellRuns, run_chunked, run_cells
+from lbw_jax.train.stress.metrics.headline import stressed_from_means
 from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import build_model
 
 
-def check_config(cfg) -> None:
-    """Fails fast, naming the setting, before anything is built or compiled."""
+def check_stress_config(cfg) -> None:
+    """Checks the ``stress`` block of a stress config (its arms, LRs, seeds, controls and
+    faults); fails fast, naming the setting, before anything is built or compiled."""
     s = cfg.stress
     if not s.arms:
         raise ValueError("stress.arms is empty")
@@ -71,13 +72,13 @@ def ordered_arms(s) -> list[str]:
     return rest + copies
 
 
-def stressed_lrs(adamw_runs: CellRuns, s) -> list[float]:
-    """The stressed LRs (``headline.stressed_from_means``) of AdamW's clean cells."""
+def clean_means(runs: CellRuns, lrs) -> dict:
+    """LR -> the mean final perplexity of an arm's clean cells at that LR."""
     means = {}
-    for lr in s.lrs:
-        idx = [i for i, c in enumerate(adamw_runs.cells) if c.scenario == "none" and c.lr == lr]
-        means[lr] = float(np.mean(adamw_runs.val_ppl[-1, idx]))
-    return stressed_from_means(means, s.stressed_above)
+    for lr in lrs:
+        idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
+        means[lr] = float(np.mean(runs.val_ppl[-1, idx]))
+    return means
 
 
 def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]:
@@ -190,7 +191,7 @@ def prepare(cfg, log=print) -> Setup:
 
 
 def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
-    check_config(cfg)
+    check_stress_config(cfg)
     setup = prepare(cfg, log)
     cfg, s = setup.cfg, setup.cfg.stress
     graphdef, params, orders, common, shape = (setup.graphdef, setup.params, setup.orders,
@@ -220,7 +221,7 @@ def run_suite(cfg, *, log=print, progress_factory=None) -> SuiteResult:
         log(f"stress: {name}: {len(cells)} cells, compile {runs.compile_s:.1f} s, run {runs.run_s:.1f} s; "
             f"final perplexity " + ", ".join(f"{lr:g}: {v:.2f}" for lr, v in finals.items()))
         if name == "adamw" and s.controls_at == "stressed":
-            control_lrs = stressed_lrs(runs, s)
+            control_lrs = stressed_from_means(clean_means(runs, s.lrs), s.stressed_above)
             log(f"stress: stressed LRs (above AdamW's best, AdamW > {s.stressed_above:.0%} worse): "
                 f"{control_lrs}; controls and replays run there")
 

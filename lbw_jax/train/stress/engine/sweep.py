@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.engine import faults as faults_lib
 from lbw_jax.train.step import make_loss, train_step
-from lbw_jax.train.stress.arms import Arm
+from lbw_jax.train.stress.engine.arms import Arm
 
 
 @dataclasses.dataclass(frozen=True)

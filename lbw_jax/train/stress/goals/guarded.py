@@ -1,7 +1,7 @@
 """Checks the goals of the guard over a rival (``<guard>@<rival>`` arms) against
 stress-suite results, prints them as markdown with their margins and exits 1 when a
 measured goal is missed, 2 (one line) when the file is missing or malformed or holds no
-such arm: ``python -m lbw_jax.train.stress.guarded RESULTS.json [--guard governor]``.
+such arm: ``python -m lbw_jax.train.stress.goals.guarded RESULTS.json [--guard governor]``.
 
 For every arm ``<guard>@<rival>`` whose bare rival and guard over AdamW ran too:
 1. No harm to the rival: at every LR the guarded rival runs, its mean final perplexity
@@ -20,9 +20,9 @@ import json
 import math
 import sys
 
-from lbw_jax.train.stress.goals import MET, fault_cost, gap, mean_final
-from lbw_jax.train.stress.headline import headline, tuned_adamw
-from lbw_jax.train.stress.summary import clean_spread
+from lbw_jax.train.stress.goals.policy import MET, fault_cost, gap, mean_final
+from lbw_jax.train.stress.metrics.headline import headline, tuned_adamw
+from lbw_jax.train.stress.metrics.summary import clean_spread
 
 
 def guarded_arms(results, guard: str) -> list[tuple[str, str]]:

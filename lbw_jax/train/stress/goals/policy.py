@@ -5,7 +5,7 @@ missing or malformed or the results hold no such policy:
 whose yardstick did not run (a control, a replay) is "not measured", apart from "missed":
 it does not count in the exit status, and the last line says how many.
 
-The goals (issues 23 and 36), over every seed of the suite:
+The goals of a guard policy, over every seed of the suite:
 1. No harm: within 1% of AdamW at tuned AdamW's LR, and at every LR where AdamW is
    within ``--stressed-above`` (5%) of its best.
 2. The learning rate stops mattering: within 5% of tuned AdamW at every LR from tuned up
@@ -39,9 +39,9 @@ import math
 import statistics
 import sys
 
-from lbw_jax.train.stress.arms import copy_of, specs_from_results
-from lbw_jax.train.stress.headline import headline, stressed_lrs, tuned_adamw
-from lbw_jax.train.stress.summary import clean_spread, fault_standings
+from lbw_jax.train.stress.engine.arms import copy_of, specs_from_results
+from lbw_jax.train.stress.metrics.headline import headline, stressed_lrs, tuned_adamw
+from lbw_jax.train.stress.metrics.summary import clean_spread, fault_standings
 from lbw_jax.train.values import format_pct, pct_change
 
 

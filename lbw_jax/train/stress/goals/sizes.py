@@ -1,5 +1,5 @@
 """The model-size axis (the paper's Fig. 2) from several results files, one per size:
-``python -m lbw_jax.train.stress.sizes SMALL.json MIDDLE.json LARGE.json`` prints markdown.
+``python -m lbw_jax.train.stress.goals.sizes SMALL.json MIDDLE.json LARGE.json`` prints markdown.
 
 For each size: its parameters, tuned AdamW (the best AdamW LR of that file's grid) and
 its stressed LRs (``headline.stressed_lrs``). For each arm that every file holds: its
@@ -16,7 +16,7 @@ import json
 import math
 import sys
 
-from lbw_jax.train.stress.headline import stressed_lrs, tuned_adamw
+from lbw_jax.train.stress.metrics.headline import stressed_lrs, tuned_adamw
 from lbw_jax.train.values import format_pct, is_finite, pct_change
 
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.engine import faults as faults_lib
 from lbw_jax.train.values import is_finite
 
 
@@ -125,7 +125,7 @@ def clean_spread(grid: dict, arm: str, lr) -> float:
 
 
 def fault_standings(costs: dict, spreads: dict) -> dict:
-    """Each arm's fault cost against the lowest of them (issue 19, item 6): a difference
+    """Each arm's fault cost against the lowest of them: a difference
     inside the seed spread of the clean runs is a tie, not a win or a loss. The spread
     of a pair is the larger of the two arms' clean spreads, since either arm's seed noise
     alone could make it. An arm whose cost is not finite (a seed failed) is ``failed``.

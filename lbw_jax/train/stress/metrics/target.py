@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lbw_jax.train.stress.headline import tuned_adamw
+from lbw_jax.train.stress.metrics.headline import tuned_adamw
 from lbw_jax.train.values import is_finite
 
 

@@ -1,13 +1,13 @@
 """The failure-scenario table of a stress report, rendered from a results file, so the
 report and any results.json give the same rows:
-``python -m lbw_jax.train.stress.fault_table RESULTS.json`` prints it as markdown (exit 2, one
-line, when the file is missing or malformed or holds no scenarios).
+``python -m lbw_jax.train.stress.report.fault_table RESULTS.json`` prints it as markdown (exit 2,
+one line, when the file is missing or malformed or holds no scenarios).
 
 Each row is one arm under one fault: survived seeds, perplexity before and after, the
 cost against the same arm's clean run, the seed spread (std) of that clean run at the
 scenarios' LR, and the cost's standing against the lowest cost of the scenario, where a
-difference inside the clean spread is a tie (``summary.fault_standings``; issue 19,
-item 6).
+difference inside the clean spread is a tie (``summary.fault_standings``: seed noise is
+not a win or a loss).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import math
 import sys
 
-from lbw_jax.train.stress import summary
+from lbw_jax.train.stress.metrics import summary
 
 HEADER = ["| arm | scenario | survived | ppl before → after | cost | clean spread | against the best "
           "| recovered | steps to recover |",

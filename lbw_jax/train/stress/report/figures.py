@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lbw_jax.train.stress import faults as faults_lib
+from lbw_jax.train.stress.engine import faults as faults_lib
 
 
 def draw(result, out, grid) -> list[str]:

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from lbw_jax.train.stress import fault_table
-from lbw_jax.train.stress import target as target_lib
+from lbw_jax.train.stress.metrics import target as target_lib
+from lbw_jax.train.stress.report import fault_table
 from lbw_jax.train.values import format_pct
 
 

@@ -1,4 +1,4 @@
-"""Writes the suite's outputs: results.json, report.md (``report_md``) and the PNG figures
+"""Writes the suite's outputs: results.json, report.md (``markdown``) and the PNG figures
 (``figures``)."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import jax
 import numpy as np
 
 from lbw_jax.train.records import machine
-from lbw_jax.train.stress import fault_table, figures, report_md, summary
-from lbw_jax.train.stress import headline as headline_lib
-from lbw_jax.train.stress import target as target_lib
+from lbw_jax.train.stress.metrics import summary
+from lbw_jax.train.stress.metrics import headline as headline_lib
+from lbw_jax.train.stress.metrics import target as target_lib
+from lbw_jax.train.stress.report import fault_table, figures, markdown
 from lbw_jax.train.values import plain_json
 
 
@@ -40,7 +41,7 @@ def write(result, out_dir, command: str) -> dict:
     tables["environment"] = results["environment"]   # read once, for both files
     (out / "results.json").write_text(json.dumps(results, indent=1))
     names = figures.draw(result, out, tables["grid"])
-    (out / "report.md").write_text(report_md.markdown(result, tables, command, names))
+    (out / "report.md").write_text(markdown.markdown(result, tables, command, names))
     return tables
 
 
