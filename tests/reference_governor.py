@@ -1,6 +1,7 @@
 """The governor's rules restated in plain Python floats, one step at a time, for
 the step-by-step replay in test_governor.py. Written from the docstring of
-lbw_jax/policies/governor.py, not from its code."""
+lbw_jax/policies/governor.py, not from its code. Its defaults are the library's
+(test_governor.py checks that they stay equal), the overshoot brake included."""
 
 import math
 
@@ -11,7 +12,7 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 use_trust=True, trust_ratio=2.0, trust_from=11, trust_decay=0.0, trust_growth=1.02,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
-                use_overshoot=False, over_decay=0.8, over_cut=1.3, over_gain=2.0, over_recover=1.1,
+                use_overshoot=True, over_decay=0.8, brake_above=1.3, over_gain=2.0, recover_below=1.1,
                 over_clip=4.0, eps=1e-12)
 
 
@@ -31,11 +32,15 @@ class GovernorModel:
         self.anchor = 0.0               # the scale when the current stretch of harm began
         self.prev, self.prev_slope = None, 0.0   # the last applied step at scale 1, and g . u
         self.over_ema = 1.0
+        self.brakes = 0                 # applied steps whose scale the brake cut
+        self.limits = 0                 # applied steps the trust region clamped
 
     def step(self, loss, grad_norm, step_norm, grad_vec=None, step_vec=None):
         """One finite update: returns (skipped, applied multiplier, regime). ``step_norm``
         is the inner optimizer's step at scale 1; with ``use_overshoot``, ``grad_vec`` and
         ``step_vec`` are the gradient and that step as lists of floats."""
+        if self.use_overshoot and (grad_vec is None or step_vec is None):
+            raise TypeError("use_overshoot: pass grad_vec and step_vec (the brake reads them)")
         log_norm = math.log(grad_norm + self.eps)
         warming = self.n < self.warmup_steps
         loss_sd = max(math.sqrt(self.loss_var), self.min_noise * abs(self.loss_mean))
@@ -88,7 +93,7 @@ class GovernorModel:
                 reading = 1.0 - sum(g * u for g, u in zip(grad_vec, self.prev)) / self.prev_slope
                 reading = min(self.over_clip, max(-self.over_clip, reading))
                 self.over_ema = self.over_decay * self.over_ema + (1 - self.over_decay) * reading
-            brake, stable = self.over_ema > self.over_cut, self.over_ema < self.over_recover
+            brake, stable = self.over_ema > self.brake_above, self.over_ema < self.recover_below
         if outlier:
             self.reason = "accepted_shift"
         elif harm:
@@ -107,12 +112,13 @@ class GovernorModel:
             elif harm:
                 self.scale *= max(self.max_cut, (excess / self.tolerance) ** -self.cut_power)
             if brake:   # the deeper of the two cuts, each from the scale before this step
-                brake_cut = max(self.max_cut, (self.over_cut / self.over_ema) ** self.over_gain)
+                brake_cut = max(self.max_cut, (self.brake_above / self.over_ema) ** self.over_gain)
                 self.scale = min(self.scale, before_harm * brake_cut)
             if not harm and not brake and excess <= self.recover_band * self.tolerance and stable:
                 self.scale *= self.recover
             self.scale = min(1.0, max(self.min_scale, self.scale))
-        regime = "regression" if harm else ("overshoot" if brake else "calm")
+            self.brakes += brake and self.scale < before_harm
+        regime = "harm" if harm else ("overshoot" if brake else "calm")
 
         # Trust region on the step, measured at scale 1.
         multiplier = self.scale
@@ -125,6 +131,7 @@ class GovernorModel:
             if clamp:
                 multiplier = self.scale * bound / step_norm
                 self.reason = "step_limit"
+                self.limits += 1
                 regime = "step_limit" if regime == "calm" else regime
             kept = self.trust_growth * self.step_ref if clamp else step_norm
             self.step_ref = self.trust_decay * self.step_ref + (1 - self.trust_decay) * kept

@@ -13,7 +13,9 @@ import optax
 import pytest
 
 import lbw_jax
-from reference_governor import REASONS, GovernorModel
+from lbw_jax.knobs import defaults as knob_defaults
+from lbw_jax.policies.governor import Governor
+from reference_governor import DEFAULTS, REASONS, GovernorModel
 
 
 DIM = 16
@@ -44,6 +46,15 @@ def _inner(lr_mult):
         lambda count: table[jnp.minimum(count, table.shape[0] - 1)]))
 
 
+def _oscillating_signs(n=420, start=112, stop=132):
+    """+1 except from ``start`` to ``stop``, where the gradient's direction flips every step
+    (as across a valley too steep for the step): each reading of the overshoot is about 2,
+    the gradient norm, the loss and the step's size stay as they were, so only the brake sees it."""
+    signs = np.ones(n, np.float32)
+    signs[start:stop] = (-1.0) ** np.arange(stop - start)
+    return signs
+
+
 class GovernorReplayTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -56,8 +67,20 @@ class GovernorReplayTest(chex.TestCase):
         # The same script's stretch of harm, cut to a level instead of compounding.
         assert 0.1 < min(scales[140:200]) < 0.9 and scales[-1] == 1.0
 
-    def _replay(self, knobs, check_coverage=True):
+    @chex.variants(with_jit=True)
+    def test_the_brake_matches_the_plain_python_rules_at_every_step(self):
+        """The same script with the default law (the brake on), its gradient flipping
+        direction every step over steps 112-131: the brake cuts the scale there (the
+        library's ``brakes`` count and ``overshoot`` regime say so), and every step, of
+        every mechanism, equals the plain-Python rules."""
+        scales = self._replay(dict(max_skips=3), signs=_oscillating_signs(), check_coverage=False)
+        # Recovering from the earlier cuts before the oscillation; cut to the floor in it.
+        assert scales[111] > 0.3 and min(scales[112:134]) == 0.01
+
+    def _replay(self, knobs, check_coverage=True, signs=None):
         losses, grads, lr_mult = _script()
+        brake_script = signs is not None
+        signs = np.ones(len(losses), np.float32) if signs is None else signs
         direction = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
         direction /= np.linalg.norm(direction)
         tx = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(**knobs))
@@ -70,9 +93,11 @@ class GovernorReplayTest(chex.TestCase):
         # float32 against float64: the scale compounds hundreds of multiplicative steps.
         rtol = 5e-4
         for t in range(n):
-            g = {"w": jnp.asarray(direction * grads[t])}
-            step_norm = 0.1 * float(grads[t]) * float(lr_mult[min(applied, len(lr_mult) - 1)])
-            skipped, multiplier, regime = model.step(float(losses[t]), float(grads[t]), step_norm)
+            g = {"w": jnp.asarray(direction * grads[t] * signs[t])}
+            lr = 0.1 * float(lr_mult[min(applied, len(lr_mult) - 1)])
+            grad_vec = np.asarray(g["w"], np.float64)
+            skipped, multiplier, regime = model.step(float(losses[t]), float(grads[t]), lr * float(grads[t]),
+                                                     list(grad_vec), list(-lr * grad_vec))
             out, state = update(g, state, params, losses[t])
             info = lbw_jax.telemetry(state)
             where = f"step {t}"
@@ -81,24 +106,44 @@ class GovernorReplayTest(chex.TestCase):
                 chex.assert_trees_all_equal(out, {"w": jnp.zeros(DIM)})
             else:
                 applied += 1
-                np.testing.assert_allclose(float(jnp.linalg.norm(out["w"])), step_norm * multiplier,
-                                           rtol=rtol, err_msg=where)
+                np.testing.assert_allclose(np.asarray(out["w"]), -lr * multiplier * grad_vec,
+                                           rtol=rtol, atol=1e-9, err_msg=where)
                 np.testing.assert_allclose(float(info["scale"]), multiplier, rtol=rtol, err_msg=where)
             np.testing.assert_allclose(float(info["policy_scale"]), model.scale, rtol=rtol, err_msg=where)
+            np.testing.assert_allclose(float(info["over_ema"]), model.over_ema, rtol=rtol, atol=1e-5,
+                                       err_msg=where)
+            assert int(info["brakes"]) == model.brakes, where
             assert lbw_jax.regime_name(state) == regime, where
             assert lbw_jax.reason_name(state) == model.reason, where
             seen.add(regime)
             reasons.add(model.reason)
             scales.append(model.scale)
-        if self.variant.type == chex.ChexVariantType.WITH_JIT and check_coverage:
-            assert seen == {"calm", "skip", "step_limit", "regression"}, seen
-            assert reasons >= set(REASONS) - {"none", "overshoot"}, reasons   # (test_overshoot.py)
+        if self.variant.type == chex.ChexVariantType.WITH_JIT and brake_script:
+            # Every regime and every reason, the brake's included, and the brake acted.
+            assert seen == {"calm", "skip", "step_limit", "harm", "overshoot"}, seen
+            assert reasons == set(REASONS), reasons
+            assert int(info["brakes"]) == model.brakes > 0
+        elif self.variant.type == chex.ChexVariantType.WITH_JIT and check_coverage:
+            assert seen == {"calm", "skip", "step_limit", "harm"}, seen
+            assert reasons == set(REASONS) - {"overshoot"}, reasons
+            # A direction that never turns back reads under 1: the brake (on) never acts.
+            assert int(info["brakes"]) == 0
             assert min(scales[:83]) == 1.0               # skipped faults cost no scale
             assert min(scales[83:90]) < 0.5              # an accepted shift is harm: cut
             assert min(scales[140:200]) < 0.1            # cut while the loss lost ground
             assert scales[-1] == 1.0                     # and recovered once it improved
-            assert int(info["skipped"]) == 5 and int(info["limits"]) >= 5
+            assert int(info["skipped"]) == 5 and int(info["limits"]) == model.limits >= 5
         return scales
+
+
+def test_the_reference_rules_default_to_the_librarys_knobs():
+    """tests/reference_governor.py restates the law with every knob at the library's
+    default (the brake on): a replay with default knobs compares like with like."""
+    assert DEFAULTS == knob_defaults(Governor)
+    law = lbw_jax.governor()
+    assert {name: getattr(law, name) for name in DEFAULTS} == DEFAULTS
+    model = GovernorModel()
+    assert {name: getattr(model, name) for name in DEFAULTS} == DEFAULTS
 
 
 def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
@@ -142,11 +187,13 @@ def test_trust_from_lets_a_lora_start_pass_and_still_catches_a_spike(trust_from)
     multipliers = []
     for t in range(n):
         out, state = update(g, state, params)
-        _, multiplier, _ = model.step(1.0, 1.0, 0.1 * float(lr_mult[t]))
+        step = 0.1 * float(lr_mult[t]) * np.full(DIM, 0.25)
+        _, multiplier, _ = model.step(1.0, 1.0, float(np.linalg.norm(step)), [0.25] * DIM, list(-step))
         np.testing.assert_allclose(float(jnp.linalg.norm(out["w"])), 0.1 * lr_mult[t] * multiplier,
                                    rtol=1e-5, err_msg=f"step {t}")
         multipliers.append(multiplier)
     limits = int(lbw_jax.telemetry(state)["limits"])
+    assert limits == model.limits
     assert multipliers[40] < 0.1                        # the spike is caught on its first step
     if trust_from == 2:
         assert multipliers[1] < 1 and min(multipliers[1:8]) < 0.5 and limits > 10
