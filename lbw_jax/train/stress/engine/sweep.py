@@ -75,10 +75,10 @@ class ArmProgram:
             in_spike = (step >= faults.lr_start) & (step < faults.lr_stop)
             lr_now = (lr * schedule_shape(step) * jnp.where(in_spike, faults.lr_factor, 1.0)
                       * multiplier[step])
-            grad_multiplier = jnp.where(step == faults.grad_step, faults.grad_factor, 1.0)
+            grad_factor = jnp.where(step == faults.grad_step, faults.grad_factor, 1.0)
             skipped_before = arm.probe(opt_state)["skipped"]
             params, opt_state, metrics = train_step(loss, arm.make(lr_now), params, opt_state, frozen,
-                                                    tokens[None], grad_multiplier=grad_multiplier)
+                                                    tokens[None], grad_factor=grad_factor)
             probe = arm.probe(opt_state)
             # The multiplier actually applied to this step's update: 0 when it was skipped.
             applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["scale"])
