@@ -1,6 +1,7 @@
 """lbw-jax: the Learn-by-Wire guard for optax, compiled into the training step."""
 
 from lbw_jax import knobs
+from lbw_jax.knobs import KnobError
 from lbw_jax.baselines import skip_spikes, update_clip, zclip
 from lbw_jax.guard import GuardState, lbw_guard
 from lbw_jax.scaled_lr import ScaledLRState, scaled_lr
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = ["lbw_guard", "GuardState", "Policy", "Decision", "reflex", "reflex_pro", "governor",
            "Reflex", "ReflexPro", "Governor", "LAWS", "POLICIES", "telemetry", "regime_name",
-           "reason_name", "knobs", "all_finite", "zclip", "skip_spikes", "update_clip", "scaled_lr",
-           "ScaledLRState"]
+           "reason_name", "knobs", "KnobError", "all_finite", "zclip", "skip_spikes", "update_clip",
+           "scaled_lr", "ScaledLRState"]

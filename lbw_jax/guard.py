@@ -32,7 +32,8 @@ class GuardState(NamedTuple):
     The policy owns the scale and the regime (``policy_state.scale``, ``.regime``).
 
     Attributes:
-      step: number of updates applied (finite steps); the t of the control laws.
+      step: number of updates applied: every update but the skipped ones (``skipped``: a
+        non-finite one, or one the policy asked to skip); the t of the control laws.
       multiplier: what the last applied update was multiplied by, float32: the
         policy's scale times its one-step ``limit`` factor.
       interventions: updates on which the policy intervened (``Decision.intervened``:
@@ -59,7 +60,7 @@ _CHAIN_FORM = (
     "out by Adam's normalisation (its second moment adapts to it), so it would not change the step.")
 
 
-def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Policy | None = None,
+def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = None,
               skip_non_finite: bool = True, stacked_axes: Callable | None = None,
               scale_inside: bool = False) -> optax.GradientTransformationExtraArgs:
     """Wraps an optimizer with the Learn-by-Wire guard.
@@ -79,6 +80,11 @@ def lbw_guard(inner: optax.GradientTransformation | None = None, *, policy: Poli
         per-tensor statistics (reflex, reflex_pro: the largest per-tensor mean square)
         then see each stacked slice as its own tensor, exactly as with one array per
         layer. ``None``: every leaf is one tensor.
+      scale_inside: hand the scale to a ``lbw_jax.scaled_lr`` inside ``inner`` as its
+        learning rate's multiplier, instead of multiplying ``inner``'s updates by it: for an
+        optimizer whose state depends on the step it takes (D-Adaptation, Prodigy,
+        Schedule-Free, Mechanic). ``init`` raises ``TypeError`` if ``inner`` holds no
+        ``scaled_lr``. Default False.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. Its ``update`` accepts the

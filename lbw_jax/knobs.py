@@ -16,10 +16,32 @@ import dataclasses
 import functools
 import math
 import numbers
+import os
+import sys
+import warnings
+
+
+class KnobError(ValueError):
+    """A knob that is out of its range, or unknown: what a program reads to say which
+    setting to change. A ``ValueError``, so ``except ValueError`` still catches it.
+
+    Attributes:
+      owner: the policy or baseline whose knob it is, e.g. ``"governor"``.
+      name: the knob (for unknown knobs, the first of them in sorted order; the message
+        lists them all).
+      value: the value given.
+      allowed: what is allowed, in words: e.g. ``"a real number in (0.0, 1.0]"``, or for an
+        unknown knob ``"one of [...]"``, the known knobs.
+    """
+
+    def __init__(self, message: str, *, owner: str, name: str, value, allowed: str):
+        super().__init__(message)
+        self.owner, self.name, self.value, self.allowed = owner, name, value, allowed
 
 
 def _fail(owner: str, name: str, value, allowed: str):
-    raise ValueError(f"{owner}: knob {name}={value!r} is invalid; allowed: {allowed}.")
+    raise KnobError(f"{owner}: knob {name}={value!r} is invalid; allowed: {allowed}.",
+                    owner=owner, name=name, value=value, allowed=allowed)
 
 
 def real(owner: str, name: str, value, *, low: float, high: float = math.inf,
@@ -60,18 +82,50 @@ def boolean(owner: str, name: str, value) -> bool:
 def ordered(owner: str, low_name: str, low_value: float, high_name: str, high_value: float):
     """Checks two knobs are ordered, e.g. the stress threshold below the spike one."""
     if low_value > high_value:
-        raise ValueError(
+        raise KnobError(
             f"{owner}: knob {low_name}={low_value!r} must not exceed "
-            f"{high_name}={high_value!r}.")
+            f"{high_name}={high_value!r}.",
+            owner=owner, name=low_name, value=low_value, allowed=f"at most {high_name}={high_value!r}")
 
 
 def construct(cls, knobs: dict):
-    """Builds a policy dataclass, rejecting unknown knobs by name."""
+    """Builds a policy dataclass, rejecting unknown knobs by name; a knob's former name
+    (``cls.renamed_knobs``) is taken with a ``DeprecationWarning``."""
+    knobs = _rename(cls, knobs)
     known = sorted(f.name for f in dataclasses.fields(cls))
     unknown = sorted(set(knobs) - set(known))
     if unknown:
-        raise ValueError(f"{cls.name}: unknown knob(s) {unknown}; known knobs: {known}.")
+        raise KnobError(f"{cls.name}: unknown knob(s) {unknown}; known knobs: {known}.",
+                        owner=cls.name, name=unknown[0], value=knobs[unknown[0]],
+                        allowed=f"one of {known}")
     return cls(**knobs)
+
+
+def _rename(cls, knobs: dict) -> dict:
+    """``knobs`` with each former name of ``cls.renamed_knobs`` replaced by the current one."""
+    out = dict(knobs)
+    for old, new in getattr(cls, "renamed_knobs", {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise KnobError(f"{cls.name}: knob {old}={out[old]!r} is the former name of {new}, "
+                            f"which is also given; give {new} alone.",
+                            owner=cls.name, name=old, value=out[old], allowed=f"{new} alone")
+        warnings.warn(f"{cls.name}: knob {old} is now called {new}; the old name goes in the "
+                      f"next release.", DeprecationWarning, stacklevel=_caller_level())
+        out[new] = out.pop(old)
+    return out
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that names the first caller outside the policies and this module
+    (``governor(...)`` or ``Governor.create(...)`` alike), so the warning shows where it is
+    due (Python shows a ``DeprecationWarning`` by default only when ``__main__`` caused it)."""
+    library = (os.path.dirname(__file__) + os.sep + "policies" + os.sep, __file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(library):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # Declaring a knob: a dataclass field that carries its own check, so each knob is
@@ -126,3 +180,11 @@ def defaults(cls) -> dict:
     """Every knob of the policy class ``cls`` with its default, in declaration order: the
     one list of them (configs and docs read it rather than restate the values)."""
     return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def given(cls, parameters: dict) -> dict:
+    """The knobs of ``cls`` that a caller set, from its factory's ``locals()``: a factory whose
+    parameters default to the fields' own defaults (``def governor(*, tolerance: float =
+    Governor.tolerance, ...)``) passes on only these, so that a former name does not clash with
+    the new name's default. A parameter still holding its field's default object was not set."""
+    return {k: parameters[k] for k in defaults(cls) if parameters[k] is not getattr(cls, k)}

@@ -24,19 +24,24 @@ def find_guard_state(state) -> GuardState:
 
 
 def telemetry(state) -> dict[str, jax.Array]:
-    """Scalars describing the guard: ``step``, ``scale`` (what the last applied update
-    was multiplied by), ``policy_scale`` (the policy's own scale; it differs from
-    ``scale`` only on a step the policy's ``limit`` bounded), ``regime`` (a code of the
-    policy's ``Regime``; ``regime_name`` names it), ``interventions``, ``skipped`` and the policy's signals
-    (for the reference laws ``grad_ms``, ``signed_mean``, ``ema``, ``ratio``,
-    ``sign_flip``, ``collections``; reflex_pro adds its window statistics).
+    """Scalars describing the guard, each under the name of the state field it reads:
+    ``GuardState``'s ``step``, ``multiplier`` (what the last applied update was multiplied
+    by), ``interventions`` and ``skipped``; the policy state's ``scale`` (the policy's own
+    scale: ``multiplier`` is it times the one-step ``limit`` factor, so they differ only on a
+    step the policy's ``limit`` bounded) and ``regime`` (a code of the policy's ``Regime``;
+    ``regime_name`` names it); and the policy's own signals, from its state's ``telemetry()``
+    (e.g. the governor's ``loss_z``, ``excess``, ``limits``; reflex's ``grad_ms``, ``ratio``).
+
+    ``policy_scale`` is the former name of ``scale``, kept for one release; until this
+    release ``scale`` was the ``multiplier``.
 
     Works under jit and vmap (values then carry the batch dimensions)."""
     guard = find_guard_state(state)
     policy = guard.policy_state
     out = dict(policy.telemetry())
-    out.update(step=guard.step, scale=guard.multiplier, policy_scale=policy.scale,
-               regime=policy.regime, interventions=guard.interventions, skipped=guard.skipped)
+    out.update(step=guard.step, multiplier=guard.multiplier, scale=policy.scale,
+               policy_scale=policy.scale, regime=policy.regime, interventions=guard.interventions,
+               skipped=guard.skipped)
     return out
 
 

@@ -67,7 +67,7 @@ def test_scale_before_adam_is_undone_but_the_wrapper_scale_is_exact():
 def test_each_policy_names_its_codes_in_its_own_vocabulary():
     params = _params()
     for law, names in ((lbw_jax.reflex(), ("calm", "oscillation", "spike")),
-                       (lbw_jax.governor(), ("calm", "skip", "regression", "step_limit", "overshoot")),
+                       (lbw_jax.governor(), ("calm", "skip", "harm", "step_limit", "overshoot")),
                        (ScheduledScale(schedule=lambda t: 1.0), ("calm", "held_down"))):
         state = lbw_jax.lbw_guard(optax.adamw(1e-3), policy=law).init(params)
         assert lbw_jax.regime_name(state) == "calm"                 # CALM is 0 in every table
@@ -214,9 +214,11 @@ def test_telemetry_finds_the_guard_inside_a_chain():
     opt = optax.chain(optax.clip_by_global_norm(1.0), lbw_jax.lbw_guard(optax.adamw(1e-2), policy=lbw_jax.reflex()))
     state = opt.init(params)
     info = lbw_jax.telemetry(state)
-    for key in ("step", "scale", "ratio", "grad_ms", "ema", "sign_flip", "regime",
+    for key in ("step", "multiplier", "scale", "ratio", "grad_ms", "ema", "sign_flip", "regime",
                 "interventions", "skipped"):
         assert key in info, key
+    guard = state[1]   # each key reads the state field of its name
+    assert info["multiplier"] is guard.multiplier and info["scale"] is guard.policy_state.scale
     assert lbw_jax.regime_name(state) == "calm"
     with pytest.raises(ValueError, match="exactly one lbw_guard state"):
         lbw_jax.telemetry(optax.adamw(1e-2).init(params))
@@ -238,7 +240,10 @@ def test_bad_arguments_are_named():
 def test_the_chain_form_fails_at_once_and_shows_the_wrapper_form():
     # The reference card writes optax.chain(lbw_guard(...), optax.adamw(lr)): a scale
     # ahead of Adam is divided out, so the guard refuses to be built without its inner.
-    for call in (lambda: lbw_jax.lbw_guard(policy=lbw_jax.governor()), lambda: lbw_jax.lbw_guard(),
+    for call in (lambda: lbw_jax.lbw_guard(policy=lbw_jax.governor()), lambda: lbw_jax.lbw_guard()):
+        with pytest.raises(TypeError, match="missing 1 required positional argument: 'inner'"):
+            call()   # inner is required: Python names it
+    for call in (lambda: lbw_jax.lbw_guard(None, policy=lbw_jax.governor()),
                  lambda: lbw_jax.lbw_guard(lbw_jax.reflex())):
         with pytest.raises(TypeError) as error:
             call()

@@ -1,5 +1,7 @@
 """Knobs are checked at construction: a bad one names itself, its value and its range."""
 
+import dataclasses
+import inspect
 import math
 
 import pytest
@@ -62,10 +64,8 @@ def test_defaults_are_the_published_ones():
 
 
 def test_every_knob_is_declared_with_its_check():
-    import dataclasses
-
-    for make in lbw_jax.POLICIES.values():
-        policy = make()
+    for law in lbw_jax.POLICIES.values():
+        policy = law.create()
         for f in dataclasses.fields(policy):
             assert callable(f.metadata.get("check")), (policy.name, f.name)
 
@@ -76,3 +76,56 @@ def test_every_knob_is_declared_with_its_check():
 
     with pytest.raises(TypeError, match="Unchecked.gain is declared without a check"):
         Unchecked()
+
+
+@pytest.mark.parametrize("make, law", [(lbw_jax.governor, lbw_jax.Governor),
+                                       (lbw_jax.reflex, lbw_jax.Reflex),
+                                       (lbw_jax.reflex_pro, lbw_jax.ReflexPro)])
+def test_each_factory_lists_every_knob_with_its_type_and_default(make, law):
+    # The factory's signature restates the fields: this keeps the two from drifting apart.
+    params = [p for p in inspect.signature(make).parameters.values() if p.kind != p.VAR_KEYWORD]
+    assert {p.name: p.default for p in params} == lbw_jax.knobs.defaults(law)
+    assert [p.name for p in params] == list(lbw_jax.knobs.defaults(law))    # in field order
+    types = {f.name: f.type for f in dataclasses.fields(law)}
+    assert all(p.kind == p.KEYWORD_ONLY and p.annotation == types[p.name] for p in params)
+    assert make() == law() and make(eps=1e-6) == law.create(eps=1e-6)
+    with pytest.raises(lbw_jax.KnobError, match=rf"{law.name}: unknown knob\(s\) \['nope'\]"):
+        make(nope=1)
+
+
+def test_a_knob_error_says_what_to_change():
+    with pytest.raises(lbw_jax.KnobError) as bad:
+        lbw_jax.governor(tolerance=-1)
+    assert isinstance(bad.value, ValueError)            # except ValueError still catches it
+    assert (bad.value.owner, bad.value.name, bad.value.value, bad.value.allowed) == (
+        "governor", "tolerance", -1.0, "a real number in (0.0, inf)")
+    assert str(bad.value) == ("governor: knob tolerance=-1.0 is invalid; "
+                              "allowed: a real number in (0.0, inf).")
+    with pytest.raises(lbw_jax.KnobError) as unknown:
+        lbw_jax.reflex(window=50, zeta=1)
+    assert (unknown.value.owner, unknown.value.name, unknown.value.value) == ("reflex", "window", 50)
+    assert unknown.value.allowed == f"one of {sorted(lbw_jax.knobs.defaults(lbw_jax.Reflex))}"
+    with pytest.raises(lbw_jax.KnobError) as order:
+        lbw_jax.reflex(stress_threshold=2.0)
+    assert (order.value.name, order.value.allowed) == ("stress_threshold", "at most spike_threshold=1.5")
+    with pytest.raises(lbw_jax.KnobError) as baseline:
+        lbw_jax.zclip(alpha=1.0)
+    assert (baseline.value.owner, baseline.value.name) == ("zclip", "alpha")
+
+
+@pytest.mark.parametrize("make", [lbw_jax.governor, lbw_jax.Governor.create])
+def test_a_former_knob_name_still_works_for_one_release(make):
+    assert lbw_jax.Governor.renamed_knobs == {"over_cut": "brake_above", "over_recover": "recover_below"}
+    with pytest.warns(DeprecationWarning, match="knob over_cut is now called brake_above"):
+        assert make(over_cut=1.5) == lbw_jax.governor(brake_above=1.5)
+    with pytest.warns(DeprecationWarning, match="knob over_recover is now called recover_below"):
+        assert make(over_recover=1.05).recover_below == 1.05
+    with pytest.raises(lbw_jax.KnobError, match="over_cut=1.5 is the former name of brake_above"):
+        make(over_cut=1.5, brake_above=1.4)
+
+
+def test_one_registry_of_policies_by_name():
+    assert lbw_jax.POLICIES == {"reflex": lbw_jax.Reflex, "reflex_pro": lbw_jax.ReflexPro,
+                                "governor": lbw_jax.Governor}
+    assert lbw_jax.LAWS is lbw_jax.POLICIES                  # its former name, for one release
+    assert lbw_jax.POLICIES["governor"].create(tolerance=0.05) == lbw_jax.governor(tolerance=0.05)

@@ -5,9 +5,10 @@ from lbw_jax.policies.governor import Governor, GovernorReason, GovernorRegime, 
 from lbw_jax.policies.reflex import Reflex, ReflexRegime, ReflexSignals, ReflexState, reflex
 from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProRegime, ReflexProState, reflex_pro
 
-# Every policy by name, for configs and the stress suite: registering one is adding it here.
-LAWS = {law.name: law for law in (Reflex, ReflexPro, Governor)}
-POLICIES = {name: law.create for name, law in LAWS.items()}
+# Every policy class by name, for configs and the stress suite (``POLICIES[name].create(**knobs)``
+# builds one): registering a policy is adding it here.
+POLICIES = {law.name: law for law in (Reflex, ReflexPro, Governor)}
+LAWS = POLICIES   # the registry's former name, kept for one release
 
 __all__ = ["Decision", "Policy", "Regime", "Reason", "Reflex", "ReflexRegime", "ReflexSignals",
            "ReflexState", "reflex", "ReflexPro", "ReflexProRegime", "ReflexProState", "reflex_pro",

@@ -79,7 +79,9 @@ class Policy:
     ``NONE = 0`` (``lbw_jax.regime_name`` reads them); ``may_skip`` (static: whether
     ``Decision.skip`` can be True; the guard compiles the skip branch only then);
     ``reads_tensors`` (the law reads per-tensor statistics, so stacked layers are
-    split for it).
+    split for it); ``renamed_knobs`` (a knob's former name -> its name, each taken by
+    ``create`` with a ``DeprecationWarning`` for one release; the one place a rename is
+    recorded, so a harness can map saved settings too).
     """
 
     name: ClassVar[str] = "policy"
@@ -89,6 +91,7 @@ class Policy:
     may_skip: ClassVar[bool] = False
     reads_tensors: ClassVar[bool] = False
     limit_reads_grads: ClassVar[bool] = False
+    renamed_knobs: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -114,7 +117,7 @@ class Policy:
     @classmethod
     def create(cls, **values):
         """The law with the knobs in ``values`` changed from their defaults; an unknown
-        or bad knob raises ``ValueError`` naming it."""
+        or bad knob raises ``lbw_jax.KnobError`` (a ``ValueError``) naming it."""
         return knobs.construct(cls, values)
 
     @classmethod

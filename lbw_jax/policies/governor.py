@@ -1,8 +1,8 @@
 """The governor: lbw-jax's own control law, and ``lbw_guard``'s default.
 
-This module holds the law ``Governor`` (a frozen dataclass whose fields are its knobs), its
-state ``GovernorState``, its vocabularies ``GovernorRegime`` and ``GovernorReason`` (the
-``regime`` and ``reason`` codes of its telemetry) and the factory ``governor(**overrides)``.
+This module holds the law ``Governor`` (a frozen dataclass whose fields are its knobs) and the
+factory ``governor(...)``; its state ``GovernorState`` and vocabularies ``GovernorRegime`` and
+``GovernorReason`` (its telemetry's ``regime`` and ``reason`` codes) are in ``governor_state``.
 docs/governor.md is its design document: each mechanism with its measurement, every knob and
 every telemetry field.
 
@@ -25,7 +25,7 @@ otherwise leaves the step alone. Four mechanisms, each one knob away from off (f
    an applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference step
    (the previous applied step with ``trust_decay`` 0) is shrunk to that bound, for that step
    only: a schedule's warmup passes, a learning-rate spike is caught on its first step. A
-   clamped step lets the reference grow by ``trust_growth`` only.
+   clamped step lets the reference grow by ``trust_growth`` only (lbw_jax.policies.trust).
 3. Harm control (``use_harm``). A fast EMA of the loss (``fast_decay``) is compared with its
    recent best: the lowest value of that EMA, which forgets upward at rate ``forget`` a step
    (so "recent" means the last ~1/forget steps). When the EMA lies more than ``tolerance``
@@ -38,12 +38,11 @@ otherwise leaves the step alone. Four mechanisms, each one knob away from off (f
    the EMA is within ``recover_band`` x tolerance of its best, the scale recovers by
    ``recover`` a step; in between it holds. The scale stays in [``min_scale``, 1].
 4. Overshoot brake (``use_overshoot``): the overshoot of the last step along itself cuts the
-   scale above ``over_cut`` and gates the recovery below ``over_recover``
+   scale above ``brake_above`` and lets it recover only below ``recover_below``
    (lbw_jax.policies.overshoot); one parameter-sized buffer, none with ``use_overshoot=False``.
 
-The scale the guard applies is the policy's ``scale`` times the trust region's factor.
-Everything is arrays and ``jnp.where``: it vmaps, shards and compiles into the step.
-The loss must be passed to the guard's update as ``value=loss``.
+The guard applies the policy's ``scale`` times the trust region's factor. Everything is arrays
+and ``jnp.where``: it vmaps, shards and compiles into the step. It needs ``value=loss``.
 """
 
 from __future__ import annotations
@@ -55,18 +54,19 @@ import jax.numpy as jnp
 import optax
 
 from lbw_jax import _stats, knobs
-from lbw_jax.policies import overshoot
+from lbw_jax.policies import overshoot, trust
 from lbw_jax.policies.base import Decision, Policy
-from lbw_jax.policies.governor_state import GovernorReason, GovernorRegime, GovernorState, relative_excess
+from lbw_jax.policies.governor_state import (GovernorReason, GovernorRegime, GovernorState, initial_state,
+                                             relative_excess)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Governor(Policy):
-    """lbw-jax's own control law (the module docstring describes its three mechanisms).
+    """lbw-jax's own control law (the module docstring describes its four mechanisms).
 
-    Build it with ``lbw_jax.governor(**overrides)`` (or ``Governor.create``); every knob is
-    checked at construction, and a bad or unknown one raises ``ValueError`` naming it. Ranges
-    below are as checked: ``[a, b]`` closed, ``(a, b)`` open.
+    Build it with ``lbw_jax.governor(...)`` (or ``Governor.create``); every knob is checked at
+    construction, and a bad or unknown one raises ``lbw_jax.KnobError`` (a ``ValueError``)
+    naming it. Ranges below are as checked: ``[a, b]`` closed, ``(a, b)`` open.
 
     Args:
       min_scale: floor of the scale. Default 0.01; a real in (0, 1].
@@ -116,9 +116,11 @@ class Governor(Policy):
       use_overshoot: the overshoot brake and gated recovery (mechanism 4); keeps one
         parameter-sized buffer. Default True.
       over_decay: EMA decay of the overshoot. Default 0.8; a real in [0, 1).
-      over_cut: the smoothed overshoot above which the brake cuts. Default 1.3; real > 0.
-      over_gain: the brake cuts by (over_cut / EMA) ** over_gain, at most max_cut. Default 2.0.
-      over_recover: recovery only while the smoothed overshoot is below this. Default 1.1.
+      brake_above: the smoothed overshoot above which the brake cuts (formerly ``over_cut``).
+        Default 1.3; real > 0.
+      over_gain: the brake cuts by (brake_above / EMA) ** over_gain, at most max_cut. Default 2.0.
+      recover_below: the scale recovers only while the smoothed overshoot is below this
+        (formerly ``over_recover``). Default 1.1; real > 0.
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
@@ -152,9 +154,9 @@ class Governor(Policy):
     # Overshoot brake.
     use_overshoot: bool = knobs.boolean_knob(True)
     over_decay: float = knobs.decay_knob(0.8)
-    over_cut: float = knobs.real_knob(1.3, low=0.0, low_open=True)
+    brake_above: float = knobs.real_knob(1.3, low=0.0, low_open=True)
     over_gain: float = knobs.real_knob(2.0, low=0.0, low_open=True)
-    over_recover: float = knobs.real_knob(1.1, low=0.0, low_open=True)
+    recover_below: float = knobs.real_knob(1.1, low=0.0, low_open=True)
     over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
@@ -163,20 +165,15 @@ class Governor(Policy):
     Regime = GovernorRegime
     Reason = GovernorReason
     may_skip = True
+    # Thresholds on the overshoot, once named like the factors max_cut and recover.
+    renamed_knobs = {"over_cut": "brake_above", "over_recover": "recover_below"}
 
     @property
     def limit_reads_grads(self) -> bool:
         return self.use_overshoot   # the brake keeps each proposal's slope against its gradient
 
     def init(self, params) -> GovernorState:
-        f = lambda v=0.0: jnp.full([], v, jnp.float32)
-        n = lambda v=0: jnp.full([], v, jnp.int32)
-        return GovernorState(
-            scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
-            grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
-            loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n(),
-            anchor=f(), prev=overshoot.buffer(params, self.use_overshoot), prev_slope=f(),
-            overshoot=f(1.0), over_ema=f(1.0), brakes=n())
+        return initial_state(prev=overshoot.buffer(params, self.use_overshoot))
 
     def decide(self, grads, state: GovernorState, *, step, value, inner_state):
         del step, inner_state  # the governor counts its own applied steps
@@ -220,7 +217,7 @@ class Governor(Policy):
             cut_scale = state.scale * jnp.maximum(self.max_cut, ratio)
         # (4) The overshoot of the last step along itself: a brake, and a gate on recovery.
         over, over_ema, brake, stable = self._overshoot(grads, state)
-        brake_scale = state.scale * jnp.maximum(self.max_cut, (self.over_cut / over_ema) ** self.over_gain)
+        brake_scale = state.scale * jnp.maximum(self.max_cut, (self.brake_above / over_ema) ** self.over_gain)
         cut_scale = jnp.minimum(jnp.where(harm, cut_scale, state.scale),
                                 jnp.where(brake, brake_scale, state.scale))
         near_best = excess <= self.recover_band * self.tolerance
@@ -228,10 +225,11 @@ class Governor(Policy):
                           jnp.where(near_best & stable & ~first, state.scale * self.recover, state.scale))
         scale = jnp.clip(scale, self.min_scale, 1.0).astype(jnp.float32)
 
-        R, W = GovernorRegime, GovernorReason
-        reason = jnp.select([outlier & ~skip, harm, brake], [W.ACCEPTED_SHIFT, W.HARM, W.OVERSHOOT],
+        reason = jnp.select([outlier & ~skip, harm, brake],
+                            [GovernorReason.ACCEPTED_SHIFT, GovernorReason.HARM, GovernorReason.OVERSHOOT],
                             state.reason)
-        regime = jnp.select([harm, brake], [R.REGRESSION, R.OVERSHOOT], R.CALM)
+        regime = jnp.select([harm, brake], [GovernorRegime.HARM, GovernorRegime.OVERSHOOT],
+                            GovernorRegime.CALM)
         applied = state._replace(
             scale=scale, regime=regime.astype(jnp.int32),
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
@@ -244,8 +242,9 @@ class Governor(Policy):
         skipped = state._replace(
             loss_var=jnp.where(loss_out, loss_sd ** 2 * self.skip_widen, state.loss_var),
             grad_var=jnp.where(grad_out, grad_sd ** 2 * self.skip_widen, state.grad_var),
-            regime=jnp.asarray(R.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
-            grad_z=grad_z, reason=jnp.where(loss_out, W.LOSS_SPIKE, W.GRAD_SPIKE).astype(jnp.int32),
+            regime=jnp.asarray(GovernorRegime.SKIP, jnp.int32), run=state.run + 1, loss_z=loss_z,
+            grad_z=grad_z, reason=jnp.where(loss_out, GovernorReason.LOSS_SPIKE,
+                                            GovernorReason.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)
         # Only limit writes the kept step (prev): no element-wise select of it on every step.
         new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped._replace(prev=()),
@@ -257,44 +256,43 @@ class Governor(Policy):
         if not self.use_overshoot:
             no = jnp.zeros([], jnp.bool_)
             return state.overshoot, state.over_ema, no, ~no
-        over, valid = overshoot.read(grads, state.prev, state.prev_slope, self.over_clip)
-        d = self.over_decay
-        ema = jnp.where(valid, d * state.over_ema + (1 - d) * over, state.over_ema).astype(jnp.float32)
-        return jnp.where(valid, over, state.overshoot).astype(jnp.float32), ema, ema > self.over_cut, \
-            ema < self.over_recover
+        over, ema = overshoot.follow(grads, state, self.over_decay, self.over_clip)
+        return over, ema, ema > self.brake_above, ema < self.recover_below
 
     def limit(self, updates, state: GovernorState, grads=None):
-        """(2) The trust region: this step's norm may be at most ``trust_ratio`` times
-        the reference step (from applied step ``trust_from`` on; ``count`` includes it)."""
-        size = optax.tree.norm(updates).astype(jnp.float32)
-        bound = self.trust_ratio * state.step_ref
-        clamp = self.use_trust & (state.count >= self.trust_from) & (state.step_ref > 0) & (size > bound)
-        factor = jnp.where(clamp, bound / (size + self.eps), 1.0)
-        # A clamped step lets the reference grow slowly: a spike does not inflate the
-        # reference it is judged by, while a lasting change is accepted in time.
-        kept = jnp.where(clamp, self.trust_growth * state.step_ref, size)
-        step_ref = jnp.where(state.count <= 1, size,
-                             self.trust_decay * state.step_ref + (1 - self.trust_decay) * kept)
+        """(2) The trust region (lbw_jax.policies.trust), and the proposal kept for the brake."""
+        factor, new_state = trust.limit(self, updates, state)
         if self.use_overshoot:   # the proposal at scale 1 and its slope, for the next reading
-            state = state._replace(prev=overshoot.remember(updates, state.prev),
-                                   prev_slope=overshoot.slope(grads, updates))
-        new_state = state._replace(
-            step_ref=step_ref, step_ratio=size / (state.step_ref + self.eps),
-            limits=state.limits + clamp.astype(jnp.int32),
-            reason=jnp.where(clamp, GovernorReason.STEP_LIMIT, state.reason).astype(jnp.int32),
-            regime=jnp.where(clamp & (state.regime == GovernorRegime.CALM), GovernorRegime.STEP_LIMIT,
-                             state.regime).astype(jnp.int32))
-        return factor.astype(jnp.float32), new_state
+            new_state = new_state._replace(prev=overshoot.remember(updates, state.prev),
+                                           prev_slope=overshoot.slope(grads, updates))
+        return factor, new_state
 
 
-def governor(**overrides) -> Governor:
+# Each default is read from its field (``Governor.tolerance`` is that knob's default), so it is
+# declared once; tests/test_knobs.py checks this signature lists exactly the fields and defaults.
+def governor(*, min_scale: float = Governor.min_scale, use_skip: bool = Governor.use_skip,
+             warmup_steps: int = Governor.warmup_steps, stat_decay: float = Governor.stat_decay,
+             min_noise: float = Governor.min_noise, grad_noise: float = Governor.grad_noise,
+             skip_z: float = Governor.skip_z, skip_widen: float = Governor.skip_widen,
+             max_skips: int = Governor.max_skips, use_trust: bool = Governor.use_trust,
+             trust_ratio: float = Governor.trust_ratio, trust_from: int = Governor.trust_from,
+             trust_decay: float = Governor.trust_decay, trust_growth: float = Governor.trust_growth,
+             use_harm: bool = Governor.use_harm, fast_decay: float = Governor.fast_decay,
+             forget: float = Governor.forget, tolerance: float = Governor.tolerance,
+             cut_power: float = Governor.cut_power, max_cut: float = Governor.max_cut,
+             level_cuts: bool = Governor.level_cuts, recover: float = Governor.recover,
+             recover_band: float = Governor.recover_band, use_overshoot: bool = Governor.use_overshoot,
+             over_decay: float = Governor.over_decay, brake_above: float = Governor.brake_above,
+             over_gain: float = Governor.over_gain, recover_below: float = Governor.recover_below,
+             over_clip: float = Governor.over_clip, eps: float = Governor.eps, **renamed) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
     Args:
-      **overrides: knobs to change from their defaults, by name (the fields of ``Governor``,
-        documented in its Args; ``lbw_jax.knobs.defaults(Governor)`` lists them).
+      min_scale ... eps: the knobs (``Governor``'s Args document each, with its range).
+      **renamed: a knob under its former name (``Governor.renamed_knobs``), taken with a
+        ``DeprecationWarning`` for one release; any other name raises ``lbw_jax.KnobError``.
 
     Returns:
-      The ``Governor``; an unknown knob or a value out of its range raises ``ValueError``.
+      The ``Governor``; a value out of its range raises ``lbw_jax.KnobError`` naming it.
     """
-    return Governor.create(**overrides)
+    return Governor.create(**knobs.given(Governor, locals()), **renamed)

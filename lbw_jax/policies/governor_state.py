@@ -16,9 +16,9 @@ class GovernorRegime(enum.IntEnum):
 
     CALM = 0
     SKIP = 1          # one pathological step (loss or gradient outlier) skipped
-    REGRESSION = 2    # the loss lost ground against its recent best: scale cut
+    HARM = 2          # the loss lost ground against its recent best: scale cut (reason HARM)
     STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
-    OVERSHOOT = 4     # the smoothed overshoot was above over_cut: scale cut (the brake)
+    OVERSHOOT = 4     # the smoothed overshoot was above brake_above: scale cut (the brake)
 
 
 class GovernorReason(enum.IntEnum):
@@ -31,7 +31,6 @@ class GovernorReason(enum.IntEnum):
     HARM = 4
     ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
     OVERSHOOT = 6
-
 
 
 class GovernorState(NamedTuple):
@@ -96,6 +95,17 @@ class GovernorState(NamedTuple):
         out = {k: v for k, v in self._asdict().items() if k not in ("scale", "regime", "prev")}
         out["excess"] = relative_excess(self.fast, self.best)
         return out
+
+
+def initial_state(prev) -> GovernorState:
+    """The governor's state before any step; ``prev`` is the overshoot's buffer."""
+    f = lambda v=0.0: jnp.full([], v, jnp.float32)
+    n = lambda v=0: jnp.full([], v, jnp.int32)
+    return GovernorState(
+        scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
+        grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),
+        loss_z=f(), grad_z=f(), step_ratio=f(1.0), reason=n(), skips=n(), cuts=n(), limits=n(),
+        anchor=f(), prev=prev, prev_slope=f(), overshoot=f(1.0), over_ema=f(1.0), brakes=n())
 
 
 def relative_excess(fast, best, eps=1e-12):

@@ -16,10 +16,10 @@ The signal study (docs/signals.md, part (c)) measured its level at the largest L
 not raise the loss: 1.03-1.27 on two settings at every point of training, while that ceiling
 fell by 2-8x. So the law reads it against fixed levels:
 
-- **Brake.** While the EMA is above ``over_cut`` the step overshoots past any ceiling measured:
-  the scale is cut by (over_cut / EMA) ** over_gain (at most to ``max_cut`` a step).
+- **Brake.** While the EMA is above ``brake_above`` the step overshoots past any ceiling measured:
+  the scale is cut by (brake_above / EMA) ** over_gain (at most to ``max_cut`` a step).
 - **Gated recovery.** The harm control's recovery (x ``recover`` a step) happens only while
-  the EMA is below ``over_recover``: the scale climbs back only as far as the step is still
+  the EMA is below ``recover_below``: the scale climbs back only as far as the step is still
   below the ceiling, instead of into the next blow-up.
 
 The signal folds back far above the ceiling (about 1 again at 16-32x), so the brake must catch
@@ -51,6 +51,14 @@ def read(grads, prev, prev_slope, clip: float) -> tuple[jax.Array, jax.Array]:
     valid = prev_slope < 0
     ratio = slope(grads, prev) / jnp.where(valid, prev_slope, -1.0)
     return jnp.clip(1.0 - ratio, -clip, clip), valid
+
+
+def follow(grads, state, decay: float, clip: float) -> tuple[jax.Array, jax.Array]:
+    """The overshoot kept and its EMA after this step: ``state``'s (``overshoot``, ``over_ema``)
+    moved by this step's reading, or left as they were when it is none."""
+    over, valid = read(grads, state.prev, state.prev_slope, clip)
+    ema = jnp.where(valid, decay * state.over_ema + (1 - decay) * over, state.over_ema).astype(jnp.float32)
+    return jnp.where(valid, over, state.overshoot).astype(jnp.float32), ema
 
 
 def remember(updates, dtype_like):

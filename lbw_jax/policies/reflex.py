@@ -167,11 +167,17 @@ class Reflex(ReflexSensing):
         return self.on_schedule(step, collect, hold)
 
 
-def reflex(**knobs) -> Reflex:
+# Each default is read from its field, so it is declared once (tests/test_knobs.py checks).
+def reflex(*, stress_threshold: float = Reflex.stress_threshold,
+           spike_threshold: float = Reflex.spike_threshold, min_scale: float = Reflex.min_scale,
+           recovery: float = Reflex.recovery, use_max: bool = Reflex.use_max,
+           stats_every: int = Reflex.stats_every, ema_decay: float = Reflex.ema_decay,
+           eps: float = Reflex.eps, spike_cut: float = Reflex.spike_cut,
+           stress_cut: float = Reflex.stress_cut, **unknown) -> Reflex:
     """The reference eval law as a policy for ``lbw_guard``.
 
     Its knobs are the fields of ``Reflex`` and ``ReflexSensing`` (their defaults are the
-    published ones; ``lbw_jax.knobs.defaults(Reflex)`` lists them). A bad value raises
-    ``ValueError`` naming it.
+    published ones). Any other name in ``unknown``, or a bad value, raises
+    ``lbw_jax.KnobError`` (a ``ValueError``) naming it.
     """
-    return Reflex.create(**knobs)
+    return Reflex.create(**knobs.given(Reflex, locals()), **unknown)

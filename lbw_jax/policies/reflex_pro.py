@@ -177,11 +177,30 @@ class ReflexPro(ReflexSensing):
         return self.on_schedule(step, collect, hold)
 
 
-def reflex_pro(**knobs) -> ReflexPro:
+# Each default is read from its field, so it is declared once (tests/test_knobs.py checks).
+def reflex_pro(*, stress_threshold: float = ReflexPro.stress_threshold,
+               spike_threshold: float = ReflexPro.spike_threshold,
+               min_scale: float = ReflexPro.min_scale, recovery: float = ReflexPro.recovery,
+               use_max: bool = ReflexPro.use_max, stats_every: int = ReflexPro.stats_every,
+               ema_decay: float = ReflexPro.ema_decay, eps: float = ReflexPro.eps,
+               window: int = ReflexPro.window, spike_cut: float = ReflexPro.spike_cut,
+               stress_cut: float = ReflexPro.stress_cut,
+               cluster_spikes: int = ReflexPro.cluster_spikes,
+               cluster_factor: float = ReflexPro.cluster_factor,
+               oscillation_spikes: int = ReflexPro.oscillation_spikes,
+               variance_threshold: float = ReflexPro.variance_threshold,
+               variance_min_filled: int = ReflexPro.variance_min_filled,
+               spike_streak_limit: int = ReflexPro.spike_streak_limit,
+               nuclear_factor: float = ReflexPro.nuclear_factor,
+               calm_streak_fast: int = ReflexPro.calm_streak_fast,
+               fast_recovery: float = ReflexPro.fast_recovery,
+               calm_streak_mid: int = ReflexPro.calm_streak_mid,
+               mid_recovery: float = ReflexPro.mid_recovery,
+               max_change: float = ReflexPro.max_change, **unknown) -> ReflexPro:
     """The reference pro law as a policy for ``lbw_guard``.
 
     Its knobs are the fields of ``ReflexPro`` (reflex's sensing knobs and its own; the
-    defaults are the published ones, listed by ``lbw_jax.knobs.defaults(ReflexPro)``).
-    ``cluster_factor`` is inert (see its field). A bad value raises ``ValueError``.
+    defaults are the published ones). ``cluster_factor`` is inert (see its field). Any other
+    name in ``unknown``, or a bad value, raises ``lbw_jax.KnobError`` (a ``ValueError``).
     """
-    return ReflexPro.create(**knobs)
+    return ReflexPro.create(**knobs.given(ReflexPro, locals()), **unknown)
