@@ -73,7 +73,7 @@ def build_policy(name: str, kwargs=None):
     """The policy ``name`` of ``lbw_jax.POLICIES`` with its knobs (checked now)."""
     if name not in GUARDS:
         raise ValueError(f"optimizer.policy={name!r}; choose none or one of {sorted(GUARDS)}")
-    return GUARDS[name](**knob_dict(kwargs))
+    return GUARDS[name].create(**knob_dict(kwargs))
 
 
 def knob_defaults(name: str) -> dict:

@@ -256,7 +256,7 @@ class Session:
 
 def _guard_summary(opt_state) -> dict:
     info = jax.device_get(lbw_jax.telemetry(opt_state))
-    out = dict(guard_scale=float(info["scale"]), guard_interventions=int(info["interventions"]),
+    out = dict(guard_scale=float(info["multiplier"]), guard_interventions=int(info["interventions"]),
                skipped_steps=int(info["skipped"]))
     # The governor's own counts: steps its trust region clamped (not interventions:
     # the scale is untouched), and cuts of its scale by the harm control and by the brake.

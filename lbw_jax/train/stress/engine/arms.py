@@ -207,7 +207,7 @@ def build_arm(name: str, cfg) -> Arm:
 
 def _guard_probe(state):
     info = lbw_jax.telemetry(state)
-    return {**unprobed(), "scale": info["scale"], "skipped": info["skipped"]}
+    return {**unprobed(), "scale": info["multiplier"], "skipped": info["skipped"]}
 
 
 def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
