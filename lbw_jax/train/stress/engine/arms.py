@@ -219,7 +219,7 @@ def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
     policy_name, policy_kwargs, changed = guard.policy
     optim.build_baseline(cfg, base, 1e-3, kwargs, scaled=True)  # refuses what cannot be guarded
     # The knobs the guard takes over this rival (as lbw_jax.train.run sets them), named in the label.
-    over = optim.rival_guard_knobs(cfg, policy_name, base, changed)
+    over = optim.baseline_guard_knobs(cfg, policy_name, base, changed)
     policy = optim.build_policy(policy_name, {**policy_kwargs, **over})
     guard_label = guard.label[:-1] + "".join(f", {k}={v}" for k, v in over.items())
     record, read_rival = BASELINES[base], probe_of(base)
