@@ -1,4 +1,5 @@
-"""The CPU-side goals of the GPU-step work (issue 13), measured from XLA on this machine.
+"""What the train step needs in memory and compile time (docs/gpu.md), measured from XLA on
+this machine, no GPU needed.
 
 1. Temporary memory of the compiled train step (``compiled.memory_analysis()``) of a
    narrow 2-layer model with the Qwen2.5 vocabulary (151,936) at batch 8 x 512: the
