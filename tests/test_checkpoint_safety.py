@@ -22,8 +22,8 @@ def _steps_on_disk(run_dir):
 
 def test_keep_1_with_a_1000x_fault_rolls_back_to_the_pinned_checkpoint_and_finishes(tmp_path):
     """Checkpoint 20 is saved finite but already diverging (the fault is on batches
-    15-19, the watchdog fires at step 21); with keep_checkpoints=1 it used to replace
-    step 10, leaving nothing to roll back to (exit 4, every retry too). Step 10 was
+    15-19, the watchdog fires at step 21); with keep_checkpoints=1, keeping only the newest would
+    replace step 10, leaving nothing to roll back to (exit 4, every retry too). Step 10 was
     saved calm and followed by 5 calm steps, so it is pinned and kept besides."""
     cfg = small_config(tmp_path, steps=40, checkpoint_every=10, eval_every=10,
                        keep_checkpoints=1, log_every=1)

@@ -169,7 +169,7 @@ def test_a_schedule_warmup_passes_the_trust_region_and_a_spike_does_not():
 @pytest.mark.parametrize("trust_from", [2, 5, None])
 def test_trust_from_lets_a_lora_start_pass_and_still_catches_a_spike(trust_from):
     """A LoRA start: the step triples at applied step 2 (the A factors start moving), then
-    a warmup grows it x2, x1.5, x1.11 to its peak. With v2.1's trust_from=2 the jump is
+    a warmup grows it x2, x1.5, x1.11 to its peak. With trust_from=2 the jump is
     clamped and the clamp compounds (the reference grows by 1.02 a step while the warmup
     grows the step faster); from step 5 on (or the default 11), the jump passes unclamped,
     and the 30x LR spike at step 40 is clamped either way. Each step equals the
@@ -315,7 +315,7 @@ def skip_runs(losses, **knobs) -> list[int]:
 def test_a_modest_level_shift_is_accepted_in_a_few_skips_a_burst_is_skipped_whole():
     """A lasting shift of 8 sd (a new level in healthy training) is skipped only while the
     widened variance says it is implausible: a few steps, not max_skips, and well under
-    the watchdog's limit. Without the widening (skip_widen=1, v2) it costs all max_skips.
+    the watchdog's limit. Without the widening (skip_widen=1) it costs all max_skips.
     A 20-step burst at 40 sd (garbage batches) is skipped whole either way."""
     shift = _FLAT + np.where(np.arange(160) >= 60, 8 * 0.03, 0.0)
     (run,) = skip_runs(shift)

@@ -146,7 +146,7 @@ def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradie
 def test_a_governor_run_without_the_brake_is_not_resumed_with_it():
     from lbw_jax.train.session.resume_rules import differences
 
-    # Saved under v2.3 (the knob recorded, off) or before the knob existed (no brake).
+    # Saved with the brake off (the knob recorded as False) or before the knob existed.
     for saved in ({"optimizer.guard": "governor", "optimizer.baseline": "none",
                    "optimizer.governor.use_overshoot": False},
                   {"optimizer.guard": "governor", "optimizer.baseline": "none"}):
