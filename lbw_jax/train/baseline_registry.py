@@ -129,8 +129,9 @@ def _made(factory, learning_rate, scaled, **kw):
 
 
 # Prodigy and D-Adaptation divide by a sum weighted by the learning rate: a schedule that
-# starts at 0 (any linear warmup from 0) makes their first estimate 0/0 and every parameter
-# NaN (../shared/notes/rivals-probe.md). Their multiplier is floored at this fraction.
+# starts at 0 (any linear warmup from 0, e.g. optax.linear_schedule(0.0, peak, warmup)) makes
+# their first estimate 0/0 and every parameter NaN, as a quadratic toy reproduces (the trap in
+# docs/guard_over_rivals.md). Their multiplier is floored at this fraction.
 LR_FREE_FLOOR = 1e-6
 
 
