@@ -183,7 +183,6 @@ class Governor(Policy):
         log_norm = jnp.log(optax.tree.norm(grads).astype(jnp.float32) + self.eps)
         calibrating = state.count < self.warmup_steps
         first = state.count == 0
-        n = (state.count + 1).astype(jnp.float32)
 
         # (1) Outliers against the calibrated statistics.
         loss_sd = jnp.maximum(jnp.sqrt(state.loss_var), self.min_noise * jnp.abs(state.loss_mean))
@@ -195,13 +194,10 @@ class Governor(Policy):
         skip = outlier & (state.run < self.max_skips)
 
         # Statistics move only on applied steps.
-        handover = state.count + 1 == self.warmup_steps  # sums of squares become variances
-        pick = lambda w, e: (jnp.where(calibrating, w[0], e[0]),
-                             jnp.where(calibrating, jnp.where(handover, w[1] / n, w[1]), e[1]))
-        loss_mean, loss_var = pick(_stats.welford(state.loss_mean, state.loss_var, loss, n),
-                                   _stats.ema(state.loss_mean, state.loss_var, loss, self.stat_decay))
-        grad_mean, grad_var = pick(_stats.welford(state.grad_mean, state.grad_var, log_norm, n),
-                                   _stats.ema(state.grad_mean, state.grad_var, log_norm, self.stat_decay))
+        loss_mean, loss_var = _stats.calibrated(state.loss_mean, state.loss_var, loss, state.count,
+                                                self.warmup_steps, self.stat_decay)
+        grad_mean, grad_var = _stats.calibrated(state.grad_mean, state.grad_var, log_norm, state.count,
+                                                self.warmup_steps, self.stat_decay)
 
         # (3) Harm: the fast loss EMA against its recent best.
         fd = self.fast_decay
@@ -228,8 +224,7 @@ class Governor(Policy):
         reason = jnp.select([outlier & ~skip, harm, brake],
                             [GovernorReason.ACCEPTED_SHIFT, GovernorReason.HARM, GovernorReason.OVERSHOOT],
                             state.reason)
-        regime = jnp.select([harm, brake], [GovernorRegime.HARM, GovernorRegime.OVERSHOOT],
-                            GovernorRegime.CALM)
+        regime = jnp.select([harm, brake], [GovernorRegime.HARM, GovernorRegime.OVERSHOOT], GovernorRegime.CALM)
         applied = state._replace(
             scale=scale, regime=regime.astype(jnp.int32),
             count=state.count + 1, loss_mean=loss_mean, loss_var=loss_var, grad_mean=grad_mean,
