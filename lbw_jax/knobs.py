@@ -102,12 +102,14 @@ def construct(cls, knobs: dict):
 
 
 def _rename(cls, knobs: dict) -> dict:
-    """``knobs`` with each former name of ``cls.renamed_knobs`` replaced by the current one."""
+    """``knobs`` with each former name of ``cls.renamed_knobs`` replaced by the current one.
+    The new name may be given too, at its default (a harness passes a config's every knob
+    beside a saved setting under the former name); set to anything else, the two clash."""
     out = dict(knobs)
     for old, new in getattr(cls, "renamed_knobs", {}).items():
         if old not in out:
             continue
-        if new in out:
+        if new in out and out[new] != getattr(cls, new):
             raise KnobError(f"{cls.name}: knob {old}={out[old]!r} is the former name of {new}, "
                             f"which is also given; give {new} alone.",
                             owner=cls.name, name=old, value=out[old], allowed=f"{new} alone")

@@ -122,6 +122,9 @@ def test_a_former_knob_name_still_works_for_one_release(make):
         assert make(over_recover=1.05).recover_below == 1.05
     with pytest.raises(lbw_jax.KnobError, match="over_cut=1.5 is the former name of brake_above"):
         make(over_cut=1.5, brake_above=1.4)
+    # Beside its new name at the default (a harness passes every knob of its config), it is taken.
+    with pytest.warns(DeprecationWarning, match="over_cut"):
+        assert lbw_jax.Governor.create(over_cut=1.5, brake_above=1.3).brake_above == 1.5
 
 
 def test_one_registry_of_policies_by_name():
