@@ -17,7 +17,6 @@ import lbw_jax
 from lbw_jax.train.baseline_registry import BASELINES
 from lbw_jax.train.models.layout import stacked_layer_axes
 
-GUARDS = lbw_jax.POLICIES
 SCHEDULES = ("constant", "cosine")
 
 
@@ -71,9 +70,9 @@ def knob_dict(values) -> dict:
 
 def build_policy(name: str, kwargs=None):
     """The policy ``name`` of ``lbw_jax.POLICIES`` with its knobs (checked now)."""
-    if name not in GUARDS:
-        raise ValueError(f"optimizer.policy={name!r}; choose none or one of {sorted(GUARDS)}")
-    return GUARDS[name].create(**knob_dict(kwargs))
+    if name not in lbw_jax.POLICIES:
+        raise ValueError(f"optimizer.policy={name!r}; choose none or one of {sorted(lbw_jax.POLICIES)}")
+    return lbw_jax.POLICIES[name].create(**knob_dict(kwargs))
 
 
 def knob_defaults(name: str) -> dict:
@@ -81,8 +80,8 @@ def knob_defaults(name: str) -> dict:
     dataclass fields (``lbw_jax.knobs.defaults``), a baseline's keyword parameters with
     defaults (``lbw_jax.train.baseline_registry``: those its record fixes from the config are not knobs).
     The one list of them: ``knob_config`` makes the config fields from it."""
-    if name in lbw_jax.LAWS:
-        return lbw_jax.knobs.defaults(lbw_jax.LAWS[name])
+    if name in lbw_jax.POLICIES:
+        return lbw_jax.knobs.defaults(lbw_jax.POLICIES[name])
     record = BASELINES[name]
     params = inspect.signature(record.knobs_of).parameters.values()
     return {p.name: p.default for p in params
@@ -100,7 +99,7 @@ def knob_config() -> ml_collections.ConfigDict:
     ``optimizer.governor.tolerance``, ``optimizer.clip.max_norm``... (typed by
     ml_collections from the defaults; the policy's own checks run when it is built)."""
     tree = ml_collections.ConfigDict()
-    for name in (*lbw_jax.LAWS, *BASELINES):
+    for name in (*lbw_jax.POLICIES, *BASELINES):
         tree[name] = ml_collections.ConfigDict(knob_defaults(name))
     return tree
 
@@ -125,7 +124,7 @@ def inactive_knobs(cfg) -> list[str]:
     a mistake (they would do nothing), so ``lbw_jax.train.validate`` refuses them."""
     opt = cfg.optimizer
     active = {opt.policy, opt.get("baseline", "none")}
-    return [f"optimizer.{name}.{k}={v!r}" for name in (*lbw_jax.LAWS, *BASELINES)
+    return [f"optimizer.{name}.{k}={v!r}" for name in (*lbw_jax.POLICIES, *BASELINES)
             if name not in active for k, v in set_knobs(cfg, name).items()]
 
 

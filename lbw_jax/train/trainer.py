@@ -80,7 +80,7 @@ class Trainer:
         self.opt_state = make_opt_state(self.tx, self.params, opt_shardings)
         self.guarded = cfg.optimizer.policy != "none"
         # The guard's policy class: its vocabulary names the regime codes in the records.
-        self.policy = lbw_jax.LAWS.get(cfg.optimizer.policy)
+        self.policy = lbw_jax.POLICIES.get(cfg.optimizer.policy)
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         # Schedule-Free trains one point and is evaluated at another (its average).
         # (Also inside the guard: a guarded rival is evaluated and probed as the bare one.)

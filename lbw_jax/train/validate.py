@@ -11,8 +11,8 @@ import json
 import math
 import numbers
 import pathlib
-import re
 
+import lbw_jax
 from lbw_jax.train import optim
 from lbw_jax.train.errors import ConfigError
 from lbw_jax.train.models.config import DTYPES, named_config
@@ -173,7 +173,7 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
     try:  # the LR, schedule, guard or baseline and their knobs (named by the policy's checks)
         optim.build_optimizer(cfg)
     except (TypeError, ValueError) as e:
-        raise ConfigError(_as_config_field(str(e), cfg.optimizer)) from e
+        raise ConfigError(_as_config_field(e, cfg.optimizer)) from e
     # A policy that accepts a run of outliers as a new level after its own max_skips must
     # do so before the watchdog calls that run a divergence and rolls back.
     own = optim.policy_knobs(cfg).get("max_skips") if cfg.optimizer.policy != "none" else None
@@ -185,14 +185,17 @@ def _check_optimizer(cfg, optim, steps: int) -> None:
             f"accept as a new level. Lower the first or raise the second")
 
 
-def _as_config_field(message: str, opt) -> str:
-    """A knob check's message (``governor: knob tolerance=-1.0 is invalid; ...``, from
-    ``lbw_jax.knobs``) in terms of the config field to change (``optimizer.governor.tolerance=-1.0
-    is invalid; ...``); other messages unchanged."""
-    group = opt.policy if opt.policy != "none" else opt.get("baseline", "none")
-    match = re.match(r"(\w+): knob (\w+)=", message)
-    if group == "none" or match is None:
+def _as_config_field(error: Exception, opt) -> str:
+    """A knob's error (``governor: knob tolerance=-1.0 is invalid; ...``, a
+    ``lbw_jax.KnobError``) in terms of the config field to change
+    (``optimizer.governor.tolerance=-1.0 is invalid; ...``); other errors as they are."""
+    message = str(error)
+    if not isinstance(error, lbw_jax.KnobError):
         return message
-    if match.group(1) == opt.get("baseline", "none"):   # a rival's knob, inside a guard
-        group = match.group(1)
-    return f"optimizer.{group}.{match.group(2)}=" + message[match.end():]
+    active = (opt.policy, opt.get("baseline", "none"))
+    # The knob's owner names its group; a baseline's class may call itself otherwise.
+    group = error.owner if error.owner in active else next((g for g in active if g != "none"), None)
+    prefix = f"{error.owner}: knob {error.name}="
+    if group is None or not message.startswith(prefix):
+        return message
+    return f"optimizer.{group}.{error.name}=" + message[len(prefix):]
