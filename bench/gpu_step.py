@@ -82,7 +82,7 @@ def make_config(args, policy: str):
             c[section][name] = value
     if args.no_scan:
         c.model.scan_layers = False
-    c.optimizer.guard = policy
+    c.optimizer.policy = policy
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1   # one device
     return c
 
@@ -116,7 +116,7 @@ def main():
                         help="tokens per chunk of the loss (0: auto, -1: full logits; default 4096)")
     parser.add_argument("--attention", choices=["auto", "cudnn", "xla"], help="model.attention")
     parser.add_argument("--policies", default="none,reflex,reflex_pro,governor",
-                        help="optimizer.guard values; 'none' (plain AdamW) is the reference")
+                        help="optimizer.policy values; 'none' (plain AdamW) is the reference")
     parser.add_argument("--no-reference", action="store_true",
                         help="do not add plain AdamW; ratios are then to the first policy")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per policy per round")

@@ -95,7 +95,7 @@ def main():
     parser.add_argument("--models", default="qwen2.5-7b,qwen2.5-14b")
     parser.add_argument("--setups", default="lora-1gpu,lora-1gpu-bf16,full-fsdp8")
     args = parser.parse_args()
-    guard = setup_config("qwen2.5-7b", "lora-1gpu", 2)[0].optimizer.guard   # the configs' own
+    guard = setup_config("qwen2.5-7b", "lora-1gpu", 2)[0].optimizer.policy   # the configs' own
     print(f"jax {jax.__version__}, XLA:CPU compile of the train step (guard {guard}, scan_layers, "
           f"chunked loss); per device; GiB = 2^30 bytes")
     print("| model | setup | batch | params | remat | parameters + optimizer state | temporaries, "

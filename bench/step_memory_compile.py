@@ -40,7 +40,7 @@ def narrow_config(layers: int, *, scan_layers: bool, chunk_tokens: int, batch: i
     c.model.scan_layers = scan_layers
     c.model.loss_chunk_tokens = chunk_tokens
     c.train.batch_size, c.data.seq_len = batch, seq_len
-    c.optimizer.guard = "reflex"
+    c.optimizer.policy = "reflex"
     return c
 
 

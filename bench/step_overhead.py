@@ -5,7 +5,7 @@ and without the non-finite skip; lbw_guard with the governor, and with its overs
 then times the jitted training step (forward, backward, governed update) over the same
 batches, arms interleaved in rounds; the figure is the median over rounds of the mean step
 time. ``--rivals`` times the rivals that can run inside the guard instead, each bare and inside
-the governor (``optimizer.guard=governor`` with ``optimizer.baseline=<rival>``), against the
+the governor (``optimizer.policy=governor`` with ``optimizer.baseline=<rival>``), against the
 bare rival.
 
     python bench/step_overhead.py
@@ -57,7 +57,7 @@ def main():
     data, trainers = None, {}
     for name, (guard, baseline, skip, _, knobs) in arms.items():
         cfg = get_config()
-        cfg.optimizer.update(guard=guard, baseline=baseline, skip_non_finite=skip)
+        cfg.optimizer.update(policy=guard, baseline=baseline, skip_non_finite=skip)
         cfg.optimizer.governor.update(knobs)
         if baseline != "none" and BASELINES[baseline].lr == "constant":
             cfg.optimizer.schedule = "constant"   # Schedule-Free brings its own

@@ -16,7 +16,7 @@ SMALL_ARCH = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=
 def unguarded(cfg):
     """``cfg`` with no guard: the reflex knob small_config sets goes back to its default
     (a knob of a policy not in use is refused)."""
-    cfg.optimizer.guard = "none"
+    cfg.optimizer.policy = "none"
     cfg.optimizer.reflex.stats_every = lbw_jax.knobs.defaults(lbw_jax.Reflex)["stats_every"]
     return cfg
 
@@ -34,14 +34,14 @@ def small_config(out_dir, **train_overrides):
     cfg.train.checkpoint_every = 4
     # The tests' model runs the reference law, whose statistics every 2 steps keep it
     # exercised in 8-step runs; the default (the governor) is tested on its own.
-    cfg.optimizer.guard = "reflex"
+    cfg.optimizer.policy = "reflex"
     cfg.optimizer.reflex.stats_every = 2
     cfg.train.update(train_overrides)
     return cfg
 
 
 SMALL_FLAGS = [
-    "--config.optimizer.guard=reflex", "--config.optimizer.reflex.stats_every=2",  # as small_config
+    "--config.optimizer.policy=reflex", "--config.optimizer.reflex.stats_every=2",  # as small_config
     "--config.model.arch.hidden_size=32", "--config.model.arch.intermediate_size=64",
     "--config.model.arch.num_layers=2", "--config.model.arch.num_heads=2",
     "--config.model.arch.num_kv_heads=1", "--config.model.arch.head_dim=16",

@@ -108,8 +108,8 @@ class GovernorReplayTest(chex.TestCase):
                 applied += 1
                 np.testing.assert_allclose(np.asarray(out["w"]), -lr * multiplier * grad_vec,
                                            rtol=rtol, atol=1e-9, err_msg=where)
-                np.testing.assert_allclose(float(info["scale"]), multiplier, rtol=rtol, err_msg=where)
-            np.testing.assert_allclose(float(info["policy_scale"]), model.scale, rtol=rtol, err_msg=where)
+                np.testing.assert_allclose(float(info["multiplier"]), multiplier, rtol=rtol, err_msg=where)
+            np.testing.assert_allclose(float(info["scale"]), model.scale, rtol=rtol, err_msg=where)
             np.testing.assert_allclose(float(info["over_ema"]), model.over_ema, rtol=rtol, atol=1e-5,
                                        err_msg=where)
             assert int(info["brakes"]) == model.brakes, where
@@ -212,7 +212,7 @@ def test_a_cut_scales_with_the_excess():
         for loss in [2.0] * 12 + [2.0 + jump]:
             _, state = tx.update({"w": jnp.full(4, 0.1)}, state, params, value=loss)
         info = lbw_jax.telemetry(state)
-        return float(info["policy_scale"]), float(info["excess"])
+        return float(info["scale"]), float(info["excess"])
     for jump in (0.6, 1.2):
         scale, excess = cut_after(jump)
         np.testing.assert_allclose(excess, 0.18 * jump / (2 + 0.02 * jump), rtol=1e-5)
@@ -232,7 +232,7 @@ def test_level_cuts_hold_a_persisting_excess_where_compounding_floors_it():
         for loss in [2.0] * 12 + [2.3] * 30:
             _, state = update(state, loss)
             info = lbw_jax.telemetry(state)
-            scales.append(float(info["policy_scale"]))
+            scales.append(float(info["scale"]))
             excess.append(float(info["excess"]))
         return np.array(scales), np.array(excess)
     compounding, _ = run()
@@ -256,7 +256,7 @@ def _train_like(losses, noise_seed=0, **knobs):
     for loss in losses:
         g = {"w": jnp.asarray(0.5 * descent + rng.standard_normal((8, 8)), jnp.float32)}
         _, state = update(g, state, params, loss)
-        scales.append(float(lbw_jax.telemetry(state)["scale"]))
+        scales.append(float(lbw_jax.telemetry(state)["multiplier"]))
     return np.array(scales), lbw_jax.telemetry(state)
 
 

@@ -1,4 +1,4 @@
-"""The guard over a rival (``optimizer.guard`` with ``optimizer.baseline``): the guard's
+"""The guard over a rival (``optimizer.policy`` with ``optimizer.baseline``): the guard's
 scale enters as the rival's learning-rate multiplier (``lbw_jax.scaled_lr``), so under a
 constant scale s the guarded rival is the bare rival at ``learning_rate * s`` step for
 step; a step the trust region bounds is taken again at the bounded scale, so
@@ -21,6 +21,7 @@ from policies_for_tests import ScheduledScale
 from lbw_jax.train import optim
 from lbw_jax.train.errors import ConfigError
 from lbw_jax.train.stress.engine.arms import build_arm, parse_arm
+from lbw_jax.train.normalize import prepare_config
 from lbw_jax.train.validate import check_config as validate
 
 GUARDABLE = ["mechanize", "prodigy", "dadapt_adamw", "schedule_free_adamw", "momo_adam"]
@@ -38,7 +39,7 @@ class HalvedSteps(ScheduledScale):
 def _cfg(baseline, lr=2e-2):
     cfg = base_config()
     schedule = "constant" if baseline == "schedule_free_adamw" else "cosine"
-    cfg.optimizer.update(guard="none", baseline=baseline, schedule=schedule, warmup_steps=3, lr=lr)
+    cfg.optimizer.update(policy="none", baseline=baseline, schedule=schedule, warmup_steps=3, lr=lr)
     cfg.train.steps = 40
     if baseline in ("prodigy", "dadapt_adamw"):
         cfg.optimizer[baseline].estim_lr0 = 1e-2   # so that 40 steps move the toy
@@ -153,7 +154,7 @@ def test_scale_inside_needs_a_scaled_lr_inside():
 @pytest.mark.parametrize("baseline", GUARDABLE)
 def test_train_run_runs_the_guard_over_a_rival(baseline):
     cfg = _cfg(baseline)
-    cfg.optimizer.guard = "governor"
+    cfg.optimizer.policy = "governor"
     validate(cfg)
     tx = optim.build_optimizer(cfg)
     state = tx.init({"w": jnp.ones(3)})
@@ -165,7 +166,7 @@ def test_train_run_runs_the_guard_over_a_rival(baseline):
 @pytest.mark.parametrize("baseline", ["clip", "zclip", "spike_skip", "update_clip", "plateau"])
 def test_the_guard_over_a_step_control_is_refused_with_the_reason(baseline):
     cfg = _cfg(baseline)
-    cfg.optimizer.guard = "governor"
+    cfg.optimizer.policy = "governor"
     with pytest.raises(ConfigError, match="two controls of one step"):
         validate(cfg)
 
@@ -193,36 +194,37 @@ def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
     from lbw_jax.train.run import train
 
     cfg = unguarded(small_config(tmp_path, steps=4, log_every=1))
-    cfg.optimizer.update(guard="governor", baseline="dadapt_adamw", schedule="cosine", warmup_steps=2)
+    cfg.optimizer.update(policy="governor", baseline="dadapt_adamw", schedule="cosine", warmup_steps=2)
     cfg.optimizer.dadapt_adamw.estim_lr0 = 1e-3
     summary = train(cfg)
     import json
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert (saved["optimizer"]["guard"], saved["optimizer"]["baseline"]) == ("governor", "dadapt_adamw")
+    assert (saved["optimizer"]["policy"], saved["optimizer"]["baseline"]) == ("governor", "dadapt_adamw")
     from lbw_jax.train.records.metrics import read_metrics
     rows = read_metrics(tmp_path)
     last = [row for row in rows if "loss" in row][-1]   # the last training step's record
-    assert {"scale", "regime", "skipped", "baseline_estimate"} <= set(last)
+    assert {"multiplier", "regime", "skipped", "baseline_estimate"} <= set(last)
     assert last["baseline_estimate"] >= 1e-3 and last["skipped"] == 0 and summary["status"] == "finished"
     # The resume check compares the knobs of both parts.
-    flat = lambda knob: {"optimizer.guard": "governor", "optimizer.baseline": "dadapt_adamw",
+    flat = lambda knob: {"optimizer.policy": "governor", "optimizer.baseline": "dadapt_adamw",
                          "optimizer.dadapt_adamw.estim_lr0": knob, "optimizer.governor.tolerance": 0.05}
     assert differences(flat(1e-3), flat(1e-2)) == ["optimizer.dadapt_adamw.estim_lr0: 0.001 -> 0.01"]
 
 
-def test_the_governor_over_momo_runs_without_its_trust_region_unless_told_otherwise(capsys):
+def test_the_governor_over_momo_runs_without_its_trust_region_unless_told_otherwise():
     cfg = _cfg("momo_adam")
-    cfg.optimizer.guard = "governor"
-    validate(cfg)
+    cfg.optimizer.policy = "governor"
+    notes = prepare_config(cfg)
     assert cfg.optimizer.governor.use_trust is False          # config.json holds what runs
-    assert "optimizer.governor.use_trust=False over optimizer.baseline='momo_adam'" in capsys.readouterr().out
-    assert optim.rival_guard_knobs(cfg, "governor", "momo_adam") == {}   # set now: it stands
+    assert [n.split(":")[0] for n in notes] == ["optimizer.governor.use_trust=False over "
+                                                "optimizer.baseline='momo_adam'"]
+    assert optim.baseline_guard_knobs(cfg, "governor", "momo_adam") == {}   # set now: it stands
     fresh = _cfg("momo_adam")
-    fresh.optimizer.guard = "governor"
-    assert optim.rival_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
+    fresh.optimizer.policy = "governor"
+    assert optim.baseline_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
     fresh.optimizer.governor.trust_ratio = 4.0                # another knob set: still applied
-    assert optim.rival_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
-    assert optim.rival_guard_knobs(fresh, "governor", "dadapt_adamw") == {}
+    assert optim.baseline_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
+    assert optim.baseline_guard_knobs(fresh, "governor", "dadapt_adamw") == {}
     scfg = stress_cpu()
     scfg.stress.variants["momo_lb"] = {"policy": "momo_adam", "kwargs": {"adapt_lower_bound": True}}
     arm = build_arm("governor@momo_lb", scfg)

@@ -35,7 +35,7 @@ def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
     assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in eval_records] == [4, 6]
     for r in train_records:
-        assert all(math.isfinite(r[k]) for k in ("loss", "ppl", "grad_norm", "scale"))
+        assert all(math.isfinite(r[k]) for k in ("loss", "ppl", "grad_norm", "multiplier"))
         assert r["regime_name"] in ("calm", "oscillation", "spike")
     assert all(math.isfinite(r["val_ppl"]) and r["val_ppl"] > 1 for r in eval_records)
     assert (tmp_path / "training.png").stat().st_size > 10_000
@@ -46,7 +46,7 @@ def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
 
 
 def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_path):
-    flags = [f for f in SMALL_FLAGS if ".guard=" not in f and ".reflex." not in f]
+    flags = [f for f in SMALL_FLAGS if ".policy=" not in f and ".reflex." not in f]
     result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=4", *flags])
     assert result.returncode == 0, result.stdout + result.stderr
     train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
@@ -61,7 +61,7 @@ def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_
     summary = json.loads((tmp_path / "summary.json").read_text())
     counts = ("guard_step_limits", "guard_cuts", "guard_brakes", "guard_interventions", "skipped_steps")
     assert {k: summary[k] for k in counts} == dict.fromkeys(counts, 0)
-    assert summary["guard_scale"] == 1.0
+    assert summary["guard_multiplier"] == 1.0
 
 
 def test_resume_is_bit_identical(tmp_path):

@@ -25,7 +25,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
         cfg.lora.update(enabled=True, rank=4, dropout=0.0)   # the suite's cells take no dropout key
     guard, rival = arm.split("@") if "@" in arm else ("none", arm)   # a guard over a rival
     schedule = "constant" if rival == "schedule_free_adamw" else "cosine"   # it brings its own
-    cfg.optimizer.update(guard=guard, baseline="none" if rival == "adamw" else rival, schedule=schedule,
+    cfg.optimizer.update(policy=guard, baseline="none" if rival == "adamw" else rival, schedule=schedule,
                          warmup_steps=2, lr=3e-3)
     if arm == "mechanize":
         cfg.optimizer.mechanize.s_init = 1.0   # so that 6 steps move the parameters
@@ -35,7 +35,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     data = build_data(cfg)
     trainer = Trainer.build(cfg, data)
     start = jax.tree.map(np.asarray, trainer.params)
-    losses = [float(trainer.train_step(step)["loss"]) for step in range(cfg.train.steps)]
+    losses = [float(trainer.run_step(step)["loss"]) for step in range(cfg.train.steps)]
 
     from lbw_jax.train.configs.stress_cpu import get_config
     scfg = get_config()
@@ -91,7 +91,7 @@ def test_build_optimizer_checks_its_settings(tmp_path):
     cfg.optimizer.baseline = "update_clip"
     with pytest.raises(ValueError, match="choose one"):
         build_optimizer(cfg)                      # a guard (reflex) and a baseline
-    cfg.optimizer.guard = "none"
+    cfg.optimizer.policy = "none"
     cfg.optimizer.baseline = "lion"
     with pytest.raises(ValueError, match="optimizer.baseline='lion'"):
         build_optimizer(cfg)
@@ -100,7 +100,7 @@ def test_build_optimizer_checks_its_settings(tmp_path):
 @pytest.mark.parametrize("baseline", ["clip", "zclip", "spike_skip", "update_clip", "plateau"])
 def test_train_run_builds_every_baseline(tmp_path, baseline):
     cfg = small_config(tmp_path)
-    cfg.optimizer.update(guard="none", baseline=baseline)
+    cfg.optimizer.update(policy="none", baseline=baseline)
     tx = build_optimizer(cfg)
     params = {"w": np.ones(3, np.float32)}
     updates, _ = tx.update({"w": np.full(3, 0.5, np.float32)}, tx.init(params), params, value=1.0)

@@ -86,8 +86,8 @@ def _in_old_form(config_json: str) -> str:
 
     cfg = json.loads(config_json)
     opt = cfg["optimizer"]
-    set_knobs = {k: v for k, v in opt[opt["guard"]].items()
-                 if v != optim.knob_defaults(opt["guard"])[k]}
+    set_knobs = {k: v for k, v in opt[opt["policy"]].items()
+                 if v != optim.knob_defaults(opt["policy"])[k]}
     for name in optim.knob_config():
         del opt[name]
     opt["policy_kwargs"], opt["baseline_kwargs"] = set_knobs, {}
@@ -115,7 +115,7 @@ def test_a_run_folder_written_with_policy_kwargs_resumes(tmp_path):
 def test_the_resume_check_compares_the_active_policys_knobs_only():
     from lbw_jax.train.session.resume_rules import differences
 
-    saved = {"optimizer.guard": "reflex", "optimizer.baseline": "none",
+    saved = {"optimizer.policy": "reflex", "optimizer.baseline": "none",
              "optimizer.reflex.stats_every": 2, "optimizer.governor.tolerance": 0.03}
     same = dict(saved)
     assert differences(saved, same) == []
@@ -124,7 +124,7 @@ def test_the_resume_check_compares_the_active_policys_knobs_only():
     assert differences(saved, {**saved, "optimizer.governor.tolerance": 0.05}) == []
     assert differences(saved, {**saved, "optimizer.reflex.stats_every": 4}) == [
         "optimizer.reflex.stats_every: 2 -> 4"]
-    old = {"optimizer.guard": "reflex", "optimizer.policy_kwargs.stats_every": 2}
+    old = {"optimizer.policy": "reflex", "optimizer.policy_kwargs.stats_every": 2}
     assert differences(old, same) == []
     assert differences(old, {**same, "optimizer.reflex.ema_decay": 0.5}) == [
         "optimizer.reflex.ema_decay: 0.85 -> 0.5"]
@@ -133,13 +133,13 @@ def test_the_resume_check_compares_the_active_policys_knobs_only():
 def test_a_governor_run_from_before_grad_noise_used_its_min_noise_for_the_gradient_norm():
     from lbw_jax.train.session.resume_rules import differences
 
-    saved = {"optimizer.guard": "governor", "optimizer.baseline": "none",
+    saved = {"optimizer.policy": "governor", "optimizer.baseline": "none",
              "optimizer.governor.min_noise": 0.01}
     now = {**saved, "optimizer.governor.grad_noise": 0.25}
     assert differences(saved, now) == ["optimizer.governor.grad_noise: 0.01 -> 0.25"]
     assert differences(saved, {**now, "optimizer.governor.grad_noise": 0.01}) == []
     # A run under another guard never read the governor's knobs.
-    other = {**saved, "optimizer.guard": "reflex"}
+    other = {**saved, "optimizer.policy": "reflex"}
     assert differences(other, {**other, "optimizer.governor.grad_noise": 0.25}) == []
 
 
@@ -147,9 +147,9 @@ def test_a_governor_run_without_the_brake_is_not_resumed_with_it():
     from lbw_jax.train.session.resume_rules import differences
 
     # Saved with the brake off (the knob recorded as False) or before the knob existed.
-    for saved in ({"optimizer.guard": "governor", "optimizer.baseline": "none",
+    for saved in ({"optimizer.policy": "governor", "optimizer.baseline": "none",
                    "optimizer.governor.use_overshoot": False},
-                  {"optimizer.guard": "governor", "optimizer.baseline": "none"}):
+                  {"optimizer.policy": "governor", "optimizer.baseline": "none"}):
         now = {**saved, "optimizer.governor.use_overshoot": True}
         assert differences(saved, now) == ["optimizer.governor.use_overshoot: False -> True"]
         assert differences(saved, {**now, "optimizer.governor.use_overshoot": False}) == []

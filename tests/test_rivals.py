@@ -19,7 +19,7 @@ from lbw_jax.train.validate import check_config as validate
 
 def _cfg(baseline, schedule="cosine"):
     cfg = base_config()
-    cfg.optimizer.update(guard="none", baseline=baseline, schedule=schedule, warmup_steps=3, lr=2e-2)
+    cfg.optimizer.update(policy="none", baseline=baseline, schedule=schedule, warmup_steps=3, lr=2e-2)
     cfg.train.steps = 12
     return cfg
 
@@ -88,10 +88,10 @@ def test_probes_read_state_by_name():
     _, state = _toy_run(optim.build_optimizer(cfg))
     probe = baselines.probe_of("prodigy")(state)
     assert float(probe["estimate"]) == float(state.estim_lr) > 1e-6     # it rose
-    assert float(probe["scale"]) == 1.0 and int(probe["skipped"]) == 0
+    assert float(probe["multiplier"]) == 1.0 and int(probe["skipped"]) == 0
     cfg = _cfg("mechanize")
     _, state = _toy_run(optim.build_optimizer(cfg))
-    assert float(baselines.probe_of("mechanize")(state)["scale"]) == pytest.approx(float(jnp.sum(state.s)))
+    assert float(baselines.probe_of("mechanize")(state)["multiplier"]) == pytest.approx(float(jnp.sum(state.s)))
     assert np.isnan(float(baselines.probe_of("clip")(state)["estimate"]))  # clip reads nothing
     with pytest.raises(KeyError, match="no field 'last_factor'"):
         baselines.read(scale="last_factor")(state)                          # never a silent default
@@ -128,7 +128,7 @@ def test_adding_a_rival_is_one_record(monkeypatch):
     monkeypatch.setitem(baselines.BASELINES, "signum", record)
     cfg = base_config()                                        # the knob is a config field now
     assert cfg.optimizer.signum.momentum == 0.9
-    cfg.optimizer.update(guard="none", baseline="signum", lr=1e-2)
+    cfg.optimizer.update(policy="none", baseline="signum", lr=1e-2)
     cfg.optimizer.signum.momentum = 0.5
     validate(cfg)                                              # lbw_jax.train.run accepts it
     params, _ = _toy_run(optim.build_optimizer(cfg), steps=2)
@@ -149,7 +149,7 @@ def test_adding_a_rival_is_one_record(monkeypatch):
 ])
 def test_bad_rival_settings_are_named(setting, message):
     cfg = base_config()
-    cfg.optimizer.guard = "none"
+    cfg.optimizer.policy = "none"
     with cfg.unlocked():
         for key, value in setting.items():
             group, _, field = key.rpartition(".")
@@ -167,6 +167,6 @@ def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
     cfg.optimizer.update(baseline="prodigy", schedule="cosine", warmup_steps=2)
     trainer = Trainer.build(cfg, build_data(cfg))
     for step in range(3):   # each step's record is Prodigy's estim_lr after that step
-        logged = float(trainer.train_step(step)["baseline_estimate"])
+        logged = float(trainer.run_step(step)["baseline_estimate"])
         assert logged == pytest.approx(float(trainer.opt_state.estim_lr), rel=1e-6)
     assert logged == pytest.approx(1e-6, rel=1e-3)     # its published start, hardly moved yet

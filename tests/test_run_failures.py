@@ -46,9 +46,9 @@ def _one_error_line(result):
                                                 "allowed: a real number in (0.0, 1.0]"),
     ("--config.optimizer.policy_kwargs.min_scale=2", "optimizer.governor.min_scale=2"),  # deprecated form
     ("--config.optimizer.reflex.min_scale=0.5", "optimizer.reflex.min_scale=0.5: set, but "
-                                                "optimizer.guard='governor'"),  # not the default law
+                                                "optimizer.policy='governor'"),  # not the default law
     ("--config.optimizer.governor.warmup_steps=2.5", "optimizer.governor.warmup_steps"),
-    ("--config.optimizer.guard=nonesuch", "optimizer.guard='nonesuch'; choose none or one of"),
+    ("--config.optimizer.policy=nonesuch", "optimizer.policy='nonesuch'; choose none or one of"),
 ])
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path, flag, named):
     result = run_cli(["--config.output_dir=" + str(tmp_path / "run"), flag], timeout=120)
@@ -80,51 +80,51 @@ def test_policy_knobs_are_config_fields_typed_by_their_defaults():
 
     cfg = get_config()
     cfg.lock()
-    assert cfg.optimizer.guard == "governor"   # the default
+    assert cfg.optimizer.policy == "governor"   # the default
     cfg.optimizer.governor.min_scale, cfg.optimizer.governor.use_trust = 0.5, False
-    policy = optim.build_policy(cfg.optimizer.guard, optim.policy_knobs(cfg))
+    policy = optim.build_policy(cfg.optimizer.policy, optim.policy_knobs(cfg))
     assert (policy.min_scale, policy.use_trust) == (0.5, False)
     assert dict(cfg.optimizer.reflex) == lbw_jax.knobs.defaults(lbw_jax.Reflex)
     with pytest.raises(TypeError, match="warmup_steps"):
         cfg.optimizer.governor.warmup_steps = 2.5   # an integer knob: ml_collections refuses
 
 
-def test_the_deprecated_policy_kwargs_form_is_moved_into_the_active_subtree(capsys):
+def test_the_deprecated_policy_kwargs_form_is_moved_into_the_active_subtree():
     from lbw_jax.train.configs.tiny import get_config
     from lbw_jax.train import optim
-    from lbw_jax.train.validate import check_config
+    from lbw_jax.train.normalize import prepare_config
 
-    argv, knobs = split_knob_flags(["prog", "--config.optimizer.guard=reflex",
+    argv, knobs = split_knob_flags(["prog", "--config.optimizer.policy=reflex",
                                     "--config.optimizer.policy_kwargs.min_scale=0.5",
                                     "--config.optimizer.policy_kwargs.use_max=False",
                                     "--config.train.steps=3"])
-    assert argv == ["prog", "--config.optimizer.guard=reflex", "--config.train.steps=3"]
+    assert argv == ["prog", "--config.optimizer.policy=reflex", "--config.train.steps=3"]
     cfg = get_config()
     cfg.lock()
-    cfg.optimizer.guard = "reflex"   # what the flag in argv sets
+    cfg.optimizer.policy = "reflex"   # what the flag in argv sets
     apply_knobs(cfg, knobs)
-    check_config(cfg)
-    assert "optimizer.policy_kwargs is deprecated" in capsys.readouterr().out
+    notes = prepare_config(cfg)
+    assert len(notes) == 1 and notes[0].startswith("optimizer.policy_kwargs is deprecated")
     assert cfg.optimizer.policy_kwargs.to_dict() == {}
     assert (cfg.optimizer.reflex.min_scale, cfg.optimizer.reflex.use_max) == (0.5, False)
-    policy = optim.build_policy(cfg.optimizer.guard, optim.policy_knobs(cfg))
+    policy = optim.build_policy(cfg.optimizer.policy, optim.policy_knobs(cfg))
     assert (policy.min_scale, policy.use_max) == (0.5, False)
     cfg.optimizer.policy_kwargs = {"min_scale": 0.3}
     with pytest.raises(ConfigError, match=r"optimizer.policy_kwargs.min_scale=0.3 and "
                                           r"optimizer.reflex.min_scale=0.5: set it once"):
-        check_config(cfg)
+        prepare_config(cfg)
 
 
 @pytest.mark.parametrize("guard,set_knob,named", [
     ("reflex", ("governor", "tolerance", 0.05), "optimizer.governor.tolerance=0.05: set, but "
-                                                "optimizer.guard='reflex'"),
+                                                "optimizer.policy='reflex'"),
     ("none", ("reflex", "stats_every", 2), "optimizer.reflex.stats_every=2: set, but "
-                                           "optimizer.guard='none'"),
+                                           "optimizer.policy='none'"),
     ("reflex", ("clip", "max_norm", 0.5), "optimizer.clip.max_norm=0.5: set, but"),
 ])
 def test_knobs_of_a_policy_or_baseline_not_in_use_are_refused(tmp_path, guard, set_knob, named):
     cfg = unguarded(small_config(tmp_path))
-    cfg.optimizer.guard = guard
+    cfg.optimizer.policy = guard
     group, knob, value = set_knob
     cfg.optimizer[group][knob] = value
     with pytest.raises(ConfigError, match=re.escape(named)):
@@ -135,7 +135,7 @@ def test_a_governor_that_skips_longer_than_the_watchdog_tolerates_is_refused(tmp
     """The governor accepts a run of outliers as a new level after its max_skips; a
     watchdog that rolls back sooner would undo what the guard was about to accept."""
     cfg = unguarded(small_config(tmp_path))
-    cfg.optimizer.guard = "governor"
+    cfg.optimizer.policy = "governor"
     cfg.optimizer.governor.max_skips = cfg.train.watchdog.max_skips + 1
     with pytest.raises(ConfigError, match=re.escape(
             "optimizer.governor.max_skips=21 is above train.watchdog.max_skips=20")):
@@ -265,7 +265,7 @@ def test_lr_1e20_rolls_back_then_stops_with_exit_code_3_saving_nothing_non_finit
     assert result.stdout.count("rolled back to step 0") == 3
     events = [r for r in read_metrics(run) if r["kind"] == "watchdog"]
     assert [e["action"] for e in events] == ["rollback"] * 3 + ["stop"]
-    assert [e["lr_multiplier"] for e in events[:3]] == [0.5, 0.25, 0.125]
+    assert [e["lr_factor"] for e in events[:3]] == [0.5, 0.25, 0.125]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["last_good_checkpoint"] == 0
     assert (run / "training.png").stat().st_size > 10_000  # the plot of a stopped run too

@@ -99,7 +99,7 @@ def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
     from lbw_jax.train.optim import build_optimizer
 
     cfg = base_config()
-    cfg.optimizer.guard = policy
+    cfg.optimizer.policy = policy
     if policy != "governor":
         cfg.optimizer[policy].stats_every = 1
     per_layer = nnx.state(init_model(TINY, seed=5), nnx.Param)
@@ -124,6 +124,6 @@ def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
         _, states[0] = step(g_layer, states[0], per_layer, loss)
         _, states[1] = step(g_stack, states[1], scanned, loss)
         a, b = lbw_jax.telemetry(states[0]), lbw_jax.telemetry(states[1])
-        np.testing.assert_allclose(b["scale"], a["scale"], rtol=1e-5, err_msg=f"step {t}")
+        np.testing.assert_allclose(b["multiplier"], a["multiplier"], rtol=1e-5, err_msg=f"step {t}")
         assert int(b["regime"]) == int(a["regime"]), t
     assert lbw_jax.telemetry(states[0])["interventions"] > 0 or policy == "governor"

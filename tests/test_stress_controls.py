@@ -113,7 +113,7 @@ def test_replays_take_the_mean_trajectory_over_seeds_and_faults_get_the_clean_on
     cells = [Cell("reflex", lr, seed, sc) for lr in (1e-2, 1e-1) for seed in (0, 1) for sc in ("none",)]
     cells.append(Cell("reflex", 1e-2, 0, "nan_grad"))
     scale = np.stack([np.full(5, v) for v in (0.2, 0.4, 0.6, 1.0, 0.0)], axis=1)
-    fake = type("Runs", (), {"cells": cells, "scale": scale})()
+    fake = type("Runs", (), {"cells": cells, "multiplier": scale})()
     planned, multipliers = plan_cells(build_arm("replay_reflex", cfg), s, [1e-2, 1e-1], fake)
     assert [(c.lr, c.seed, c.scenario) for c in planned] == [
         (1e-2, 0, "none"), (1e-2, 1, "none"), (1e-1, 0, "none"), (1e-1, 1, "none"),

@@ -82,6 +82,6 @@ def test_state_round_trips_so_a_resume_sees_the_same_watchdog():
 
 @pytest.mark.parametrize("step,expected", [(40, 0.5), (65, 0.625), (140, 1.0), (500, 1.0)])
 def test_lr_multiplier_recovers_linearly_after_a_rollback(step, expected):
-    pos = Position(step=step, lr_multiplier=0.5, rollback_step=40)
-    assert pos.multiplier(100) == pytest.approx(expected)
-    assert pos.multiplier(0) == 0.5  # no recovery: stays lowered
+    pos = Position(step=step, lr_factor=0.5, rollback_step=40)
+    assert pos.lr_factor_at(100) == pytest.approx(expected)
+    assert pos.lr_factor_at(0) == 0.5  # no recovery: stays lowered

@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--first-batch", type=int, default=110)
     parser.add_argument("--guard", default=None,
-                        help="optimizer.guard (default: the config's, the governor)")
+                        help="optimizer.policy (default: the config's, the governor)")
     parser.add_argument("--dips", default="1.0:0,0.5:20,0.5:50,0.5:100",
                         help="lr_factor:lr_recovery_steps pairs, comma-separated")
     args = parser.parse_args()
@@ -40,7 +40,7 @@ def main():
     def run(out, dip=None):
         cfg = get_config()
         cfg.output_dir = out
-        cfg.optimizer.guard = args.guard or cfg.optimizer.guard
+        cfg.optimizer.policy = args.guard or cfg.optimizer.policy
         cfg.train.update(steps=args.steps, batch_size=8, eval_every=args.steps,
                          checkpoint_every=20, log_every=5)
         if dip is not None:

@@ -31,7 +31,7 @@ ROLES = ("wraps", "replaces")
 #             a multiplier of the step size it estimates; optimizer.lr is not read.
 #   constant: optimizer.lr with no decay; the optimizer warms up by itself (Schedule-Free).
 LR_MODES = ("schedule", "shape", "constant")
-PROBES = ("scale", "skipped", "estimate")
+PROBES = ("multiplier", "skipped", "estimate")
 
 
 class Baseline(NamedTuple):
@@ -47,7 +47,7 @@ class Baseline(NamedTuple):
       knobs_of: the function whose keyword parameters with defaults are its knobs.
       fixed: parameters of ``knobs_of`` that are not knobs: the build sets them from the
         config (AdamW's betas and weight decay), so a comparison changes one thing.
-      probe: optimizer state -> a dict with any of ``PROBES``: ``scale``, the multiplier
+      probe: optimizer state -> a dict with any of ``PROBES``: ``multiplier``, the multiplier
         it applied to AdamW's step (1 when absent); ``skipped``, steps skipped so far;
         ``estimate``, its own step-size estimate (Prodigy's and D-Adaptation's
         ``estim_lr``, Mechanic's summed ``s``).
@@ -84,8 +84,8 @@ class Baseline(NamedTuple):
 
 
 def read(**fields) -> Callable:
-    """A probe that reads state fields by name: ``read(scale="last_factor")``, or
-    ``read(scale=("s", jnp.sum))`` to reduce the field first. A field that is missing,
+    """A probe that reads state fields by name: ``read(multiplier="last_factor")``, or
+    ``read(multiplier=("s", jnp.sum))`` to reduce the field first. A field that is missing,
     or found twice in the state, is a ``KeyError`` at trace time, never a wrong number."""
     def probe(state):
         out = {}
@@ -188,7 +188,7 @@ BASELINES = {
     "clip": Baseline("AdamW + clip_by_global_norm", "optax.clip_by_global_norm(max_norm) ahead of AdamW",
                      "wraps", _clip, _clip),
     "zclip": Baseline("AdamW + ZClip", "lbw_jax.zclip(alpha, z_threshold, warmup_steps) ahead of AdamW",
-                      "wraps", _zclip, lbw_jax.zclip, probe=read(scale="last_factor")),
+                      "wraps", _zclip, lbw_jax.zclip, probe=read(multiplier="last_factor")),
     "spike_skip": Baseline("AdamW + spike skip", "lbw_jax.skip_spikes(AdamW, window, threshold, warmup)",
                            "wraps", lambda opt, inner, **kw: lbw_jax.skip_spikes(inner, **kw),
                            lbw_jax.skip_spikes, probe=read(skipped="skipped")),
@@ -196,15 +196,15 @@ BASELINES = {
     "update_clip": Baseline("AdamW + update clipping (StableAdamW)",
                             "lbw_jax.update_clip(AdamW): StableAdamW's per-tensor update clipping",
                             "wraps", lambda opt, inner, **kw: lbw_jax.update_clip(inner, b2=opt.b2, **kw),
-                            lbw_jax.update_clip, fixed=("b2",), probe=read(scale="last_factor")),
+                            lbw_jax.update_clip, fixed=("b2",), probe=read(multiplier="last_factor")),
     "plateau": Baseline("AdamW + reduce_on_plateau", "optax.contrib.reduce_on_plateau(...) after AdamW",
                         "wraps", _plateau, optax.contrib.reduce_on_plateau,
-                        probe=read(scale=("scale", lambda v: jnp.asarray(v, jnp.float32)))),
+                        probe=read(multiplier=("scale", lambda v: jnp.asarray(v, jnp.float32)))),
     # Mechanic learns one scale s (summed over its betas) of AdamW's accumulated updates.
     "mechanize": Baseline("Mechanic (optax.contrib.mechanize over AdamW)",
                           "optax.contrib.mechanize(AdamW, weight_decay, eps, s_init, num_betas)",
                           "wraps", _mechanize, optax.contrib.mechanize,
-                          probe=read(scale=("s", jnp.sum), estimate=("s", jnp.sum)), guardable=True),
+                          probe=read(multiplier=("s", jnp.sum), estimate=("s", jnp.sum)), guardable=True),
     "prodigy": Baseline("Prodigy (optax.contrib.prodigy)",
                         "optax.contrib.prodigy in place of AdamW, with AdamW's betas and weight decay",
                         "replaces", _lr_free("prodigy", optax.contrib.prodigy), optax.contrib.prodigy, fixed=("betas", "weight_decay"),
@@ -239,9 +239,9 @@ BASELINES = {
 
 
 def unprobed(_state=None) -> dict:
-    """Every key of ``PROBES`` at its neutral value: scale 1, nothing skipped, no estimate
+    """Every key of ``PROBES`` at its neutral value: multiplier 1, nothing skipped, no estimate
     (NaN). What an arm without a record of its own reports."""
-    return {"scale": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
+    return {"multiplier": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
             "estimate": jnp.full([], jnp.nan, jnp.float32)}
 
 

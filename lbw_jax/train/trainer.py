@@ -150,7 +150,7 @@ class Trainer:
             metrics["param_norm"] = optax.tree.norm(params)
             if self.guarded:
                 info = lbw_jax.telemetry(opt_state)
-                metrics.update(scale=info["multiplier"], regime=info["regime"],
+                metrics.update(multiplier=info["multiplier"], regime=info["regime"],
                                interventions=info["interventions"], skipped=info["skipped"])
                 if "reason" in info:  # a law that names why it intervened (the governor)
                     metrics["reason"] = info["reason"]

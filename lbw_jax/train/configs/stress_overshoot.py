@@ -56,8 +56,8 @@ VARIANTS = {
                  "governor_overshoot_fast_recovery": {"use_overshoot": True, "recover": 1.05}},
     # Each half of mechanism 4 alone: a level the smoothed overshoot never reaches turns the
     # other half off.
-    "parts": {"governor_overshoot_brake_only": {"use_overshoot": True, "over_recover": 1e9},
-              "governor_overshoot_gate_only": {"use_overshoot": True, "over_cut": 1e9}},
+    "parts": {"governor_overshoot_brake_only": {"use_overshoot": True, "recover_below": 1e9},
+              "governor_overshoot_gate_only": {"use_overshoot": True, "brake_above": 1e9}},
     "controls": {"governor_overshoot": {"use_overshoot": True}},
     "guarded": {"governor_overshoot": {"use_overshoot": True}},
     "ablation": {"governor_overshoot": {"use_overshoot": True},

@@ -71,7 +71,7 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def plot_run(run_dir) -> pathlib.Path:
-    """loss, validation perplexity, guard scale and the LR applied against step, as
+    """loss, validation perplexity, the guard's multiplier and the LR applied against step, as
     run_dir/training.png."""
     # Optional here, and the backend must be chosen before pyplot is imported.
     import matplotlib
@@ -89,16 +89,18 @@ def plot_run(run_dir) -> pathlib.Path:
     axes[1].plot([r["step"] for r in evals], [r["val_ppl"] for r in evals], marker="o")
     axes[1].set_ylabel("validation perplexity")
     axes[1].set_yscale("log")
-    if train and "scale" in train[0]:
-        axes[2].plot([r["step"] for r in train], [r["scale"] for r in train])
-    axes[2].set_ylabel("guard scale")
+    # ("scale": the key's name in the records of runs made before this release.)
+    key = next((k for k in ("multiplier", "scale") if train and k in train[0]), None)
+    if key:
+        axes[2].plot([r["step"] for r in train], [r.get(key, r.get("multiplier")) for r in train])
+    axes[2].set_ylabel("guard multiplier")
     axes[2].set_ylim(0, 1.05)
     lr = [r for r in train if "lr" in r]  # (records from before the LR was logged lack it)
     if lr:
         axes[3].plot([r["step"] for r in lr], [r["lr"] for r in lr], label="LR (schedule x watchdog)")
         if "effective_lr" in lr[0]:
             axes[3].plot([r["step"] for r in lr], [r["effective_lr"] for r in lr],
-                         label="x guard scale")
+                         label="x guard multiplier")
         axes[3].set_yscale("log")
         axes[3].legend(loc="lower right", fontsize="small")
     axes[3].set_ylabel("learning rate")

@@ -256,10 +256,11 @@ class Session:
 
 def _guard_summary(opt_state) -> dict:
     info = jax.device_get(lbw_jax.telemetry(opt_state))
-    out = dict(guard_scale=float(info["multiplier"]), guard_interventions=int(info["interventions"]),
-               skipped_steps=int(info["skipped"]))
-    # The governor's own counts: steps its trust region clamped (not interventions:
-    # the scale is untouched), and cuts of its scale by the harm control and by the brake.
+    out = dict(guard_multiplier=float(info["multiplier"]),
+               guard_interventions=int(info["interventions"]), skipped_steps=int(info["skipped"]))
+    # The governor's own counts: steps its trust region clamped (the guard counts these as
+    # interventions too, though the policy's scale is untouched), and cuts of its scale by
+    # the harm control and by the brake.
     for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts"), ("brakes", "guard_brakes")):
         if key in info:
             out[name] = int(info[key])

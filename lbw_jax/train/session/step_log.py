@@ -13,8 +13,8 @@ import lbw_jax
 def step_record(metrics, lr: float, speed: dict, policy) -> dict:
     record = {k: float(v) for k, v in metrics.items()}
     record["lr"] = lr  # as applied: the schedule's, times the watchdog's (and a fault's)
-    if "scale" in record:
-        record["effective_lr"] = lr * record["scale"]
+    if "multiplier" in record:   # the guard's: what it multiplied the optimizer's update by
+        record["effective_lr"] = lr * record["multiplier"]
     record.update(speed)
     record["ppl"] = float(np.exp(min(record["loss"], 50.0)))
     if "regime" in record:
@@ -26,8 +26,8 @@ def step_record(metrics, lr: float, speed: dict, policy) -> dict:
 
 def bar_postfix(record: dict, speed: dict, rollbacks: int) -> dict:
     postfix = {"loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
-    if "scale" in record:
-        postfix.update(scale=f"{record['scale']:.2f}", regime=record["regime_name"])
+    if "multiplier" in record:
+        postfix.update(multiplier=f"{record['multiplier']:.2f}", regime=record["regime_name"])
     if speed:
         postfix["tok/s/dev"] = f"{speed['tokens_per_s_per_device']:,.0f}"
         if "mfu" in speed:

@@ -88,7 +88,7 @@ class Arm:
       spec: its ``ArmSpec``.
       label: a readable name for reports.
       make: learning rate (a traced scalar) -> the optimizer; its update takes ``value=``.
-      probe: optimizer state -> {"scale", "skipped", "estimate"}: the step multiplier the
+      probe: optimizer state -> {"multiplier", "skipped", "estimate"}: the step multiplier the
         arm applied (1 for arms without one), the steps it skipped so far, and its own
         step-size estimate (NaN for arms without one).
       lr_mode: how its LR is given (``lbw_jax.train.baseline_registry.LR_MODES``): "schedule" (the cell's
@@ -207,7 +207,7 @@ def build_arm(name: str, cfg) -> Arm:
 
 def _guard_probe(state):
     info = lbw_jax.telemetry(state)
-    return {**unprobed(), "scale": info["multiplier"], "skipped": info["skipped"]}
+    return {**unprobed(), "multiplier": info["multiplier"], "skipped": info["skipped"]}
 
 
 def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:

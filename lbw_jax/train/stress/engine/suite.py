@@ -100,7 +100,7 @@ def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]
                       for seed in range(s.fault_seeds or s.seeds)]
         return cells, None
     if arm.kind == "control":
-        scales = {(c.lr, c.seed): float(np.mean(copied.scale[:, i]))
+        scales = {(c.lr, c.seed): float(np.mean(copied.multiplier[:, i]))
                   for i, c in enumerate(copied.cells) if c.scenario == "none"}
         return [Cell(arm.name, lr, seed, run_lr=lr * scales[(lr, seed)]) for lr in lrs for seed in seeds], None
     faulted = arm.name in s.fault_arms
@@ -121,7 +121,7 @@ def plan_cells(arm, s, lrs, copied=None) -> tuple[list[Cell], np.ndarray | None]
 def mean_trajectory(runs: CellRuns, lr: float) -> np.ndarray:
     """The applied multiplier per step, averaged over the clean cells at ``lr``."""
     idx = [i for i, c in enumerate(runs.cells) if c.scenario == "none" and c.lr == lr]
-    return runs.scale[:, idx].astype(np.float64).mean(axis=1)
+    return runs.multiplier[:, idx].astype(np.float64).mean(axis=1)
 
 
 @dataclasses.dataclass

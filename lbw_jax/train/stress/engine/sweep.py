@@ -44,7 +44,7 @@ class CellRuns:
     cells: list[Cell]
     loss: np.ndarray
     grad_norm: np.ndarray
-    scale: np.ndarray
+    multiplier: np.ndarray
     skipped: np.ndarray
     estimate: np.ndarray       # the arm's own step-size estimate (NaN where it has none)
     lr: np.ndarray             # the learning rate the arm's optimizer was built with, per step
@@ -81,10 +81,10 @@ class ArmProgram:
                                                     tokens[None], grad_factor=grad_factor)
             probe = arm.probe(opt_state)
             # The multiplier actually applied to this step's update: 0 when it was skipped.
-            applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["scale"])
+            applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["multiplier"])
             signals = {} if arm.signals is None else {
                 f"signal_{k}": v for k, v in arm.signals(opt_state).items()}
-            return params, opt_state, {**metrics, "scale": applied, "skipped": probe["skipped"],
+            return params, opt_state, {**metrics, "multiplier": applied, "skipped": probe["skipped"],
                                        "estimate": probe["estimate"], "lr": lr_now, **signals}
 
         def cell_eval(params, opt_state, frozen, val):
@@ -168,7 +168,7 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
 
     stacked = {k: np.stack([r[k] for r in records]) for k in records[0]}
     return CellRuns(cells=list(cells), loss=stacked["loss"], grad_norm=stacked["grad_norm"],
-                    scale=stacked["scale"], skipped=stacked["skipped"], estimate=stacked["estimate"],
+                    multiplier=stacked["multiplier"], skipped=stacked["skipped"], estimate=stacked["estimate"],
                     lr=stacked["lr"],
                     eval_steps=eval_steps,
                     val_ppl=np.exp(np.stack(evals).astype(np.float64)), compile_s=compile_s,
@@ -187,7 +187,7 @@ def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipli
         return parts[0]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)
     return CellRuns(cells=[c for p in parts for c in p.cells], loss=cat("loss"),
-                    grad_norm=cat("grad_norm"), scale=cat("scale"), skipped=cat("skipped"),
+                    grad_norm=cat("grad_norm"), multiplier=cat("multiplier"), skipped=cat("skipped"),
                     estimate=cat("estimate"), lr=cat("lr"),
                     eval_steps=parts[0].eval_steps, val_ppl=cat("val_ppl"),
                     compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts),

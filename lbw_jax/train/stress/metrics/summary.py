@@ -20,13 +20,13 @@ def _row(runs, idx, result) -> dict:
     s = result.cfg.stress
     finals = [float(runs.val_ppl[-1, i]) for i in idx]
     flags = [diverged(f, result.start_ppl, s.diverge_ratio) for f in finals]
-    scales = [float(np.mean(runs.scale[:, i])) for i in idx]
+    scales = [float(np.mean(runs.multiplier[:, i])) for i in idx]
     finite = [f for f in finals if is_finite(f)]
     return {
         "mean": float(np.mean(finite)) if len(finite) == len(finals) else math.nan,
         "std": float(np.std(finite)) if len(finite) == len(finals) else math.nan,
         "finals": finals, "diverged": sum(flags), "seeds": len(finals),
-        "mean_scale": float(np.mean(scales)),
+        "mean_multiplier": float(np.mean(scales)),
         "run_lr": [runs.cells[i].peak_lr for i in idx],
     }
 

@@ -87,7 +87,7 @@ def _loss_and_scale(result, out) -> str:
                              sharex=True)
     _panel_row(result, axes[0], _smooth, "training loss (10-step mean)", list(result.runs))
     if scaled:
-        _panel_row(result, axes[1], lambda r: r.scale, "applied step multiplier", scaled)
+        _panel_row(result, axes[1], lambda r: r.multiplier, "applied step multiplier", scaled)
     fig.tight_layout()
     fig.savefig(out / "loss_and_scale.png", dpi=110)
     plt.close(fig)

@@ -124,7 +124,7 @@ def _ppl_cell(g) -> str:
 
 def _multiplier_md(result, tables) -> list[str]:
     # Only the arms whose multiplier ever moved: a table of 1s says nothing.
-    scaled = [n for n, per in tables["grid"].items() if any(abs(g["mean_scale"] - 1) > 1e-6 for g in per.values())]
+    scaled = [n for n, per in tables["grid"].items() if any(abs(g["mean_multiplier"] - 1) > 1e-6 for g in per.values())]
     if not scaled:
         return []
     lrs = list(result.cfg.stress.lrs)
@@ -136,7 +136,7 @@ def _multiplier_md(result, tables) -> list[str]:
     for name in scaled:
         per = tables["grid"][name]
         lines.append(f"| {result.labels[name]} | " + " | ".join(
-            f"{per[lr]['mean_scale']:.3f}" if lr in per else "·" for lr in lrs) + " |")
+            f"{per[lr]['mean_multiplier']:.3f}" if lr in per else "·" for lr in lrs) + " |")
     return lines
 
 

@@ -65,8 +65,8 @@ def _results_json(result, tables, command):
                 "val_ppl": [_num(v) for v in runs.val_ppl[:, i]],
                 "loss": [_num(v) for v in runs.loss[:, i]],
                 "grad_norm": [_num(v, 3) for v in runs.grad_norm[:, i]],
-                "scale": [_num(v) for v in runs.scale[:, i]],
-                "mean_scale": _num(np.mean(runs.scale[:, i])),
+                "multiplier": [_num(v) for v in runs.multiplier[:, i]],
+                "mean_multiplier": _num(np.mean(runs.multiplier[:, i])),
                 "skipped": int(runs.skipped[-1, i]),
                 **({"estimate": [_num(v, 8) for v in runs.estimate[:, i]]}
                    if np.isfinite(runs.estimate[:, i]).any() else {}),
