@@ -4,12 +4,12 @@ Builds the default run's trainer five times (plain AdamW; lbw_guard with reflex,
 and without the non-finite skip; lbw_guard with the governor, and with its overshoot brake on),
 then times the jitted training step (forward, backward, governed update) over the same
 batches, arms interleaved in rounds; the figure is the median over rounds of the mean step
-time. ``--rivals`` times the rivals that can run inside the guard instead, each bare and inside
-the governor (``optimizer.policy=governor`` with ``optimizer.baseline=<rival>``), against the
-bare rival.
+time. ``--guardable`` times the baselines that can run inside the guard instead, each bare and inside
+the governor (``optimizer.policy=governor`` with ``optimizer.baseline=<baseline>``), against the
+bare baseline.
 
     python bench/step_overhead.py
-    python bench/step_overhead.py --rivals
+    python bench/step_overhead.py --guardable
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import Trainer
 
 
-def _arms(rivals: bool) -> dict:
+def _arms(guardable: bool) -> dict:
     """name -> (guard, baseline, skip_non_finite, the arm it is compared with, governor knobs)."""
-    if not rivals:
+    if not guardable:
         return {"adamw": ("none", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw", {}),
@@ -49,11 +49,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="steps per arm per round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--rivals", action="store_true",
-                        help="time the rivals bare and inside the governor instead")
+    parser.add_argument("--guardable", action="store_true",
+                        help="time the baselines bare and inside the governor instead")
     args = parser.parse_args()
 
-    arms = _arms(args.rivals)
+    arms = _arms(args.guardable)
     data, trainers = None, {}
     for name, (guard, baseline, skip, _, knobs) in arms.items():
         cfg = get_config()

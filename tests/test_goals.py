@@ -116,7 +116,7 @@ def test_worse_than_the_replay_counts_only_beyond_the_seed_spread():
 
 def test_a_fault_cost_inside_the_clean_seed_spread_is_a_tie():
     """The governor's clean run at the scenarios' LR has a seed std of 0.3: a cost 0.2 above
-    the best rival's is a tie (met), and one 0.2 below its replay's is a tie too (not
+    the best baseline's is a tie (met), and one 0.2 below its replay's is a tie too (not
     better, so missed); 0.4 off is a difference either way."""
     def faults(gov_cost, replay_cost):
         r = _results(governor=(20.1, 20.5, 20.9), gov_cost=gov_cost, replay_cost=replay_cost)
@@ -131,8 +131,8 @@ def test_a_fault_cost_inside_the_clean_seed_spread_is_a_tie():
     assert not cost_ok and replay_ok
 
 
-def test_a_rival_s_clean_spread_makes_a_tie_too():
-    """The governor's own spread is 0 but the best rival's (clip) is 0.3: a cost 0.2 above
+def test_a_baseline_s_clean_spread_makes_a_tie_too():
+    """The governor's own spread is 0 but the best baseline's (clip) is 0.3: a cost 0.2 above
     clip's is a tie, so the goal is met."""
     r = _results(governor=(20.1, 20.5, 20.9), gov_cost=0.7)
     r["config"] = {"stress": {"scenario_lr": 1e-3}}
@@ -151,7 +151,7 @@ def test_goals_exit_non_zero_on_a_missed_goal(tmp_path, capsys):
     path.write_text(json.dumps(_results(governor=(25.0, 20.5, 20.9))))
     assert goals.main([str(path)]) == 1
     out = capsys.readouterr().out
-    assert "Rivals: adamw, clip." in out and "**no**" in out
+    assert "Baselines: adamw, clip." in out and "**no**" in out
 
 
 def test_a_goal_whose_yardstick_did_not_run_is_not_measured(tmp_path, capsys):
@@ -214,7 +214,7 @@ def test_ablation_rows_show_the_change_against_the_full_policy():
     assert "22.50 (+2.50)" in row and "+0.30" in row
 
 
-def test_an_ablation_in_the_same_run_is_not_a_rival():
+def test_an_ablation_in_the_same_run_is_not_a_baseline():
     """A variant of the policy (stress.variants) with a lower cost or sensitivity does not
     count against it, and the ablation table holds AdamW, the policy and its variants."""
     r = _results(governor=(20.1, 20.5, 20.9))
@@ -222,10 +222,10 @@ def test_an_ablation_in_the_same_run_is_not_a_rival():
     r["kinds"]["governor_no_skip"] = "guard"
     r["labels"]["governor_no_skip"] = "no skip"
     r["scenarios"]["governor_no_skip"] = {"nan_grad": {"summary": {"ppl_loss": -5.0, "survived": 1, "seeds": 1}}}
-    assert "governor_no_skip" in goals.rivals(r, "governor")          # without the config: a rival
+    assert "governor_no_skip" in goals.baselines(r, "governor")          # without the config: a baseline
     r["config"] = {"stress": {"variants": {"governor_no_skip": {"policy": "governor",
                                                                  "kwargs": {"use_skip": False}}}}}
-    assert goals.rivals(r, "governor") == ["adamw", "clip"]
+    assert goals.baselines(r, "governor") == ["adamw", "clip"]
     assert all(ok for _, ok, _ in goals.check(r, "governor"))
     lines = goals.ablation(r, r, "governor")
     assert [line.split(" |")[0] for line in lines[2:]] == ["| adamw", "| governor", "| no skip"]
@@ -241,7 +241,7 @@ def test_an_unknown_policy_or_file_is_one_line_with_exit_code_2(tmp_path, capsys
     assert "missing.json" in capsys.readouterr().err
 
 
-def _with_guarded_rival(bare=21.0, guarded=21.1, cost=0.3, survived=2):
+def _with_guarded_baseline(bare=21.0, guarded=21.1, cost=0.3, survived=2):
     r = _results(governor=(20.1, 20.5, 20.9), gov_cost=0.2)
     r["config"] = {"stress": {"scenario_lr": 1e-3}}
     r["grid"]["governor"]["0.001"]["std"] = 0.15     # a cost 0.1 above the governor's is inside it
@@ -254,21 +254,21 @@ def _with_guarded_rival(bare=21.0, guarded=21.1, cost=0.3, survived=2):
     return r
 
 
-def test_the_guard_over_a_rival_is_checked_against_the_bare_rival_and_the_guard(tmp_path, capsys):
+def test_the_guard_over_a_baseline_is_checked_against_the_bare_baseline_and_the_guard(tmp_path, capsys):
     from lbw_jax.train.stress.goals import guarded
-    rows = {goal: (ok, figures) for goal, ok, figures in guarded.check(_with_guarded_rival())}
+    rows = {goal: (ok, figures) for goal, ok, figures in guarded.check(_with_guarded_baseline())}
     assert rows["governor@dadapt: no harm to dadapt at its one run: within 1%"] == (True, "21.10 vs 21.00 (+0.48%)")
     ok, figures = rows["governor@dadapt, nan_grad: survived, cost within the governor's"]
     assert ok and "margin +0.10, clean seed spread 0.15" in figures
     assert rows["governor@dadapt: within 5% of tuned AdamW (20.00 at 0.001) at every LR"][0] is False  # +5.5%
     assert rows["governor@dadapt: no diverged cell"][0] is True
-    bad = {goal: ok for goal, ok, _ in guarded.check(_with_guarded_rival(guarded=21.3, cost=0.3, survived=1))}
+    bad = {goal: ok for goal, ok, _ in guarded.check(_with_guarded_baseline(guarded=21.3, cost=0.3, survived=1))}
     assert bad["governor@dadapt: no harm to dadapt at its one run: within 1%"] is False    # +1.4%
     assert bad["governor@dadapt, nan_grad: survived, cost within the governor's"] is False
-    good = _with_guarded_rival(bare=20.8, guarded=20.6)
+    good = _with_guarded_baseline(bare=20.8, guarded=20.6)
     path = tmp_path / "results.json"
     path.write_text(json.dumps(good))
     assert guarded.main([str(path)]) == 0
     assert "4 of 4 measured goals met; 0 not measured." in capsys.readouterr().out
     path.write_text(json.dumps(_results()))
-    assert guarded.main([str(path)]) == 2          # no guard over a rival in the file
+    assert guarded.main([str(path)]) == 2          # no guard over a baseline in the file

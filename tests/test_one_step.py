@@ -1,6 +1,6 @@
 """lbw_jax.train.run and the stress suite train with one step and one optimizer builder: the
 suite's cell of an arm and the Trainer end at the same parameters from the same batches,
-for AdamW and for the rivals that take their learning rate in each of the other ways
+for AdamW and for the baselines that take their learning rate in each of the other ways
 (Mechanic wraps AdamW; Prodigy is LR-free; Schedule-Free warms up by itself and is
 evaluated at its averaged point)."""
 
@@ -23,13 +23,13 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
     if arm == "lora":   # a LoRA cell: the adapters train, the base is frozen and shared
         arm = "adamw"
         cfg.lora.update(enabled=True, rank=4, dropout=0.0)   # the suite's cells take no dropout key
-    guard, rival = arm.split("@") if "@" in arm else ("none", arm)   # a guard over a rival
-    schedule = "constant" if rival == "schedule_free_adamw" else "cosine"   # it brings its own
-    cfg.optimizer.update(policy=guard, baseline="none" if rival == "adamw" else rival, schedule=schedule,
+    guard, baseline = arm.split("@") if "@" in arm else ("none", arm)   # a guard over a baseline
+    schedule = "constant" if baseline == "schedule_free_adamw" else "cosine"   # it brings its own
+    cfg.optimizer.update(policy=guard, baseline="none" if baseline == "adamw" else baseline, schedule=schedule,
                          warmup_steps=2, lr=3e-3)
     if arm == "mechanize":
         cfg.optimizer.mechanize.s_init = 1.0   # so that 6 steps move the parameters
-    if rival == "prodigy":
+    if baseline == "prodigy":
         cfg.optimizer.prodigy.estim_lr0 = 3e-3
     cfg.train.steps = 6
     data = build_data(cfg)
@@ -49,7 +49,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
             return data.train.batch(index)
 
     built = build_arm(arm, scfg)
-    assert built.lr_free == (rival == "prodigy")
+    assert built.lr_free == (baseline == "prodigy")
     # An LR-free cell runs at peak 1: its optimizer gets the schedule's shape, as in lbw_jax.train.run.
     cell = Cell(arm, cfg.optimizer.lr, 0, run_lr=1.0 if built.lr_free else None)
     program = ArmProgram(built, trainer.graphdef, shape)
@@ -73,7 +73,7 @@ def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):
         from flax import nnx
         assert all(isinstance(v, nnx.LoRAParam) for v in jax.tree.leaves(
             trainer.params, is_leaf=lambda x: isinstance(x, nnx.Variable)))
-    if rival == "schedule_free_adamw":
+    if baseline == "schedule_free_adamw":
         # Both evaluate the averaged point, not the point they train at.
         assert trainer._eval_params is not None and built.eval_params is not None
         averaged = trainer._eval_params(trainer.opt_state, trainer.params)

@@ -1,4 +1,4 @@
-"""Time to target (lbw_jax.train.stress.metrics.target) and the flat line of an LR-free rival in the
+"""Time to target (lbw_jax.train.stress.metrics.target) and the flat line of an LR-free baseline in the
 headline, on a hand-made results file with every number worked out by hand."""
 
 import json

@@ -2,7 +2,7 @@
 governor v2.1 harms healthy runs and falls far behind its own replay at the stressed LRs.
 
 The LoRA shift (lbw_jax/train/configs/stress_lora.py) with AdamW, the governor (v2.1), and as arms of
-their own (an ablation is not a rival):
+their own (an ablation is not a baseline):
 
 - the governor without its trust region (``use_trust=False``);
 - three designs against the trust region's clamp on a LoRA start. The B factors start at

@@ -1,6 +1,6 @@
 """The one registry of what AdamW is compared with: the baselines that wrap it (clipping,
-spike skipping, reduce_on_plateau, Mechanic) and the rivals that replace it with their
-own step-size rule (Prodigy, D-Adaptation, Schedule-Free AdamW, MoMo-Adam). The rivals
+spike skipping, reduce_on_plateau, Mechanic) and the baselines that replace it with their
+own step-size rule (Prodigy, D-Adaptation, Schedule-Free AdamW, MoMo-Adam). The baselines
 and Mechanic can also run inside the guard (``guardable``): their builder then takes the
 guard's scale as a multiplier of their learning rate (``lbw_jax.scaled_lr``).
 
@@ -9,7 +9,7 @@ label, whether it wraps or replaces AdamW, its knobs (the keyword parameters of 
 function, with their published defaults: declared once, there), how its learning
 rate is given, how to read its applied multiplier and step-size estimate from its
 state (by field name, ``optax.tree_utils.tree_get``, never by position) and, for
-Schedule-Free, which parameters to evaluate. Adding a rival is adding one record.
+Schedule-Free, which parameters to evaluate. Adding a baseline is adding one record.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ PROBES = ("multiplier", "skipped", "estimate")
 
 
 class Baseline(NamedTuple):
-    """One baseline or rival of AdamW.
+    """One baseline of AdamW.
 
     Attributes:
       label: a readable name for reports.
@@ -59,8 +59,8 @@ class Baseline(NamedTuple):
         learning-rate multiplier (``scale_inside``). The others act on the step
         themselves (clipping, skipping, a plateau scale): a guard over them would be two
         controls of one step.
-      guard_knobs: policy -> knobs it takes over this rival unless the config sets them
-        away from their defaults (``lbw_jax.train.optim.rival_guard_knobs``), with ``guard_why``
+      guard_knobs: policy -> knobs it takes over this baseline unless the config sets them
+        away from their defaults (``lbw_jax.train.optim.baseline_guard_knobs``), with ``guard_why``
         saying why: MoMo's Polyak step varies by design, which the governor's one-step
         trust region would clamp as spikes.
     """
@@ -131,7 +131,7 @@ def _made(factory, learning_rate, scaled, **kw):
 # Prodigy and D-Adaptation divide by a sum weighted by the learning rate: a schedule that
 # starts at 0 (any linear warmup from 0, e.g. optax.linear_schedule(0.0, peak, warmup)) makes
 # their first estimate 0/0 and every parameter NaN, as a quadratic toy reproduces (the trap in
-# docs/guard_over_rivals.md). Their multiplier is floored at this fraction.
+# docs/guard_over_baselines.md). Their multiplier is floored at this fraction.
 LR_FREE_FLOOR = 1e-6
 
 
@@ -148,7 +148,7 @@ def _check_multiplier(name, value):
 
 
 def _lr_free(name, transform):
-    """The builder of an LR-free rival: the schedule's shape comes in as ``shape``, its
+    """The builder of an LR-free baseline: the schedule's shape comes in as ``shape``, its
     own ``learning_rate`` knob multiplies it, and AdamW's betas and weight decay are its."""
     def build(opt, shape, *, scaled=False, **kw):
         multiplier = kw.pop("learning_rate")
@@ -234,7 +234,7 @@ BASELINES = {
         guard_why="MoMo's step is min(learning_rate, a Polyak step) and varies from step to step by "
                   "design; the governor's trust region, which bounds a step to twice the previous "
                   "one, clamps that variation as spikes (measured: a 0.03-0.4 multiplier at healthy "
-                  "LRs, docs/guard_over_rivals.md)"),
+                  "LRs, docs/guard_over_baselines.md)"),
 }
 
 

@@ -140,7 +140,7 @@ def baseline_guard_knobs(cfg, guard: str, baseline: str, changed=()) -> dict:
 
 def baseline_learning_rate(cfg, name: str):
     """What baseline ``name`` takes as its learning rate in ``lbw_jax.train.run``: the config's
-    schedule, its shape (peak 1) for an LR-free rival, or ``optimizer.lr`` constant for
+    schedule, its shape (peak 1) for an LR-free baseline, or ``optimizer.lr`` constant for
     Schedule-Free (``lbw_jax.train.baseline_registry.LR_MODES``)."""
     mode, opt = BASELINES[name].lr, cfg.optimizer
     if mode == "shape":
@@ -185,7 +185,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
                     baseline: str | None = None, baseline_kwargs=None
                     ) -> optax.GradientTransformationExtraArgs:
     """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper, or a
-    guardable rival (``lbw_jax.train.baseline_registry``) inside the guard.
+    guardable baseline (``lbw_jax.train.baseline_registry``) inside the guard.
 
     Args:
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
@@ -195,7 +195,7 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
       policy: an already built policy, used instead of building ``guard``'s.
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
         with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``). Without
-        ``learning_rate`` it takes ``baseline_learning_rate``; with one, a rival that
+        ``learning_rate`` it takes ``baseline_learning_rate``; with one, a baseline that
         replaces AdamW takes it as it is (the stress suite passes each its own). With a
         guard too, the guard wraps it and hands it its scale as a multiplier of its
         learning rate (``lbw_guard(..., scale_inside=True)``); a baseline that acts on
@@ -211,8 +211,8 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         if learning_rate is None and baseline in BASELINES:
             learning_rate = baseline_learning_rate(cfg, baseline)
         return build_baseline(cfg, baseline, learning_rate, baseline_kwargs)
-    guarded_rival = baseline != "none"
-    if guarded_rival:
+    guarded_baseline = baseline != "none"
+    if guarded_baseline:
         if baseline not in BASELINES:
             raise ValueError(f"optimizer.baseline={baseline!r}; choose none or one of {sorted(BASELINES)}")
         if learning_rate is None:
@@ -226,12 +226,12 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         if policy is None and guard == "none":
             return optax.with_extra_args_support(inner)
     if policy is None:
-        over = baseline_guard_knobs(cfg, guard, baseline) if guarded_rival else {}
+        over = baseline_guard_knobs(cfg, guard, baseline) if guarded_baseline else {}
         policy = build_policy(guard, {**policy_knobs(cfg, guard), **over})
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
     return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,
-                             stacked_axes=stacked_layer_axes, scale_inside=guarded_rival)
+                             stacked_axes=stacked_layer_axes, scale_inside=guarded_baseline)
 
 
 def check_lr(lr) -> None:

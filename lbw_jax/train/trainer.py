@@ -83,7 +83,7 @@ class Trainer:
         self.policy = lbw_jax.POLICIES.get(cfg.optimizer.policy)
         self.batch_sharding = NamedSharding(self.mesh, P(None, BATCH_AXES, None))
         # Schedule-Free trains one point and is evaluated at another (its average).
-        # (Also inside the guard: a guarded rival is evaluated and probed as the bare one.)
+        # (Also inside the guard: a guarded baseline is evaluated and probed as the bare one.)
         record = BASELINES.get(cfg.optimizer.get("baseline", "none"))
         self._eval_params = (jax.jit(record.eval_params) if record is not None and record.eval_params
                              else None)

@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
     # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
     c.optimizer.policy = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (docs/guard.md, Cost)
-    # Or, with guard="none", one baseline around AdamW or rival in its place (the registry
+    # Or, with guard="none", one baseline around AdamW or baseline in its place (the registry
     # lbw_jax.train.baseline_registry.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
     # the LR-free prodigy and dadapt_adamw (optimizer.lr is not read: their learning_rate
     # knob multiplies the step size they estimate, on the schedule's shape); and

@@ -68,7 +68,7 @@ def stress_config(c: ml_collections.ConfigDict | None = None) -> ml_collections.
     # within 300 steps (its defaults are for per-epoch calls).
     c.optimizer.plateau.update(dict(factor=0.5, patience=5, accumulation_size=10, min_scale=0.01))
     # Named variants of a policy or baseline, run as arms of their own (the governor's
-    # ablation, a rival's calibrated start): each is optimizer.<policy> with the knobs in
-    # its kwargs changed (a baseline variant is a rival, a policy's is its ablation).
+    # ablation, a baseline's calibrated start): each is optimizer.<policy> with the knobs in
+    # its kwargs changed (a baseline variant is a baseline, a policy's is its ablation).
     s.variants = ml_collections.ConfigDict()
     return c

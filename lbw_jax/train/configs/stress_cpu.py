@@ -1,6 +1,6 @@
 """The stress suite's CPU default (``python -m lbw_jax.train.stress``): a 1.1M-parameter
 Qwen2-architecture model on the embedded Austen corpus, pretrained, then AdamW against
-clipping, the LR-robust rivals of optax.contrib (Mechanic over AdamW, Schedule-Free
+clipping, the LR-robust baselines of optax.contrib (Mechanic over AdamW, Schedule-Free
 AdamW over the LR grid; Prodigy and D-Adaptation, which have no LR to choose, one run
 each, at their published start and calibrated) and the guards (the reference laws
 reflex and reflex_pro, and the governor with its replay, faulted too, and its
@@ -17,8 +17,8 @@ import ml_collections
 
 from lbw_jax.train.configs.stress_base import stress_config
 
-RIVALS = ("mechanize", "schedule_free_adamw", "prodigy", "dadapt_adamw")
-# The LR-free rivals start their estimate at 1e-6 (their published estim_lr0), which a
+LR_ROBUST = ("mechanize", "schedule_free_adamw", "prodigy", "dadapt_adamw")
+# The LR-free baselines start their estimate at 1e-6 (their published estim_lr0), which a
 # 150-step fine-tune never outgrows (a first probe on this setting: at their defaults Prodigy
 # and Mechanic ended at perplexity 124-128 from the start's 127.7 at every LR multiplier,
 # where AdamW at its tuned LR reached 113.6); as their users do, they also run calibrated:
@@ -40,10 +40,10 @@ def get_config():
     c.optimizer.warmup_steps = 20
 
     s = c.stress
-    s.arms = ("adamw", "clip", *RIVALS, *CALIBRATED, "reflex", "reflex_pro", "governor",
+    s.arms = ("adamw", "clip", *LR_ROBUST, *CALIBRATED, "reflex", "reflex_pro", "governor",
               "replay_governor", "effective_lr_governor")
-    for name, (rival, knobs) in CALIBRATED.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
+    for name, (baseline, knobs) in CALIBRATED.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": baseline, "kwargs": knobs})
     s.lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     s.seeds = 3
     s.steps = 150
@@ -56,7 +56,7 @@ def get_config():
     s.scenario_lr = 1e-3
     s.inject_at = 75
     s.fault_seeds = 1
-    s.fault_arms = ("adamw", "clip", *RIVALS, "reflex", "reflex_pro", "governor", "replay_governor")
+    s.fault_arms = ("adamw", "clip", *LR_ROBUST, "reflex", "reflex_pro", "governor", "replay_governor")
     # At this size 2-4 cells per vmapped program cost 0.85x a lone cell per train step on
     # 2 CPU cores (bench/stress_batching.py), though end to end (evaluations and the host
     # loop included) the default run measured 1.04x slower batched: a wash

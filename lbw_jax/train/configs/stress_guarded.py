@@ -1,9 +1,9 @@
-"""The guard over the LR-free and LR-robust rivals, next to each bare rival, on the suite's
+"""The guard over the LR-free and LR-robust baselines, next to each bare baseline, on the suite's
 two settings: ``:cpu``, the CPU default (lbw_jax/train/configs/stress_cpu.py), and ``:lora``, the LoRA
 shift (lbw_jax/train/configs/stress_lora.py). Same model, data, schedule, LR grid, seeds and faults as
 those; the arms are the question's: AdamW, the governor over AdamW, and D-Adaptation and
 Prodigy (started at 1e-3), Schedule-Free AdamW and MoMo-Adam (with its online lower bound
-of the loss), each bare and inside the governor (``governor@<rival>``), every arm faulted.
+of the loss), each bare and inside the governor (``governor@<baseline>``), every arm faulted.
 
     python -m lbw_jax.train.stress --config stress_guarded:cpu --config.output_dir=docs/stress/guarded/cpu
     python -m lbw_jax.train.stress --config stress_guarded:lora --config.output_dir=docs/stress/guarded/lora
@@ -21,7 +21,7 @@ SETTINGS = {"cpu": stress_cpu, "lora": stress_lora}
 # so the Polyak step is overestimated and the cap loosened; MoMo's own remedy is the
 # online estimate of the bound (adapt_lower_bound), which the suite runs.
 VARIANTS = {**CALIBRATED, "momo_adam_lb": ("momo_adam", {"adapt_lower_bound": True})}
-RIVALS = ("dadapt_adamw_lr0", "prodigy_lr0", "schedule_free_adamw", "momo_adam_lb")
+LR_ROBUST = ("dadapt_adamw_lr0", "prodigy_lr0", "schedule_free_adamw", "momo_adam_lb")
 
 
 def get_config(setting: str = "cpu"):
@@ -30,8 +30,8 @@ def get_config(setting: str = "cpu"):
     c = SETTINGS[setting]()
     c.output_dir = f"runs/stress_guarded_{setting}"
     s = c.stress
-    for name, (rival, knobs) in VARIANTS.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
-    s.arms = ("adamw", "governor", *RIVALS, *(f"governor@{r}" for r in RIVALS))
+    for name, (baseline, knobs) in VARIANTS.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": baseline, "kwargs": knobs})
+    s.arms = ("adamw", "governor", *LR_ROBUST, *(f"governor@{r}" for r in LR_ROBUST))
     s.fault_arms = s.arms
     return c

@@ -2,7 +2,7 @@
 (lbw_jax/train/configs/stress_cpu.py: full-parameter, pretrained on the Austen corpus, the same LRs and
 schedule) at a Llama shape: no attention bias and untied embeddings (the input embedding
 and the LM head are separate matrices), the same widths. A check, not a second default:
-2 seeds and the arms that answer it (AdamW, clipping, the LR-robust rivals that train at
+2 seeds and the arms that answer it (AdamW, clipping, the LR-robust baselines that train at
 their defaults on this suite, the governor with its replay and effective-LR control), and
 the faults on AdamW and the governor only.
 

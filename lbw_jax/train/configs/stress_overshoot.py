@@ -23,16 +23,16 @@ runs the brake's controls for the oracle goals: AdamW replaying its multiplier t
 (faulted too) and AdamW at its mean effective LR. ``,ablation`` runs the law with the brake
 and, as arms of their own, with each other mechanism removed in turn (the brake's own removal
 is the plain setting's default governor). ``,guarded`` runs the law with the brake over each
-rival of lbw_jax/train/configs/stress_guarded.py (``governor_overshoot@<rival>``), faulted too; the bare
-rivals and the default governor over them are that config's run.
+baseline of lbw_jax/train/configs/stress_guarded.py (``governor_overshoot@<baseline>``), faulted too; the bare
+baselines and the default governor over them are that config's run.
 """
 
 import ml_collections
 
 from lbw_jax.train.configs.stress_ablation import governor_variants
 from lbw_jax.train.configs.stress_cpu import get_config as stress_cpu
-from lbw_jax.train.configs.stress_guarded import RIVALS
-from lbw_jax.train.configs.stress_guarded import VARIANTS as RIVAL_VARIANTS
+from lbw_jax.train.configs.stress_guarded import LR_ROBUST
+from lbw_jax.train.configs.stress_guarded import VARIANTS as BASELINE_VARIANTS
 from lbw_jax.train.configs.stress_heldout import get_config as stress_heldout
 from lbw_jax.train.configs.stress_llama import get_config as stress_llama
 from lbw_jax.train.configs.stress_lora import get_config as stress_lora
@@ -64,12 +64,12 @@ VARIANTS = {
                  **{f"governor_overshoot_no_{m}": {"use_overshoot": True, f"use_{m}": False}
                     for m in ("skip", "trust", "harm")}},
 }
-# Arms a setting keeps beside the governors: on the held-out setting, the rival that beat the
+# Arms a setting keeps beside the governors: on the held-out setting, the baseline that beat the
 # default governor there.
 KEEP = {"heldout": ("dadapt_adamw_lr0",)}
 # Arms a variant adds beside its own (controls: their faults run for the replay only).
 CONTROLS = ("replay_governor_overshoot", "effective_lr_governor_overshoot")
-GUARDED = tuple(f"governor_overshoot@{r}" for r in RIVALS)
+GUARDED = tuple(f"governor_overshoot@{r}" for r in LR_ROBUST)
 
 
 def get_config(arg: str = "cpu"):
@@ -92,8 +92,8 @@ def get_config(arg: str = "cpu"):
         s.arms = (*s.arms, *CONTROLS)
         s.fault_arms = (*s.fault_arms, CONTROLS[0])
     if which == "guarded":
-        for name, (rival, knobs) in RIVAL_VARIANTS.items():
-            s.variants[name] = ml_collections.ConfigDict({"policy": rival, "kwargs": knobs})
+        for name, (baseline, knobs) in BASELINE_VARIANTS.items():
+            s.variants[name] = ml_collections.ConfigDict({"policy": baseline, "kwargs": knobs})
         s.arms = (*s.arms, *GUARDED)
         s.fault_arms = s.arms
     if not s.scenarios:

@@ -7,13 +7,13 @@ multiplier already folded in) as a tracer, so one compiled program serves every
 LR and seed.
 
 Kinds (``ArmSpec``, parsed once from the name):
-  baseline: AdamW, alone or with one baseline or rival of ``lbw_jax.train.baseline_registry.BASELINES``
+  baseline: AdamW, alone or with one baseline of ``lbw_jax.train.baseline_registry.BASELINES``
     around it or in its place.
   guard: ``lbw_guard`` with a policy of ``lbw_jax.POLICIES`` or a ``stress.variants`` entry,
-    over AdamW, or over a guardable rival: ``<guard>@<rival>`` (``governor@dadapt_adamw_lr0``,
-    the rival a baseline name or a variant of one), which takes the guard's scale as its
+    over AdamW, or over a guardable baseline: ``<guard>@<baseline>`` (``governor@dadapt_adamw_lr0``,
+    the baseline a baseline name or a variant of one), which takes the guard's scale as its
     learning-rate multiplier. Such an arm has no control or replay: both are AdamW
-    open loop, and the rival's open-loop twin would need the rival's own state to replay.
+    open loop, and the baseline's open-loop twin would need the baseline's own state to replay.
   control: ``effective_lr_<guard>``, plain AdamW at LR x the guard's mean applied
     multiplier in the same cell (``effective_lr`` alone copies ``stress.effective_lr_of``).
   replay: ``replay_<guard>``, plain AdamW whose LR follows the guard's multiplier
@@ -58,8 +58,8 @@ def parse_arm(name: str, stress) -> ArmSpec:
     for prefix, kind in (("effective_lr_", "control"), ("replay_", "replay")):
         if name.startswith(prefix):
             if "@" in name:
-                raise ValueError(f"stress.arms: {name!r}: a guard over a rival has no {kind}; the "
-                                 f"{kind}s run plain AdamW, which would not be the rival's open loop")
+                raise ValueError(f"stress.arms: {name!r}: a guard over a baseline has no {kind}; the "
+                                 f"{kind}s run plain AdamW, which would not be the baseline's open loop")
             return ArmSpec(name, kind, name[len(prefix):])
     if "@" in name:
         return ArmSpec(name, "guard")
@@ -142,7 +142,7 @@ def baseline_label(name: str, cfg) -> str:
     return BASELINES[name].label
 
 
-def _rival(name: str, cfg) -> tuple[str, dict, str]:
+def _baseline_of(name: str, cfg) -> tuple[str, dict, str]:
     """(baseline, knobs, label) of a baseline name or a ``stress.variants`` entry of one."""
     s = cfg.stress
     if name in s.variants:   # a baseline with some knobs changed (e.g. a calibrated start)
@@ -161,8 +161,8 @@ def build_arm(name: str, cfg) -> Arm:
     s = cfg.stress
     spec = parse_arm(name, s)
     if "@" in name:
-        guard, rival = name.split("@", 1)
-        return _guarded(build_arm(guard, cfg), spec, rival, cfg)
+        guard, baseline = name.split("@", 1)
+        return _guarded(build_arm(guard, cfg), spec, baseline, cfg)
     plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
     if spec.kind == "control":
         return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, unprobed)
@@ -171,7 +171,7 @@ def build_arm(name: str, cfg) -> Arm:
     if spec.kind == "baseline":
         if name == "adamw":
             return Arm(spec, ADAMW_LABEL, plain, unprobed)
-        base, kwargs, label = _rival(name, cfg)
+        base, kwargs, label = _baseline_of(name, cfg)
         optim.build_baseline(cfg, base, 1e-3, kwargs)  # checks the knobs now
         record = BASELINES[base]
         return Arm(spec, label,
@@ -210,22 +210,22 @@ def _guard_probe(state):
     return {**unprobed(), "multiplier": info["multiplier"], "skipped": info["skipped"]}
 
 
-def _guarded(guard: Arm, spec: ArmSpec, rival: str, cfg) -> Arm:
-    """The guard arm ``guard`` over rival ``rival`` (``<guard>@<rival>``)."""
+def _guarded(guard: Arm, spec: ArmSpec, baseline: str, cfg) -> Arm:
+    """The guard arm ``guard`` over baseline ``baseline`` (``<guard>@<baseline>``)."""
     if guard.kind != "guard" or "@" in guard.name:
         raise ValueError(f"stress.arms: {spec.name!r}: {guard.name!r} before the @ is not a guard "
                          f"(a policy of lbw_jax.POLICIES or a stress.variants entry of one)")
-    base, kwargs, label = _rival(rival, cfg)
+    base, kwargs, label = _baseline_of(baseline, cfg)
     policy_name, policy_kwargs, changed = guard.policy
     optim.build_baseline(cfg, base, 1e-3, kwargs, scaled=True)  # refuses what cannot be guarded
-    # The knobs the guard takes over this rival (as lbw_jax.train.run sets them), named in the label.
+    # The knobs the guard takes over this baseline (as lbw_jax.train.run sets them), named in the label.
     over = optim.baseline_guard_knobs(cfg, policy_name, base, changed)
     policy = optim.build_policy(policy_name, {**policy_kwargs, **over})
     guard_label = guard.label[:-1] + "".join(f", {k}={v}" for k, v in over.items())
-    record, read_rival = BASELINES[base], probe_of(base)
+    record, read_baseline = BASELINES[base], probe_of(base)
 
-    def probe(state):   # the guard's scale and skips, the rival's own estimate
-        return {**_guard_probe(state), "estimate": read_rival(state)["estimate"]}
+    def probe(state):   # the guard's scale and skips, the baseline's own estimate
+        return {**_guard_probe(state), "estimate": read_baseline(state)["estimate"]}
 
     return Arm(spec, f"{guard_label} over {label})",
                lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,

@@ -1,16 +1,16 @@
-"""Checks the goals of the guard over a rival (``<guard>@<rival>`` arms) against
+"""Checks the goals of the guard over a baseline (``<guard>@<baseline>`` arms) against
 stress-suite results, prints them as markdown with their margins and exits 1 when a
 measured goal is missed, 2 (one line) when the file is missing or malformed or holds no
 such arm: ``python -m lbw_jax.train.stress.goals.guarded RESULTS.json [--guard governor]``.
 
-For every arm ``<guard>@<rival>`` whose bare rival and guard over AdamW ran too:
-1. No harm to the rival: at every LR the guarded rival runs, its mean final perplexity
-   is within 1% of the bare rival's (better is welcome).
+For every arm ``<guard>@<baseline>`` whose bare baseline and guard over AdamW ran too:
+1. No harm to the baseline: at every LR the guarded baseline runs, its mean final perplexity
+   is within 1% of the bare baseline's (better is welcome).
 2. Its faults are the guard's: every scenario survived by every seed, with a cost at
    most the guard-over-AdamW cost at the same LR plus the larger of the two arms' clean
    seed spreads there.
 3. The LR stops mattering: within 5% of tuned AdamW at every LR it runs (an LR-free
-   rival: its one run) and no diverged cell; below tuned AdamW is reported beside it.
+   baseline: its one run) and no diverged cell; below tuned AdamW is reported beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lbw_jax.train.stress.metrics.summary import clean_spread
 
 
 def guarded_arms(results, guard: str) -> list[tuple[str, str]]:
-    """(guarded arm, bare rival) for every ``guard@rival`` arm of the results."""
+    """(guarded arm, bare baseline) for every ``guard@baseline`` arm of the results."""
     return [(a, a.split("@", 1)[1]) for a in results["grid"] if a.startswith(f"{guard}@")]
 
 
@@ -34,22 +34,22 @@ def check(results, guard: str = "governor", tolerance: float = 0.05) -> list[tup
     """(goal, met, figures) for every guarded arm's goals; ``met`` None: not measured."""
     grid, pairs = results["grid"], guarded_arms(results, guard)
     if not pairs:
-        raise ValueError(f"guarded: the results have no arm {guard}@<rival>; arms: {sorted(grid)}")
+        raise ValueError(f"guarded: the results have no arm {guard}@<baseline>; arms: {sorted(grid)}")
     tuned_lr, tuned = tuned_adamw(grid)
     head = headline(results, tolerance)
     lr = results.get("config", {}).get("stress", {}).get("scenario_lr")
     rows = []
-    for arm, rival in pairs:
+    for arm, baseline in pairs:
         lrs = sorted(float(k) for k in grid[arm])
         if head[arm]["lr_free"]:
             lrs = lrs[:1]   # one run, standing at every LR
-        if rival not in grid:
-            rows.append((f"{arm}: no harm to {rival}", None, f"{rival} did not run"))
+        if baseline not in grid:
+            rows.append((f"{arm}: no harm to {baseline}", None, f"{baseline} did not run"))
         else:
             for at in lrs:
-                mine, theirs = mean_final(results, arm, at), mean_final(results, rival, at)
+                mine, theirs = mean_final(results, arm, at), mean_final(results, baseline, at)
                 where = "its one run" if head[arm]["lr_free"] else f"LR {at:g}"
-                rows.append((f"{arm}: no harm to {rival} at {where}: within 1%",
+                rows.append((f"{arm}: no harm to {baseline} at {where}: within 1%",
                              math.isfinite(mine) and (not math.isfinite(theirs) or mine <= 1.01 * theirs),
                              f"{mine:.2f} vs {theirs:.2f} ({gap(mine, theirs)})"))
         rows.extend(_fault_rows(results, arm, guard, lr))
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e if not isinstance(e, KeyError) else f'the results lack {e}'}", file=sys.stderr)
         return 2
-    print(f"| goal ({args.guard} over a rival) | met | figures |\n|---|---|---|")
+    print(f"| goal ({args.guard} over a baseline) | met | figures |\n|---|---|---|")
     for goal, ok, figures in rows:
         print(f"| {goal} | {MET[ok]} | {figures} |")
     measured = [ok for _, ok, _ in rows if ok is not None]

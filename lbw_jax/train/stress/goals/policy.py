@@ -26,7 +26,7 @@ The goals of a guard policy, over every seed of the suite:
 (The fifth, the cost per training step, is a benchmark: ``bench/step_overhead.py``.) Two
 goals of governor v2 are dropped because no law can meet them: beating its replay on a
 clean run (the replay of the same trajectory is the same run; goal 3 asks it to be no
-worse) and being within 5% of tuned AdamW below the tuned LR. The rivals are the arms the
+worse) and being within 5% of tuned AdamW below the tuned LR. The baselines are the arms the
 report's headline table ranks: every baseline and guard of the results file (controls and
 replays are the policy's own yardsticks, and its ``stress.variants`` are its ablation).
 """
@@ -67,9 +67,9 @@ def variants_of(results, policy: str) -> list[str]:
     return [a for a, v in variants.items() if a in results["grid"] and v.get("policy") == policy]
 
 
-def rivals(results, policy: str) -> list[str]:
+def compared_arms(results, policy: str) -> list[str]:
     """The arms the policy is ranked against: baselines and other guards (its own
-    ablation variants are not rivals)."""
+    ablation variants are not baselines)."""
     own = set(variants_of(results, policy))
     return [a for a, spec in specs_from_results(results).items()
             if spec.kind in ("baseline", "guard") and a != policy and a not in own]
@@ -132,17 +132,17 @@ def _lr_stops_mattering(results, policy, lrs, tuned_lr, tuned, tolerance, head) 
     rows.append(_every_seed(results, policy, above, tuned_lr, tuned, tolerance))
     rows.append(("no diverged cell", head[policy]["diverged"] == 0,
                  f"{head[policy]['diverged']} of {head[policy]['cells']} diverged"))
-    sens = {a: head[a]["lr_sensitivity_up"] for a in [policy, *rivals(results, policy)]
+    sens = {a: head[a]["lr_sensitivity_up"] for a in [policy, *compared_arms(results, policy)]
             if head[a].get("lr_sensitivity_up") is not None}
     whole = lambda a: "—" if head[a]["lr_sensitivity"] is None else f"{head[a]['lr_sensitivity']:.3f}"
-    best_rival = min((a for a in sens if a != policy), key=sens.get, default=None)
-    if best_rival is None or policy not in sens:
-        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", None, "no rival ran those LRs"
-                     if best_rival is None else f"{policy} did not run every LR from {tuned_lr:g} up"))
+    best_other = min((a for a in sens if a != policy), key=sens.get, default=None)
+    if best_other is None or policy not in sens:
+        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", None, "no baseline ran those LRs"
+                     if best_other is None else f"{policy} did not run every LR from {tuned_lr:g} up"))
     else:
-        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", sens[policy] < sens[best_rival],
-                     f"{sens[policy]:.3f} vs best rival {best_rival} {sens[best_rival]:.3f} (whole grid: "
-                     f"{whole(policy)} vs {whole(best_rival)})"))
+        rows.append((f"lowest LR sensitivity from {tuned_lr:g} up", sens[policy] < sens[best_other],
+                     f"{sens[policy]:.3f} vs best baseline {best_other} {sens[best_other]:.3f} (whole grid: "
+                     f"{whole(policy)} vs {whole(best_other)})"))
     return rows
 
 
@@ -202,7 +202,7 @@ def _faults(results, policy, specs) -> list:
     replay = copy_of(specs, policy, "replay")
     for scenario in results["scenarios"].get(policy, {}):
         mine, summary = fault_cost(results, policy, scenario)
-        faulted = [a for a in rivals(results, policy) if scenario in results["scenarios"].get(a, {})]
+        faulted = [a for a in compared_arms(results, policy) if scenario in results["scenarios"].get(a, {})]
         training, idle = training_arms(results, faulted, lr)
         others = {a: fault_cost(results, a, scenario)[0] for a in training}
         standing = fault_standings({policy: mine, **others},
@@ -211,7 +211,7 @@ def _faults(results, policy, specs) -> list:
         ok = survived and standing["standing"] in ("best", "tie")
         best = min((a for a in others if math.isfinite(others[a])), key=others.get, default=None)
         spread = _spread(grid, lr, policy, *([best] if best else []))
-        versus = "" if best is None else (f" vs best rival {best} {others[best]:+.2f}"
+        versus = "" if best is None else (f" vs best baseline {best} {others[best]:+.2f}"
                                           + (" (a tie)" if standing["standing"] == "tie" else ""))
         not_training = "".join(f"; not training: {a} {fault_cost(results, a, scenario)[0]:+.2f}" for a in idle)
         rows.append((f"{scenario}: survived, smallest cost", ok,
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
         print(f"| {goal} | {MET[ok]} | {figures} |")
     measured = [ok for _, ok, _ in rows if ok is not None]
     print(f"\n{sum(measured)} of {len(measured)} measured goals met; {len(rows) - len(measured)} not "
-          f"measured. Rivals: {', '.join(rivals(results, args.policy))}.")
+          f"measured. Baselines: {', '.join(compared_arms(results, args.policy))}.")
     if ablated is not None:
         print("\n" + "\n".join(ablation(results, ablated, args.policy)))
     return 0 if all(measured) else 1

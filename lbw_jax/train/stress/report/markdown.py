@@ -35,9 +35,9 @@ def _setup_md(result, tables, command) -> list[str]:
         f"{s.steps} steps per run; {s.seeds} seed(s) (data order). Every arm runs one schedule "
         f"({opt.schedule}: {shape}) peaking at the LR of its column, except those that bring their "
         f"own: Schedule-Free at the column's LR with its own warmup and no decay, and the LR-free "
-        f"rivals at a multiplier of 1 on the schedule's shape. All take the same train step as "
+        f"baselines at a multiplier of 1 on the schedule's shape. All take the same train step as "
         f"`lbw_jax.train.run`; AdamW b1={opt.b1}, b2={opt.b2}, weight decay {opt.weight_decay} (the "
-        f"rivals that replace AdamW take the same).",
+        f"baselines that replace AdamW take the same).",
     ]
     if result.cfg.lora.enabled:
         lines.append(f"Every cell trains LoRA adapters only (rank {result.cfg.lora.rank}, alpha "

@@ -1,6 +1,6 @@
-"""The registry of baselines and LR-robust rivals (lbw_jax.train.baseline_registry): each rival is exactly
+"""The registry of baselines (lbw_jax.train.baseline_registry): each baseline is exactly
 its optax.contrib transform, its probe reads state by name, the arm names parse into
-one typed spec, and adding a rival is one record."""
+one typed spec, and adding a baseline is one record."""
 
 import chex
 import jax
@@ -54,7 +54,7 @@ def _expected(name, cfg):
 
 
 @pytest.mark.parametrize("name", ["mechanize", "prodigy", "dadapt_adamw", "schedule_free_adamw"])
-def test_each_rival_is_its_optax_transform(name):
+def test_each_baseline_is_its_optax_transform(name):
     cfg = _cfg(name, "constant" if name == "schedule_free_adamw" else "cosine")
     got, got_state = _toy_run(optim.build_optimizer(cfg))
     want, want_state = _toy_run(_expected(name, cfg))
@@ -63,7 +63,7 @@ def test_each_rival_is_its_optax_transform(name):
     assert float(jnp.max(jnp.abs(got[-1]["a"] - got[0]["a"]))) > 0   # it moved
 
 
-def test_the_lr_free_rivals_survive_a_warmup_from_zero():
+def test_the_lr_free_baselines_survive_a_warmup_from_zero():
     # optax's prodigy and dadapt_adamw turn every parameter NaN when their LR starts at 0
     # (a linear warmup from 0); the record floors the multiplier.
     for name in ("prodigy", "dadapt_adamw"):
@@ -111,7 +111,7 @@ def test_arm_names_parse_once_into_a_spec():
     assert copy_of(specs, "reflex", "replay") is None
 
 
-def test_the_stress_arms_of_the_rivals():
+def test_the_stress_arms_of_the_baselines():
     cfg = stress_cpu()
     arms = {name: build_arm(name, cfg) for name in ("mechanize", "prodigy", "dadapt_adamw", "schedule_free_adamw")}
     assert [a.lr_mode for a in arms.values()] == ["schedule", "shape", "shape", "constant"]
@@ -119,7 +119,7 @@ def test_the_stress_arms_of_the_rivals():
     assert arms["prodigy"].label == "Prodigy (optax.contrib.prodigy)"
 
 
-def test_adding_a_rival_is_one_record(monkeypatch):
+def test_adding_a_baseline_is_one_record(monkeypatch):
     def signum(opt, learning_rate, *, momentum: float = 0.9):
         return optax.chain(optax.trace(momentum), optax.scale_by_sign(), optax.scale_by_learning_rate(learning_rate))
 
@@ -147,7 +147,7 @@ def test_adding_a_rival_is_one_record(monkeypatch):
     ({"baseline": "prodigy", "prodigy.learning_rate": -1.0}, r"optimizer.prodigy.learning_rate=-1.0 must be"),
     ({"baseline": "mechanize", "mechanize.bogus": 1}, "bogus"),
 ])
-def test_bad_rival_settings_are_named(setting, message):
+def test_bad_baseline_settings_are_named(setting, message):
     cfg = base_config()
     cfg.optimizer.policy = "none"
     with cfg.unlocked():
@@ -158,7 +158,7 @@ def test_bad_rival_settings_are_named(setting, message):
         validate(cfg)
 
 
-def test_train_run_logs_what_a_rivals_record_reads(tmp_path):
+def test_train_run_logs_what_a_baselines_record_reads(tmp_path):
     from harness_helpers import small_config, unguarded
     from lbw_jax.train.data.build import build_data
     from lbw_jax.train.trainer import Trainer

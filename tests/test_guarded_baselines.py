@@ -1,8 +1,8 @@
-"""The guard over a rival (``optimizer.policy`` with ``optimizer.baseline``): the guard's
-scale enters as the rival's learning-rate multiplier (``lbw_jax.scaled_lr``), so under a
-constant scale s the guarded rival is the bare rival at ``learning_rate * s`` step for
+"""The guard over a baseline (``optimizer.policy`` with ``optimizer.baseline``): the guard's
+scale enters as the baseline's learning-rate multiplier (``lbw_jax.scaled_lr``), so under a
+constant scale s the guarded baseline is the bare baseline at ``learning_rate * s`` step for
 step; a step the trust region bounds is taken again at the bounded scale, so
-Schedule-Free's sequences stay consistent; a skipped step leaves the rival's state
+Schedule-Free's sequences stay consistent; a skipped step leaves the baseline's state
 exactly as it was; an estimate gone 0/0 is undone."""
 
 import dataclasses
@@ -49,7 +49,7 @@ def _cfg(baseline, lr=2e-2):
 
 
 def _bare_at(baseline, multiplier):
-    """The bare rival with its learning rate times ``multiplier``."""
+    """The bare baseline with its learning rate times ``multiplier``."""
     cfg = _cfg(baseline)
     if optim.BASELINES[baseline].lr_free:       # its learning_rate knob multiplies its estimate
         cfg.optimizer[baseline].learning_rate = multiplier
@@ -82,7 +82,7 @@ def _guarded(baseline, policy):
 
 
 @pytest.mark.parametrize("baseline", GUARDABLE)
-def test_under_a_constant_scale_the_guarded_rival_is_the_bare_rival_at_the_scaled_lr(baseline):
+def test_under_a_constant_scale_the_guarded_baseline_is_the_bare_baseline_at_the_scaled_lr(baseline):
     got = _toy(_guarded(baseline, ScheduledScale(schedule=lambda t: SCALE)))
     want = _toy(_bare_at(baseline, SCALE))
     unscaled = _toy(_bare_at(baseline, 1.0))
@@ -96,9 +96,9 @@ def test_under_a_constant_scale_the_guarded_rival_is_the_bare_rival_at_the_scale
 
 @pytest.mark.parametrize("baseline", GUARDABLE)
 def test_a_bounded_step_is_taken_again_at_the_bounded_scale(baseline):
-    """The trust region's factor is known only after the rival proposed its step; the
-    rival's state must follow the step applied (Schedule-Free's z and x, D-Adaptation's
-    sums), so the guard runs the rival again at scale x factor."""
+    """The trust region's factor is known only after the baseline proposed its step; the
+    baseline's state must follow the step applied (Schedule-Free's z and x, D-Adaptation's
+    sums), so the guard runs the baseline again at scale x factor."""
     got = _toy(_guarded(baseline, HalvedSteps(schedule=lambda t: SCALE)))
     want = _toy(_bare_at(baseline, SCALE * 0.5))
     for (p_got, s_got), (p_want, _) in zip(got, want):
@@ -120,7 +120,7 @@ def test_schedule_free_under_the_guard_is_evaluated_at_its_average():
 
 
 @pytest.mark.parametrize("baseline", GUARDABLE)
-def test_a_skipped_step_leaves_the_rivals_state_exactly_as_it_was(baseline):
+def test_a_skipped_step_leaves_the_baselines_state_exactly_as_it_was(baseline):
     run = _toy(_guarded(baseline, lbw_jax.governor()), steps=6, nan_at=3)
     (p_before, s_before), (p_after, s_after) = run[2], run[3]
     assert int(s_after.skipped) == int(s_before.skipped) + 1
@@ -152,7 +152,7 @@ def test_scale_inside_needs_a_scaled_lr_inside():
 
 
 @pytest.mark.parametrize("baseline", GUARDABLE)
-def test_train_run_runs_the_guard_over_a_rival(baseline):
+def test_train_run_runs_the_guard_over_a_baseline(baseline):
     cfg = _cfg(baseline)
     cfg.optimizer.policy = "governor"
     validate(cfg)
@@ -171,7 +171,7 @@ def test_the_guard_over_a_step_control_is_refused_with_the_reason(baseline):
         validate(cfg)
 
 
-def test_the_suite_names_a_guard_over_a_rival():
+def test_the_suite_names_a_guard_over_a_baseline():
     cfg = stress_cpu()
     arm = build_arm("governor@dadapt_adamw_lr0", cfg)
     assert arm.kind == "guard" and arm.lr_free
@@ -180,7 +180,7 @@ def test_the_suite_names_a_guard_over_a_rival():
     sf = build_arm("governor@schedule_free_adamw", cfg)
     assert sf.lr_mode == "constant" and sf.eval_params is not None
     for name in ("replay_governor@prodigy", "effective_lr_governor@prodigy"):
-        with pytest.raises(ValueError, match="a guard over a rival has no"):
+        with pytest.raises(ValueError, match="a guard over a baseline has no"):
             parse_arm(name, cfg.stress)
     with pytest.raises(ValueError, match="two controls of one step"):
         build_arm("governor@clip", cfg)
@@ -188,7 +188,7 @@ def test_the_suite_names_a_guard_over_a_rival():
         build_arm("prodigy@dadapt_adamw", cfg)
 
 
-def test_train_run_records_both_parts_of_a_guarded_rival(tmp_path):
+def test_train_run_records_both_parts_of_a_guarded_baseline(tmp_path):
     from harness_helpers import small_config, unguarded
     from lbw_jax.train.session.resume_rules import differences
     from lbw_jax.train.run import train
