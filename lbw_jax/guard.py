@@ -97,6 +97,45 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
     which a scalar of the inner state is not finite (D-Adaptation's estimate after an
     all-zero first gradient is 0/0, with a finite zero update): it is undone.
     """
+    policy = _checked(inner, policy, skip_non_finite, scale_inside, stacked_axes)
+    inner = optax.with_extra_args_support(inner)
+    g = _Setup(inner, policy, stacked_axes, stacked_axes is not None and policy.reads_tensors,
+               skip_non_finite, scale_inside)
+
+    def init_fn(params):
+        inner_state = inner.init(params)
+        if scale_inside and not find_scaled_lr(inner_state):
+            raise TypeError("lbw_guard(scale_inside=True): the inner optimizer has no lbw_jax.scaled_lr "
+                            "inside to take the scale; build it as lbw_jax.scaled_lr(factory, "
+                            "learning_rate, ...) (or wrap one, as optax.contrib.mechanize does).")
+        return GuardState(
+            step=jnp.zeros([], jnp.int32),
+            multiplier=jnp.ones([], jnp.float32),
+            interventions=jnp.zeros([], jnp.int32),
+            skipped=jnp.zeros([], jnp.int32),
+            policy_state=policy.init(params),
+            inner_state=inner_state)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        return _update(g, updates, state, params, extra_args)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class _Setup(NamedTuple):
+    """What ``lbw_guard`` fixes when it is built, read by every update."""
+
+    inner: optax.GradientTransformationExtraArgs
+    policy: Policy
+    stacked_axes: Callable | None
+    per_tensor: bool          # the policy reads per-tensor statistics of stacked leaves
+    skip_non_finite: bool
+    scale_inside: bool
+
+
+def _checked(inner, policy, skip_non_finite, scale_inside, stacked_axes) -> Policy:
+    """``lbw_guard``'s arguments checked, each bad one named; the policy (the default law
+    when omitted)."""
     if inner is None:
         raise TypeError(f"lbw_guard() was called without the optimizer to govern. {_CHAIN_FORM}")
     if isinstance(inner, Policy):
@@ -117,88 +156,74 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
     if stacked_axes is not None and not callable(stacked_axes):
         raise TypeError(f"lbw_guard: stacked_axes must be a function (key_path, leaf) -> int, "
                         f"got {stacked_axes!r}.")
-    inner = optax.with_extra_args_support(inner)
-    per_tensor = stacked_axes is not None and policy.reads_tensors
+    return policy
 
-    def init_fn(params):
-        inner_state = inner.init(params)
-        if scale_inside and not find_scaled_lr(inner_state):
-            raise TypeError("lbw_guard(scale_inside=True): the inner optimizer has no lbw_jax.scaled_lr "
-                            "inside to take the scale; build it as lbw_jax.scaled_lr(factory, "
-                            "learning_rate, ...) (or wrap one, as optax.contrib.mechanize does).")
-        return GuardState(
-            step=jnp.zeros([], jnp.int32),
-            multiplier=jnp.ones([], jnp.float32),
-            interventions=jnp.zeros([], jnp.int32),
-            skipped=jnp.zeros([], jnp.int32),
-            policy_state=policy.init(params),
-            inner_state=inner_state)
 
-    def update_fn(updates, state, params=None, **extra_args):
-        value = extra_args.get("value")
-        step = optax.safe_increment(state.step)
-        sensed = tensor_view(updates, stacked_axes) if per_tensor else updates
-        decision, policy_state = policy.decide(sensed, state.policy_state, step=step, value=value,
-                                               inner_state=state.inner_state)
-        intervened = jnp.asarray(decision.intervened, jnp.bool_)
+def _update(g: _Setup, updates, state: GuardState, params, extra_args):
+    """The guard's ``update``: the policy decides, the inner optimizer proposes, the guard
+    applies (or skips) the step."""
+    value = extra_args.get("value")
+    step = optax.safe_increment(state.step)
+    sensed = tensor_view(updates, g.stacked_axes) if g.per_tensor else updates
+    decision, policy_state = g.policy.decide(sensed, state.policy_state, step=step, value=value,
+                                             inner_state=state.inner_state)
+    intervened = jnp.asarray(decision.intervened, jnp.bool_)
 
-        def skip(finite):
-            # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
-            # the policy's new state (its statistics saw a finite step, its scale may move).
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-            return zero_updates(inner, updates, state.inner_state, params, extra_args), state._replace(
-                policy_state=keep(policy_state, state.policy_state),
-                interventions=keep(state.interventions + intervened.astype(jnp.int32),
-                                   state.interventions),
-                skipped=optax.safe_increment(state.skipped))
+    def skip(finite):
+        # Non-finite: nothing but the counter moves. A skip the policy asked for keeps
+        # the policy's new state (its statistics saw a finite step, its scale may move).
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        return zero_updates(g.inner, updates, state.inner_state, params, extra_args), state._replace(
+            policy_state=keep(policy_state, state.policy_state),
+            interventions=keep(state.interventions + intervened.astype(jnp.int32),
+                               state.interventions),
+            skipped=optax.safe_increment(state.skipped))
 
-        def propose(scale):
-            if not scale_inside:
-                return inner.update(updates, state.inner_state, params, **extra_args)
-            return inner.update(updates, state.inner_state, params, **extra_args, **{LR_SCALE: scale})
+    def propose(scale):
+        if not g.scale_inside:
+            return g.inner.update(updates, state.inner_state, params, **extra_args)
+        return g.inner.update(updates, state.inner_state, params, **extra_args, **{LR_SCALE: scale})
 
-        def governed(_):
-            scale = policy_state.scale.astype(jnp.float32)
-            inner_updates, inner_state = propose(scale)
-            # A one-step bound on what the inner optimizer proposes (identity for most laws),
-            # read per unit of scale in both forms, as the unscaled step of AdamW.
-            per_unit = inner_updates if not scale_inside else jax.tree.map(
-                lambda u: u / scale.astype(u.dtype), inner_updates)
-            grads = {"grads": sensed} if policy.limit_reads_grads else {}
-            factor, new_policy_state = policy.limit(per_unit, policy_state, **grads)
-            multiplier = (scale * factor).astype(jnp.float32)
-            counted = intervened | (factor < 1.0)
-            if scale_inside:
-                # The state followed the step it proposed: a bounded step is taken again.
-                scaled, inner_state = lax.cond(factor < 1.0, lambda: propose(multiplier),
-                                               lambda: (inner_updates, inner_state))
-            else:
-                # Multiply in float32 and cast back, so bf16 updates see the exact scale.
-                scaled = jax.tree.map(lambda u: (u * multiplier).astype(u.dtype), inner_updates)
-            applied = scaled, GuardState(
-                step=step, multiplier=multiplier,
-                interventions=state.interventions + counted.astype(jnp.int32),
-                skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
-            healthy = scalars_finite(inner_state)
-            if healthy is None:
-                return applied
-            return lax.cond(healthy, lambda: applied, lambda: skip(jnp.array(False)))
+    def governed(_):
+        scale = policy_state.scale.astype(jnp.float32)
+        inner_updates, inner_state = propose(scale)
+        # A one-step bound on what the inner optimizer proposes (identity for most laws),
+        # read per unit of scale in both forms, as the unscaled step of AdamW.
+        per_unit = inner_updates if not g.scale_inside else jax.tree.map(
+            lambda u: u / scale.astype(u.dtype), inner_updates)
+        grads = {"grads": sensed} if g.policy.limit_reads_grads else {}
+        factor, new_policy_state = g.policy.limit(per_unit, policy_state, **grads)
+        multiplier = (scale * factor).astype(jnp.float32)
+        counted = intervened | (factor < 1.0)
+        if g.scale_inside:
+            # The state followed the step it proposed: a bounded step is taken again.
+            scaled, inner_state = lax.cond(factor < 1.0, lambda: propose(multiplier),
+                                           lambda: (inner_updates, inner_state))
+        else:
+            # Multiply in float32 and cast back, so bf16 updates see the exact scale.
+            scaled = jax.tree.map(lambda u: (u * multiplier).astype(u.dtype), inner_updates)
+        applied = scaled, GuardState(
+            step=step, multiplier=multiplier,
+            interventions=state.interventions + counted.astype(jnp.int32),
+            skipped=state.skipped, policy_state=new_policy_state, inner_state=inner_state)
+        healthy = scalars_finite(inner_state)
+        if healthy is None:
+            return applied
+        return lax.cond(healthy, lambda: applied, lambda: skip(jnp.array(False)))
 
-        finite = jnp.array(True)
-        if skip_non_finite:
-            finite = all_finite(updates)
-            if value is not None:
-                finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
-        elif not policy.may_skip:
-            return governed(None)
-        policy_skip = jnp.asarray(decision.skip) if policy.may_skip else jnp.array(False)
+    finite = jnp.array(True)
+    if g.skip_non_finite:
+        finite = all_finite(updates)
+        if value is not None:
+            finite = finite & jnp.all(jnp.isfinite(jnp.asarray(value)))
+    elif not g.policy.may_skip:
+        return governed(None)
+    policy_skip = jnp.asarray(decision.skip) if g.policy.may_skip else jnp.array(False)
 
-        # A cond, as in optax.apply_if_finite: the skipped branch leaves the inner
-        # state's buffers as they are. (A select would make XLA copy every moment
-        # buffer on every step to keep the old value alive; measured slower.)
-        return lax.cond(finite & ~policy_skip, governed, lambda _: skip(finite), None)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    # A cond, as in optax.apply_if_finite: the skipped branch leaves the inner
+    # state's buffers as they are. (A select would make XLA copy every moment
+    # buffer on every step to keep the old value alive; measured slower.)
+    return lax.cond(finite & ~policy_skip, governed, lambda _: skip(finite), None)
 
 
 def scalars_finite(inner_state) -> jax.Array | None:

@@ -7,11 +7,23 @@ from lbw_jax.train.session import watchdog
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every field a run reads, at its default, one section at a time."""
     c = ml_collections.ConfigDict()
     c.output_dir = "runs/default"
     c.resume = False            # also implied when output_dir already holds checkpoints
     c.seed = 0
+    _model(c)
+    _lora(c)
+    _data(c)
+    _optimizer(c)
+    _train(c)
+    _mesh(c)
+    _distributed(c)
+    _fault(c)
+    return c
 
+
+def _model(c) -> None:
     c.model = ml_collections.ConfigDict()
     c.model.pretrained = ""     # a Hugging Face folder or hub id; empty: train from scratch
     c.model.name = ""           # a named architecture (lbw_jax.train.models.NAMED_CONFIGS) from scratch
@@ -36,6 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
     # fallback if cuDNN fails on a device). A resume may change it (the same function).
     c.model.attention = "auto"
 
+
+def _lora(c) -> None:
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = False
     c.lora.rank = 16
@@ -46,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     # as PEFT keeps them. Runs made before this field existed kept them in model.param_dtype.
     c.lora.param_dtype = "float32"
 
+
+def _data(c) -> None:
     c.data = ml_collections.ConfigDict()
     c.data.source = "austen"    # austen | shakespeare (both embedded) | files | hf
     c.data.path = ""            # files: a text file or a folder of .txt
@@ -62,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
     # the corpus files' sizes and hashes, the split); True accepts the change, listed.
     c.data.accept_changes = False
 
+
+def _optimizer(c) -> None:
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.lr = 3e-3
     c.optimizer.b1 = 0.9
@@ -78,7 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
     # governor (lbw-jax's own law, the default) | reflex | reflex_pro (the reference laws) | none
     c.optimizer.policy = "governor"
     c.optimizer.skip_non_finite = True  # the guard skips non-finite steps (docs/guard.md, Cost)
-    # Or, with guard="none", one baseline around AdamW or baseline in its place (the registry
+    # Or, with policy="none", one baseline around AdamW or in its place (the registry
     # lbw_jax.train.baseline_registry.BASELINES): clip, zclip, spike_skip, update_clip, plateau, mechanize;
     # the LR-free prodigy and dadapt_adamw (optimizer.lr is not read: their learning_rate
     # knob multiplies the step size they estimate, on the schedule's shape); and
@@ -89,10 +107,12 @@ def base_config() -> ml_collections.ConfigDict:
     # optimizer.clip.max_norm... Only the active one's may be set away from its default.
     c.optimizer.update(optim.knob_config())
     # Deprecated: the form before knobs were config fields; what is set here is moved
-    # into the active subtree when the run starts (lbw_jax.train.optim.fold_deprecated_knobs).
+    # into the active subtree when the run starts (lbw_jax.train.normalize.fold_deprecated_knobs).
     c.optimizer.policy_kwargs = ml_collections.ConfigDict()
     c.optimizer.baseline_kwargs = ml_collections.ConfigDict()
 
+
+def _train(c) -> None:
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300
     c.train.batch_size = 16     # global, per optimizer step
@@ -109,11 +129,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.on_divergence = "rollback"   # rollback | stop
     c.train.watchdog = watchdog.config()  # its settings, explained in lbw_jax.train.session.watchdog.DEFAULTS
 
+
+def _mesh(c) -> None:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
+
+def _distributed(c) -> None:
     c.distributed = ml_collections.ConfigDict()
     c.distributed.coordinator = ""   # host:port; empty: single process unless the cluster says
     c.distributed.num_processes = 1
@@ -123,8 +147,10 @@ def base_config() -> ml_collections.ConfigDict:
     # lr_factor (for AdamW exactly an LR lr_factor times larger) on the batches
     # [first_batch, last_batch) of the data order. Batches, not steps: a rollback
     # skips them, as it would skip bad data.
+
+
+def _fault(c) -> None:
     c.fault = ml_collections.ConfigDict()
     c.fault.lr_factor = 1.0
     c.fault.first_batch = 0
     c.fault.last_batch = 0
-    return c
