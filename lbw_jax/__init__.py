@@ -10,7 +10,7 @@ from lbw_jax.policies import (LAWS, POLICIES, Decision, Governor, Policy, Reflex
 from lbw_jax.sensing import all_finite
 from lbw_jax.telemetry import reason_name, regime_name, telemetry
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["lbw_guard", "GuardState", "Policy", "Decision", "reflex", "reflex_pro", "governor",
            "Reflex", "ReflexPro", "Governor", "LAWS", "POLICIES", "telemetry", "regime_name",
