@@ -214,7 +214,7 @@ def test_ablation_rows_show_the_change_against_the_full_policy():
     assert "22.50 (+2.50)" in row and "+0.30" in row
 
 
-def test_an_ablation_in_the_same_run_is_not_a_baseline():
+def test_an_ablation_in_the_same_run_is_not_compared_against():
     """A variant of the policy (stress.variants) with a lower cost or sensitivity does not
     count against it, and the ablation table holds AdamW, the policy and its variants."""
     r = _results(governor=(20.1, 20.5, 20.9))
@@ -222,10 +222,10 @@ def test_an_ablation_in_the_same_run_is_not_a_baseline():
     r["kinds"]["governor_no_skip"] = "guard"
     r["labels"]["governor_no_skip"] = "no skip"
     r["scenarios"]["governor_no_skip"] = {"nan_grad": {"summary": {"ppl_loss": -5.0, "survived": 1, "seeds": 1}}}
-    assert "governor_no_skip" in goals.baselines(r, "governor")          # without the config: a baseline
+    assert "governor_no_skip" in goals.compared_arms(r, "governor")          # without the config: compared against
     r["config"] = {"stress": {"variants": {"governor_no_skip": {"policy": "governor",
                                                                  "kwargs": {"use_skip": False}}}}}
-    assert goals.baselines(r, "governor") == ["adamw", "clip"]
+    assert goals.compared_arms(r, "governor") == ["adamw", "clip"]
     assert all(ok for _, ok, _ in goals.check(r, "governor"))
     lines = goals.ablation(r, r, "governor")
     assert [line.split(" |")[0] for line in lines[2:]] == ["| adamw", "| governor", "| no skip"]
