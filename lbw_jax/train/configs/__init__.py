@@ -65,3 +65,12 @@ def resolve_argv(argv: list[str]) -> list[str]:
 
 def _note(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def run_main(main) -> None:
+    """Runs an absl ``main`` with its ``--config`` read as a preset name or a path: the
+    entry point of each command that takes a config (``lbw-stress``, the study's). ``sys.argv``
+    stays as typed, so a report records the command a reader can run."""
+    from absl import app
+
+    app.run(main, argv=resolve_argv(sys.argv))

@@ -18,7 +18,7 @@ import tqdm
 from absl import app, flags
 from ml_collections import config_flags
 
-from lbw_jax.train.configs import preset_path, resolve_argv
+from lbw_jax.train.configs import preset_path, run_main
 from lbw_jax.train.stress.engine.suite import run_suite
 from lbw_jax.train.stress.report import outputs
 
@@ -68,8 +68,7 @@ def main(argv):
 
 
 def cli():
-    sys.argv[:] = resolve_argv(sys.argv)
-    app.run(main)
+    run_main(main)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from lbw_jax.train.configs import preset_path, resolve_argv
+from lbw_jax.train.configs import preset_path, run_main
 from lbw_jax.train.records import machine
 from lbw_jax.train.stress.engine import faults as faults_lib
 from lbw_jax.train.stress.engine.arms import build_arm
@@ -170,8 +170,7 @@ def main(argv):
 
 
 def cli():
-    sys.argv[:] = resolve_argv(sys.argv)
-    app.run(main)
+    run_main(main)
 
 
 if __name__ == "__main__":

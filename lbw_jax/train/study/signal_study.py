@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import lbw_jax
-from lbw_jax.train.configs import preset_path, resolve_argv
+from lbw_jax.train.configs import preset_path, run_main
 from lbw_jax.train.records import machine
 from lbw_jax.train.stress.engine.arms import build_arm
 from lbw_jax.train.stress.metrics.headline import stressed_from_means
@@ -96,8 +96,7 @@ def main(argv):
 
 
 def cli():
-    sys.argv[:] = resolve_argv(sys.argv)
-    app.run(main)
+    run_main(main)
 
 
 if __name__ == "__main__":
