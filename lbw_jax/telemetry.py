@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 
 from lbw_jax.guard import GuardState
-from lbw_jax.policies.base import Policy, law_of_state
+from lbw_jax.policies.base import Policy, policy_of_state
 
 
 def find_guard_state(state) -> GuardState:
@@ -45,27 +45,27 @@ def telemetry(state) -> dict[str, jax.Array]:
     return out
 
 
-def _law_and_state(state):
+def _policy_and_state(state):
     """(the policy class, its state or None) for ``state``: a policy (class or instance,
     no state), a policy state, a ``GuardState`` or an optimizer state holding one."""
     if isinstance(state, Policy) or (isinstance(state, type) and issubclass(state, Policy)):
         return (state if isinstance(state, type) else type(state)), None
-    if law_of_state(type(state)) is None:
+    if policy_of_state(type(state)) is None:
         state = find_guard_state(state).policy_state
-    law = law_of_state(type(state))
-    if law is None:
+    policy = policy_of_state(type(state))
+    if policy is None:
         raise ValueError(f"no policy declares the state type {type(state).__name__} as its "
                          f"state_type, so its codes have no names")
-    return law, state
+    return policy, state
 
 
 def _code_name(state, code, field: str) -> str:
-    law, policy_state = _law_and_state(state)
+    policy, policy_state = _policy_and_state(state)
     if code is None:
         if policy_state is None:
             raise TypeError(f"{field}_name(policy) needs the code: {field}_name(policy, code)")
         code = getattr(policy_state, field)
-    return law.regime_name(code) if field == "regime" else law.reason_name(code)
+    return policy.regime_name(code) if field == "regime" else policy.reason_name(code)
 
 
 def regime_name(state, code=None) -> str:

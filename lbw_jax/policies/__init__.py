@@ -7,7 +7,7 @@ from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProRegime, ReflexProSta
 
 # Every policy class by name, for configs and the stress suite (``POLICIES[name].create(**knobs)``
 # builds one): registering a policy is adding it here.
-POLICIES = {law.name: law for law in (Reflex, ReflexPro, Governor)}
+POLICIES = {policy.name: policy for policy in (Reflex, ReflexPro, Governor)}
 LAWS = POLICIES   # the registry's former name, kept for one release
 
 __all__ = ["Decision", "Policy", "Regime", "Reason", "Reflex", "ReflexRegime", "ReflexSignals",

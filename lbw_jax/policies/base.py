@@ -42,12 +42,12 @@ class Reason(enum.IntEnum):
 
 # Each policy's state type -> the policy class, so a state (a pytree of arrays, which
 # cannot carry its law) finds the vocabulary its regime codes belong to.
-_LAW_OF_STATE: dict[type, type] = {}
+_POLICY_OF_STATE: dict[type, type] = {}
 
 
-def law_of_state(state_type: type) -> type | None:
+def policy_of_state(state_type: type) -> type | None:
     """The policy class whose ``state_type`` is ``state_type`` (None if no law declares it)."""
-    return _LAW_OF_STATE.get(state_type)
+    return _POLICY_OF_STATE.get(state_type)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,11 +101,11 @@ class Policy:
                 raise TypeError(f"{cls.__name__}: {table!r} must be an enum.IntEnum with {zero} = 0")
         state_type = cls.__dict__.get("state_type")
         if state_type is not None:
-            known = _LAW_OF_STATE.get(state_type)
+            known = _POLICY_OF_STATE.get(state_type)
             if known is not None and (known.Regime, known.Reason) != (cls.Regime, cls.Reason):
                 raise TypeError(f"{cls.__name__} and {known.__name__} share the state type "
                                 f"{state_type.__name__} with different vocabularies")
-            _LAW_OF_STATE.setdefault(state_type, cls)
+            _POLICY_OF_STATE.setdefault(state_type, cls)
 
     def __post_init__(self):
         knobs.check_all(self)
@@ -141,9 +141,9 @@ class Policy:
         return jnp.ones([], jnp.float32), state
 
 
-def _name(law, table, code, what: str) -> str:
+def _name(policy, table, code, what: str) -> str:
     try:
         return table(int(code)).name.lower()
     except ValueError:
         known = {m.value: m.name.lower() for m in table}
-        raise ValueError(f"{law.name}: unknown {what} code {int(code)}; known: {known}") from None
+        raise ValueError(f"{policy.name}: unknown {what} code {int(code)}; known: {known}") from None

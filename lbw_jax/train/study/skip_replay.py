@@ -35,15 +35,15 @@ from lbw_jax.policies.governor import governor
 def replay(loss, grad_norm, **knobs) -> dict:
     """The governor's skip decisions on one trace: a dict of per-step arrays
     ``skip``, ``loss_z``, ``grad_z`` (z-scores against the statistics before the step)."""
-    law = governor(use_trust=False, use_harm=False, use_overshoot=False, **knobs)
+    policy = governor(use_trust=False, use_harm=False, use_overshoot=False, **knobs)
 
     def step(state, xs):
         loss_t, norm_t = xs
-        decision, new = law.decide(norm_t[None], state, step=None, value=loss_t, inner_state=None)
+        decision, new = policy.decide(norm_t[None], state, step=None, value=loss_t, inner_state=None)
         return new, (decision.skip, new.loss_z, new.grad_z)
 
     xs = (jnp.asarray(loss, jnp.float32), jnp.asarray(grad_norm, jnp.float32))
-    _, (skip, lz, gz) = jax.lax.scan(step, law.init(None), xs)
+    _, (skip, lz, gz) = jax.lax.scan(step, policy.init(None), xs)
     return {"skip": np.asarray(skip), "loss_z": np.asarray(lz), "grad_z": np.asarray(gz)}
 
 
