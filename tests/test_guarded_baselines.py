@@ -78,7 +78,7 @@ def _toy(tx, steps=40, zero_first=False, nan_at=None):
 
 
 def _guarded(baseline, policy):
-    return optim.build_optimizer(_cfg(baseline), guard="scheduled", policy=policy)
+    return optim.build_optimizer(_cfg(baseline), policy_name="scheduled", policy=policy)
 
 
 @pytest.mark.parametrize("baseline", GUARDABLE)

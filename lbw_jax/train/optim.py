@@ -128,13 +128,13 @@ def inactive_knobs(cfg) -> list[str]:
             if name not in active for k, v in set_knobs(cfg, name).items()]
 
 
-def baseline_guard_knobs(cfg, guard: str, baseline: str, changed=()) -> dict:
-    """The knobs policy ``guard`` takes over ``baseline`` (its record's
+def baseline_guard_knobs(cfg, policy_name: str, baseline: str, changed=()) -> dict:
+    """The knobs policy ``policy_name`` takes over ``baseline`` (its record's
     ``guard_knobs``), except those the config sets away from their defaults or
     ``changed`` names (a suite variant's own knobs): what the user chose stands."""
     record = BASELINES.get(baseline)
-    wanted = ((record.guard_knobs or {}).get(guard, {}) if record is not None else {})
-    chosen = set(set_knobs(cfg, guard)) | set(changed)
+    wanted = ((record.guard_knobs or {}).get(policy_name, {}) if record is not None else {})
+    chosen = set(set_knobs(cfg, policy_name)) | set(changed)
     return {k: v for k, v in wanted.items() if k not in chosen}
 
 
@@ -181,7 +181,7 @@ def build_baseline(cfg, name: str, learning_rate, kwargs=None, *, scaled: bool =
     return optax.with_extra_args_support(record.build(opt, inner, **kw))
 
 
-def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy=None,
+def build_optimizer(cfg, learning_rate=None, *, policy_name: str | None = None, policy=None,
                     baseline: str | None = None, baseline_kwargs=None
                     ) -> optax.GradientTransformationExtraArgs:
     """AdamW (``cfg.optimizer``'s b1, b2, weight decay) with at most one wrapper, or a
@@ -190,9 +190,9 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
     Args:
       learning_rate: a number, a traced scalar (the stress suite's per-cell LR) or a
         schedule; default: the config's schedule over ``horizon(cfg)``.
-      guard: a policy name for ``lbw_guard`` ("none": no guard); default
-        ``optimizer.policy``, with knobs ``optimizer.<guard>`` (``policy_knobs``).
-      policy: an already built policy, used instead of building ``guard``'s.
+      policy_name: a policy of ``lbw_jax.POLICIES`` for ``lbw_guard`` ("none": no guard);
+        default ``optimizer.policy``, with knobs ``optimizer.<policy_name>`` (``policy_knobs``).
+      policy: an already built policy, used instead of building ``policy_name``'s.
       baseline: a name of ``BASELINES`` ("none": none); default ``optimizer.baseline``,
         with knobs ``optimizer.<baseline>`` (or ``baseline_kwargs``). Without
         ``learning_rate`` it takes ``baseline_learning_rate``; with one, a baseline that
@@ -202,12 +202,12 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
         the step itself (clipping, skipping, a plateau scale) is refused.
     """
     opt = cfg.optimizer
-    guard = opt.policy if guard is None else guard
+    policy_name = opt.policy if policy_name is None else policy_name
     if baseline is None:
         baseline = opt.get("baseline", "none")
     if isinstance(learning_rate, numbers.Real):
         check_lr(learning_rate)
-    if baseline != "none" and policy is None and guard == "none":
+    if baseline != "none" and policy is None and policy_name == "none":
         if learning_rate is None and baseline in BASELINES:
             learning_rate = baseline_learning_rate(cfg, baseline)
         return build_baseline(cfg, baseline, learning_rate, baseline_kwargs)
@@ -223,11 +223,11 @@ def build_optimizer(cfg, learning_rate=None, *, guard: str | None = None, policy
             check_lr(opt.lr)
             learning_rate = schedule(cfg, horizon(cfg))
         inner = adamw(cfg, learning_rate)
-        if policy is None and guard == "none":
+        if policy is None and policy_name == "none":
             return optax.with_extra_args_support(inner)
     if policy is None:
-        over = baseline_guard_knobs(cfg, guard, baseline) if guarded_baseline else {}
-        policy = build_policy(guard, {**policy_knobs(cfg, guard), **over})
+        over = baseline_guard_knobs(cfg, policy_name, baseline) if guarded_baseline else {}
+        policy = build_policy(policy_name, {**policy_knobs(cfg, policy_name), **over})
     # Scanned layers stack one tensor per layer: the laws read them one by one, exactly
     # as with the per-layer model (a per-layer model has nothing stacked: a no-op).
     return lbw_jax.lbw_guard(inner, policy=policy, skip_non_finite=opt.skip_non_finite,

@@ -163,7 +163,7 @@ def build_arm(name: str, cfg) -> Arm:
     if "@" in name:
         guard, baseline = name.split("@", 1)
         return _guarded(build_arm(guard, cfg), spec, baseline, cfg)
-    plain = lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline="none")
+    plain = lambda lr: optim.build_optimizer(cfg, lr, policy_name="none", baseline="none")
     if spec.kind == "control":
         return Arm(spec, f"AdamW at {spec.source}'s mean effective LR", plain, unprobed)
     if spec.kind == "replay":
@@ -175,7 +175,7 @@ def build_arm(name: str, cfg) -> Arm:
         optim.build_baseline(cfg, base, 1e-3, kwargs)  # checks the knobs now
         record = BASELINES[base]
         return Arm(spec, label,
-                   lambda lr: optim.build_optimizer(cfg, lr, guard="none", baseline=base,
+                   lambda lr: optim.build_optimizer(cfg, lr, policy_name="none", baseline=base,
                                                     baseline_kwargs=kwargs),
                    probe_of(base), lr_mode=record.lr, eval_params=record.eval_params)
     if name in s.variants:   # e.g. an ablation: the policy as configured, some knobs changed
@@ -200,7 +200,7 @@ def build_arm(name: str, cfg) -> Arm:
     label = ", ".join([policy_name, *(f"{k}={v}" for k, v in {**configured, **changed}.items())])
 
     return Arm(spec, f"lbw_guard({label})",
-               lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
+               lambda lr: optim.build_optimizer(cfg, lr, policy_name=policy_name, policy=policy,
                                                 baseline="none"),
                _guard_probe, policy=(policy_name, policy_kwargs, changed))
 
@@ -228,6 +228,6 @@ def _guarded(guard: Arm, spec: ArmSpec, baseline: str, cfg) -> Arm:
         return {**_guard_probe(state), "estimate": read_baseline(state)["estimate"]}
 
     return Arm(spec, f"{guard_label} over {label})",
-               lambda lr: optim.build_optimizer(cfg, lr, guard=policy_name, policy=policy,
+               lambda lr: optim.build_optimizer(cfg, lr, policy_name=policy_name, policy=policy,
                                                 baseline=base, baseline_kwargs=kwargs),
                probe, lr_mode=record.lr, eval_params=record.eval_params)
