@@ -68,7 +68,7 @@ def test_every_arm_runs_the_cosine_schedule(setup):
         if arm.kind == "control":       # the cosine schedule at the guard's mean effective LR
             want = expected * cells[0].run_lr / lr
         elif arm.kind == "replay":      # the cosine schedule times the guard's trajectory
-            want = expected * runs[arm.source].scale[:, 0]
+            want = expected * runs[arm.source].multiplier[:, 0]
         elif arm.lr_free:               # the schedule's shape: a multiplier of its own estimate
             want = expected / lr
         elif arm.lr_mode == "constant":  # Schedule-Free: the peak LR; it warms up by itself
@@ -86,7 +86,7 @@ def test_a_replay_of_a_guards_own_trajectory_reproduces_its_run(setup):
     lr = 3e-2   # high enough that reflex moves its scale
     guard = run_cells(ArmProgram(build_arm("reflex", cfg), graphdef, shape), [Cell("reflex", lr, 0)],
                       params, keep_params=True, **common)
-    trajectory = guard.scale[:, 0]
+    trajectory = guard.multiplier[:, 0]
     assert int(guard.skipped[-1, 0]) == 0
     assert trajectory.min() < 0.9 and trajectory.max() == 1.0 and len(set(trajectory.tolist())) > 2
 
