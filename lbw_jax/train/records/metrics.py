@@ -89,10 +89,11 @@ def plot_run(run_dir) -> pathlib.Path:
     axes[1].plot([r["step"] for r in evals], [r["val_ppl"] for r in evals], marker="o")
     axes[1].set_ylabel("validation perplexity")
     axes[1].set_yscale("log")
-    # ("scale": the key's name in the records of runs made before this release.)
-    key = next((k for k in ("multiplier", "scale") if train and k in train[0]), None)
-    if key:
-        axes[2].plot([r["step"] for r in train], [r.get(key, r.get("multiplier")) for r in train])
+    # ("scale": its name in the records of runs made before 0.2.0; a resumed run has both.)
+    applied = [(r["step"], r.get("multiplier", r.get("scale"))) for r in train]
+    applied = [point for point in applied if point[1] is not None]
+    if applied:
+        axes[2].plot(*zip(*applied))
     axes[2].set_ylabel("guard multiplier")
     axes[2].set_ylim(0, 1.05)
     lr = [r for r in train if "lr" in r]  # (records from before the LR was logged lack it)
