@@ -10,6 +10,8 @@ Exit codes (``python -m lbw_jax.train.run``):
   3    the divergence watchdog stopped the run (``train.on_divergence=stop``, or the
        rollbacks were used up); nothing non-finite was saved;
   4    no usable checkpoint, or a checkpoint could not be written (e.g. a full disk);
+  5    a peer process of a multi-process run died, or never joined; the newest checkpoint
+       is intact: restart every process with the same command to resume;
   130  SIGINT, after saving a checkpoint;
   143  SIGTERM, after saving a checkpoint.
 """
@@ -22,6 +24,7 @@ import os
 EXIT_CONFIG = 2
 EXIT_DIVERGED = 3
 EXIT_CHECKPOINT = 4
+EXIT_PEER = 5
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
@@ -54,6 +57,12 @@ class CheckpointError(RunError):
     """No usable checkpoint to continue from, or a checkpoint that could not be written."""
 
     exit_code = EXIT_CHECKPOINT
+
+
+class PeerError(RunError):
+    """Another process of a multi-process run died or never joined."""
+
+    exit_code = EXIT_PEER
 
 
 # Causes a one-line error must never lose, wherever a library puts them (tensorstore puts
