@@ -6,6 +6,8 @@ import json
 import math
 import pathlib
 
+from lbw_jax.train.records.repair import repair_tail
+
 
 # Records of these kinds are history (e.g. a rollback) and survive a truncation.
 EVENT_KINDS = ("watchdog",)
@@ -30,7 +32,11 @@ class MetricsWriter:
         path = self.run_dir / "metrics.jsonl"
         if resume_step is None:  # a fresh run: nothing an earlier attempt logged survives
             path.unlink(missing_ok=True)
-        elif path.exists():
+        elif not path.exists():
+            print(f"{path} is missing: the records of steps up to {resume_step} are gone; "
+                  f"recording from step {resume_step + 1} on", flush=True)
+        else:
+            repair_tail(path, required=("step", "kind"))
             kept = [line for line in path.read_text().splitlines() if line.strip()
                     and (json.loads(line)["step"] <= resume_step
                          or json.loads(line)["kind"] in EVENT_KINDS)]
