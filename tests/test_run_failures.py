@@ -1,6 +1,7 @@
 """lbw_jax.train.run under failure: the watchdog, checkpoints kept only when good, resume
 rules, one-line errors with exit codes, inputs, and records that are never damaged."""
 
+import gzip
 import json
 import math
 import re
@@ -177,8 +178,38 @@ def test_a_binary_file_is_refused_by_name(tmp_path):
     (corpus / "blob.txt").write_bytes(np.random.default_rng(0).bytes(300_000))
     cfg = small_config(tmp_path / "run")
     cfg.data.source, cfg.data.path = "files", str(corpus)
-    with pytest.raises(InputError, match=r"blob\.txt is not a text file: 1\d\.\d% of its characters "
-                       r"are control characters"):
+    with pytest.raises(InputError, match=r"blob\.txt is not a text file: 2\d\.\d% of its "
+                       r"characters are unprintable"):
+        train(cfg)
+
+
+def _corpus_with(tmp_path, name: str, content: bytes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "book.txt").write_text("Emma Woodhouse, handsome, clever, and rich. " * 400)
+    (corpus / name).write_bytes(content)
+    cfg = small_config(tmp_path / "run")
+    cfg.data.source, cfg.data.path = "files", str(corpus)
+    return cfg
+
+
+def test_bytes_that_latin1_decodes_to_printable_letters_are_still_refused(tmp_path):
+    """Random bytes 0x80-0xFF decode as Latin-1 to no C0 control at all: the C1 controls
+    (U+0080-U+009F, a quarter of them) are what gives them away."""
+    noise = (np.random.default_rng(0).integers(0x80, 0x100, 300_000)).astype(np.uint8).tobytes()
+    cfg = _corpus_with(tmp_path, "noise.txt", noise)
+    with pytest.raises(InputError, match=r"noise\.txt is not a text file: 2\d\.\d% of its "
+                       r"characters are unprintable"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("content, named", [
+    (gzip.compress(np.random.default_rng(0).bytes(20_000))[:5000], "EOFError"),  # (cut for real)
+    (b"Mr. Knightley was one of the few. " * 100, "BadGzipFile"),
+])
+def test_a_gz_that_is_cut_short_or_not_gzip_is_one_input_error_naming_it(tmp_path, content, named):
+    cfg = _corpus_with(tmp_path, "part.txt.gz", content)
+    with pytest.raises(InputError, match=rf"part\.txt\.gz is not a whole gzip file \({named}"):
         train(cfg)
 
 

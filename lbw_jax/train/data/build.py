@@ -13,6 +13,7 @@ import numpy as np
 from lbw_jax.train.data import dataset as data_lib
 from lbw_jax.train.data import fingerprint as data_fingerprint
 from lbw_jax.train.data.tokenizer import BPETokenizer, PretrainedTokenizer
+from lbw_jax.train.errors import InputError, first_line
 
 
 @dataclasses.dataclass
@@ -21,6 +22,21 @@ class Data:
     train: data_lib.BatchOrder
     val_windows: np.ndarray
     fingerprint: dict = dataclasses.field(default_factory=dict)  # lbw_jax.train.data.fingerprint
+
+
+class SavedTokenizerError(InputError):
+    """The tokenizer a run saved in its folder cannot be loaded (damaged or deleted in part)."""
+
+    def __init__(self, path: pathlib.Path, cause: BaseException):
+        super().__init__(f"{path} cannot be loaded ({first_line(cause)})")
+        self.path = path
+
+
+def _load_saved(path: pathlib.Path, kind: str):
+    try:
+        return BPETokenizer.from_file(path) if kind == "bpe" else PretrainedTokenizer(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
+        raise SavedTokenizerError(path, e) from e
 
 
 def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
@@ -58,10 +74,8 @@ def build_data(cfg, saved_tokenizer: pathlib.Path | None = None) -> Data:
     else:
         raise ValueError(f"data.source={d.source!r}; choose austen, shakespeare, files or hf")
 
-    if saved_tokenizer is not None and d.tokenizer == "bpe":
-        tokenizer = BPETokenizer.from_file(saved_tokenizer)
-    elif saved_tokenizer is not None and d.tokenizer == "pretrained":
-        tokenizer = PretrainedTokenizer(str(saved_tokenizer))
+    if saved_tokenizer is not None:
+        tokenizer = _load_saved(saved_tokenizer, d.tokenizer)
     elif d.tokenizer == "bpe":
         tokenizer = BPETokenizer.train_or_load(train_docs, d.vocab_size)
     else:

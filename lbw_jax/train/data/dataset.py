@@ -12,6 +12,7 @@ import gzip
 import pathlib
 import re
 import warnings
+import zlib
 
 import numpy as np
 
@@ -27,20 +28,38 @@ class NotUTF8Warning(UserWarning):
     """A corpus file that is not UTF-8 and was decoded as Latin-1."""
 
 
-# A text file has next to no control characters (those below 0x20 other than tab,
-# newline, vertical tab, form feed and carriage return, and DEL); a binary file
-# decoded as Latin-1 has about 12%.
-MAX_CONTROL_FRACTION = 0.01
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+# The printable rule: a text file has next to no unprintable characters: C0 controls
+# other than tab, newline, vertical tab, form feed and carriage return; DEL; the C1
+# controls U+0080-U+009F (what most bytes 0x80-0x9F of a binary file decode to as
+# Latin-1; no text encodes them); and U+FFFD, the replacement character. Binary data
+# decoded as Latin-1 has 12-27% of them (random bytes 0x80-0xFF: 25%); text, in any
+# script, none (a Windows-1252 file read as Latin-1 keeps its curly quotes as C1 controls,
+# a fraction of a percent).
+MAX_UNPRINTABLE_FRACTION = 0.01
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _read_bytes(path: pathlib.Path) -> bytes:
+    """The file's bytes, decompressed if its name ends in ``.gz``; a file that cannot be
+    read whole is an ``InputError`` naming it (exit 2)."""
+    try:
+        if not path.name.endswith(".gz"):
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(f"{path} is not a whole gzip file ({type(e).__name__}: {e}): it was "
+                         f"cut short or is not gzip. Compress it again (gzip -k FILE), or remove "
+                         f"it from the corpus") from e
+    except OSError as e:
+        raise InputError(f"{path} cannot be read ({e.strerror or e})") from e
 
 
 def _read_text(path: pathlib.Path) -> str:
     """The file's text: UTF-8, or (with a warning naming the file) Latin-1, which
     decodes any byte; a file is never skipped or half-read silently, and a file that
     is mostly not text is refused by name."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    raw = _read_bytes(path)
     try:
         text, bad = raw.decode("utf-8"), None
     except UnicodeDecodeError as e:
@@ -54,11 +73,12 @@ def _read_text(path: pathlib.Path) -> str:
 
 
 def _check_text(path: pathlib.Path, text: str) -> None:
-    control = len(_CONTROL.findall(text))
-    if text and control > MAX_CONTROL_FRACTION * len(text):
-        raise InputError(f"{path} is not a text file: {100 * control / len(text):.1f}% of its "
-                         f"characters are control characters (at most "
-                         f"{100 * MAX_CONTROL_FRACTION:g}% are allowed); remove it from the corpus")
+    unprintable = len(_UNPRINTABLE.findall(text))
+    if text and unprintable > MAX_UNPRINTABLE_FRACTION * len(text):
+        raise InputError(f"{path} is not a text file: {100 * unprintable / len(text):.1f}% of "
+                         f"its characters are unprintable (control characters; at most "
+                         f"{100 * MAX_UNPRINTABLE_FRACTION:g}% are allowed); remove it from the "
+                         f"corpus")
 
 
 def austen_documents() -> list[str]:

@@ -44,7 +44,10 @@ class BPETokenizer:
         digest.update(str(vocab_size).encode())
         cached = _cache_dir() / f"bpe-{vocab_size}-{digest.hexdigest()[:16]}.json"
         if cached.exists():
-            return cls(Tokenizer.from_file(str(cached)))
+            try:
+                return cls(Tokenizer.from_file(str(cached)))
+            except Exception:  # noqa: BLE001 - a damaged cache entry: trained again below
+                print(f"{cached} (a cached tokenizer) is damaged; training it again", flush=True)
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
