@@ -19,6 +19,7 @@ import pathlib
 import numpy as np
 
 from lbw_jax.train.errors import InputError
+from lbw_jax.train.records.repair import read_json, set_aside
 
 FINGERPRINT_FILE = "data.json"
 
@@ -87,16 +88,27 @@ def check_data(out: pathlib.Path, fingerprint: dict, saved_digest: str | None,
 
     Raises ``InputError`` on a change unless ``accept`` (``data.accept_changes``)."""
     record = out / FINGERPRINT_FILE
+    if record.exists() and saved_digest is not None:
+        try:
+            saved = read_json(record)
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:  # damaged: the checkpoint's digest still says what the data were
+            set_aside(record, "comparing the data with the digest the checkpoint holds", say)
     if record.exists():
         try:
-            diff = changes(json.loads(record.read_text()), fingerprint)
+            diff = changes(read_json(record), fingerprint)
         except ValueError as e:
-            raise InputError(f"{record} is not valid JSON ({e}); restore it, or delete it to "
-                             f"compare with the digest the checkpoint holds") from e
+            raise InputError(f"{record} is not valid JSON ({e}), and the checkpoint holds no "
+                             f"digest of the data to compare with instead; restore it, or "
+                             f"delete it to record the current data") from e
     elif saved_digest is not None:
         diff = [] if saved_digest == digest(fingerprint) else [
             f"the data's digest: {saved_digest[:12]}… -> {digest(fingerprint)[:12]}… "
             f"({record} is missing, so the fields cannot be listed)"]
+        if not diff:
+            say(f"{record} is missing; the data match the digest the checkpoint holds, so "
+                f"it is written again")
     else:  # a run from before data fingerprints: nothing to compare with
         say(f"{out} has no record of its data (it predates data fingerprints); "
             f"recording the current data in {record}")

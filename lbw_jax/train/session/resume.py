@@ -7,34 +7,67 @@ from __future__ import annotations
 import json
 
 from lbw_jax.train.data import fingerprint as data_fingerprint
-from lbw_jax.train.errors import ConfigError, InputError
+from lbw_jax.train.errors import CheckpointError, ConfigError, InputError
+from lbw_jax.train.records.repair import read_json, set_aside
 from lbw_jax.train.session.position import Position
 from lbw_jax.train.session.resume_rules import schedule_change
 
 
 def saved_config(out, checkpoints) -> str | None:
-    """The config the run began with: its ``config.json``, else (deleted) the one the
-    newest checkpoint recorded; raises if neither exists."""
-    if (out / "config.json").exists():
-        return (out / "config.json").read_text()
-    step = checkpoints.latest_step()
-    saved = checkpoints.read_meta(step).get("config")
+    """The config the run began with: its ``config.json``; else (deleted, or damaged: it
+    is then set aside) the one the newest readable checkpoint recorded; raises if neither
+    can be read."""
+    path, damaged = out / "config.json", False
+    if path.exists():
+        try:
+            text = path.read_bytes().decode("utf-8")
+            if isinstance(json.loads(text), dict):
+                return text
+        except ValueError:  # truncated, zeros, random bytes (UnicodeDecodeError too)
+            pass
+        damaged = True
+    step, saved = _recorded_config(checkpoints)
     if saved is None:
-        raise InputError(f"{out} holds checkpoints but no config.json, and checkpoint {step} "
-                         f"predates recorded configs: a resume cannot be checked. Restore "
+        raise InputError(f"{out} holds checkpoints but {path} is "
+                         f"{'damaged' if damaged else 'missing'}, and no checkpoint records "
+                         f"a readable config: a resume cannot be checked. Restore "
                          f"config.json, or choose a new output_dir")
-    print(f"{out}/config.json is missing; checking the resume against the config checkpoint "
-          f"{step} recorded", flush=True)
+    instead = f"checking the resume against the config checkpoint {step} recorded"
+    if damaged:
+        set_aside(path, instead)
+    else:
+        print(f"{path} is missing; {instead}", flush=True)
     return saved
 
 
+def _recorded_config(checkpoints) -> tuple[int | None, str | None]:
+    """The newest checkpoint whose record can be read and holds a config, and that config."""
+    for step in reversed(checkpoints.steps()):
+        try:
+            saved = checkpoints.read_meta(step).get("config")
+        except CheckpointError:  # its record is damaged: the restore will say so
+            continue
+        if saved is not None:
+            return step, saved
+    return None, None
+
+
 def finished_summary(out, cfg, checkpoints) -> dict | None:
-    """The saved summary of a run that already reached ``train.steps``, left intact."""
+    """The saved summary of a run that already reached ``train.steps``, left intact (a
+    damaged one is set aside: the run then evaluates its last checkpoint again)."""
     latest, summary = checkpoints.latest_step(), out / "summary.json"
-    if latest is None or latest < cfg.train.steps or not summary.exists():
+    if latest is None or latest < cfg.train.steps:
         return None
-    saved = json.loads(summary.read_text())
-    if saved.get("status", "finished") != "finished":
+    if not summary.exists():
+        print(f"{summary} is missing; evaluating the last checkpoint again to write it",
+              flush=True)
+        return None
+    try:
+        saved = read_json(summary)
+    except ValueError:
+        set_aside(summary, "evaluating the last checkpoint again to write a new summary")
+        return None
+    if not isinstance(saved, dict) or saved.get("status", "finished") != "finished":
         return None
     print(f"{out} already finished at step {latest} (train.steps={cfg.train.steps}); "
           f"summary.json is unchanged. Raise train.steps to train further.", flush=True)

@@ -20,8 +20,13 @@ def write_json(path: pathlib.Path, value) -> None:
     tmp.replace(path)
 
 
+def tokenizer_path(out: pathlib.Path, cfg) -> pathlib.Path:
+    """Where a run keeps its tokenizer: a BPE's file, or a pretrained one's folder."""
+    return out / ("tokenizer.json" if cfg.data.tokenizer == "bpe" else "tokenizer")
+
+
 def saved_tokenizer(out: pathlib.Path, cfg) -> pathlib.Path | None:
-    path = out / ("tokenizer.json" if cfg.data.tokenizer == "bpe" else "tokenizer")
+    path = tokenizer_path(out, cfg)
     return path if path.exists() else None
 
 
