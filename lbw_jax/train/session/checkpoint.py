@@ -34,6 +34,7 @@ from jax.experimental import multihost_utils
 from lbw_jax.train.data.fingerprint import file_sha256
 from lbw_jax.train.errors import CheckpointError, first_line
 from lbw_jax.train.records.library_log import LIBRARY_LOG
+from lbw_jax.train.records.repair import read_json
 
 
 class CheckpointRestoreError(CheckpointError):
@@ -45,12 +46,48 @@ class CheckpointRestoreError(CheckpointError):
 _REWRITTEN_AT_COMMIT = ("_CHECKPOINT_METADATA",)
 
 
+def _commit_records_damaged(step_dir: pathlib.Path) -> list[str]:
+    """The commit records orbax writes after the post-finalization hook (so no checksum
+    covers them) that are missing or unreadable."""
+    damaged = []
+    try:
+        if not isinstance(read_json(step_dir / "_CHECKPOINT_METADATA"), dict):
+            damaged.append("_CHECKPOINT_METADATA")
+    except (OSError, ValueError):
+        damaged.append("_CHECKPOINT_METADATA")
+    # (An orbax that writes the step's commit_success.txt writes its items' too.)
+    success = step_dir / "commit_success.txt"
+    if success.exists():
+        text = success.read_bytes()   # "Checkpoint commit was successful to <step dir>"
+        if not (text.startswith(b"Checkpoint commit was successful to ")
+                and text.rstrip().endswith(f"/{step_dir.name}".encode())):
+            damaged.append("commit_success.txt")
+    elif (step_dir / "state" / "commit_success.txt").exists():
+        damaged.append("commit_success.txt")
+    return damaged
+
+
 def file_digests(directory: pathlib.Path) -> dict[str, str]:
     """The SHA-256 of every file of a checkpoint step's folder, by relative path (the
     metadata orbax rewrites at commit left out)."""
     return {str(path.relative_to(directory)): file_sha256(path)
             for path in sorted(p for p in directory.rglob("*") if p.is_file()
                                and str(p.relative_to(directory)) not in _REWRITTEN_AT_COMMIT)}
+
+
+def remove_partial_writes(directory: pathlib.Path) -> list[str]:
+    """Removes the temporary folders of steps whose write never committed (the process
+    died mid-save): orbax only renames a step's temporary folder once every file is
+    written, so such a folder holds nothing a resume may use, and orbax itself would
+    leave it until that step number is saved again (with another checkpoint_every, never)."""
+    partial = sorted(p for p in directory.glob("*.orbax-checkpoint-tmp*") if p.is_dir())
+    for path in partial:
+        shutil.rmtree(path)
+    if partial:
+        print(f"{directory}: removed {len(partial)} checkpoint write(s) a stopped run left "
+              f"unfinished ({', '.join(p.name for p in partial)}); the committed checkpoints "
+              f"are untouched", flush=True)
+    return [p.name for p in partial]
 
 
 class Checkpoints:
@@ -64,6 +101,8 @@ class Checkpoints:
         self.protected: Callable[[], set[int]] = set
         self._unverified: list[int] = []
         self._writing: int | None = None  # the step whose files orbax is writing
+        if lead:
+            remove_partial_writes(self.directory)
         # Rotation is ours (max_to_keep=None): orbax would delete an older step as soon
         # as a newer one is written, before anyone knows the newer one is good.
         try:
@@ -164,13 +203,23 @@ class Checkpoints:
                 f"written by an older version of this code, or the file was deleted); "
                 f"restoring it UNVERIFIED")
             return None
-        expected = json.loads(record.read_text())["files"]
+        try:
+            expected = read_json(record)["files"]
+            if not isinstance(expected, dict):
+                raise TypeError("its 'files' is not a mapping")
+        except (ValueError, KeyError, TypeError) as e:
+            return (f"its checksum record {record} is damaged ({first_line(e)}), so its files "
+                    f"cannot be verified")
         actual = file_digests(self.directory / str(step))
         for name, digest in expected.items():
             if name not in actual:
                 return f"file {name} is missing"
             if actual[name] != digest:
                 return f"file {name} does not match its checksum"
+        for name in _commit_records_damaged(self.directory / str(step)):
+            say(f"checkpoint {step}: {name} (orbax's record of the commit, written after the "
+                f"checksums; it holds no state) is damaged or missing; every file of the "
+                f"step's state matches its checksum, so the step is used")
         return None
 
     def restore(self, abstract_state, *, is_finite: Callable, before: int | None = None,
