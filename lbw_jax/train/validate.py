@@ -113,6 +113,10 @@ def check_config(cfg) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
             _fail(f"mesh.{axis}", value, "a positive integer, or -1 (all remaining devices)")
 
+    # (a float or 0 would reach the coordination service's C++ client as a bad timeout)
+    int_field(cfg, "distributed.init_timeout_s", 1)
+    int_field(cfg, "distributed.peer_timeout_s", 1)
+
     _check_optimizer(cfg, optim, steps)
     real_field(cfg, "fault.lr_factor", 0.0, low_open=True)
     int_field(cfg, "fault.first_batch", 0)

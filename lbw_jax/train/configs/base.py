@@ -142,6 +142,16 @@ def _distributed(c) -> None:
     c.distributed.coordinator = ""   # host:port; empty: single process unless the cluster says
     c.distributed.num_processes = 1
     c.distributed.process_id = 0
+    # How long each process waits for all the others to join (jax.distributed.initialize's
+    # initialization_timeout): processes a scheduler starts at different times must all be
+    # up within it; a process that never joins ends the others here, exit code 5.
+    c.distributed.init_timeout_s = 300
+    # How long a process may stay silent (no heartbeat to JAX's coordination service) before
+    # the service takes it for dead and ends the others (lbw_jax/train/session/peers.py). A
+    # survivor whose collective with a dead process fails exits at once (code 5, one line);
+    # this bounds the rest (a hang). Long enough that a compile or a checkpoint never starves
+    # the heartbeats (they have their own thread), short enough to free a dead job's hosts.
+    c.distributed.peer_timeout_s = 60
 
     # Fault injection, for testing the watchdog: the optimizer step is multiplied by
     # lr_factor (for AdamW exactly an LR lr_factor times larger) on the batches
