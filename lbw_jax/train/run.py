@@ -22,8 +22,10 @@ from ml_collections import config_flags
 
 from lbw_jax.train.configs import preset_path, resolve_argv
 from lbw_jax.train.normalize import rename_flags
-from lbw_jax.train.errors import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, RunError, first_line
+from lbw_jax.train.errors import (EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_SIGNAL, ConfigError, PeerError,
+                                  RunError, first_line)
 from lbw_jax.train.records.library_log import route_library_output
+from lbw_jax.train.session import peers
 from lbw_jax.train.session.loop import run
 
 DEFAULT_CONFIG = preset_path("tiny")
@@ -73,9 +75,16 @@ def train(cfg) -> dict:
 
 
 def _train_stoppable(cfg):
-    """``run`` under ``_StopRequested``: (its summary, the stop flag)."""
+    """``run`` under ``_StopRequested``: (its summary, the stop flag). A dead peer
+    process, wherever the run meets it (a step, an evaluation, a checkpoint's sync, a
+    library's error that wraps the collective's), is a ``PeerError``."""
     with _StopRequested() as stop:
-        return run(cfg, stop), stop
+        try:
+            return run(cfg, stop), stop
+        except Exception as e:
+            if isinstance(e, PeerError) or not peers.is_peer_failure(e):
+                raise
+            raise peers.peer_error(e) from e
 
 
 def split_knob_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:
@@ -111,6 +120,8 @@ def _fail(message: str, code: int):
     print(f"error: {message}", file=sys.stderr, flush=True)
     # os._exit, not sys.exit: a failed restore can leave orbax's reader threads running,
     # and interpreter teardown would bury this line under their "Event loop is closed".
+    # In a multi-process run it also skips the atexit jax.distributed.shutdown, whose
+    # barrier would wait for a dead peer, then abort (lbw_jax/train/session/peers.py).
     os._exit(code)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 
 import jax
@@ -21,7 +20,7 @@ from lbw_jax.train.data.build import build_data
 from lbw_jax.train.errors import ConfigError, InputError, RunError
 from lbw_jax.train.records import machine
 from lbw_jax.train.records.metrics import MetricsWriter, plot_run
-from lbw_jax.train.session import resume, step_log
+from lbw_jax.train.session import peers, resume, step_log
 from lbw_jax.train.session.checkpoint import Checkpoints
 from lbw_jax.train.session.position import Position
 from lbw_jax.train.session.resume_rules import check_resume
@@ -34,25 +33,12 @@ from lbw_jax.train.normalize import prepare_config
 from lbw_jax.train.values import plain_json
 
 
-def initialize_distributed(cfg) -> None:
-    """Joins the processes of a multi-host run before anything touches a device."""
-    d = cfg.distributed
-    if d.coordinator:
-        if cfg.distributed.num_processes > 1 and jax.config.jax_platforms in ("cpu", None, ""):
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(d.coordinator, num_processes=d.num_processes,
-                                   process_id=d.process_id)
-    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID",
-                                        "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")):
-        jax.distributed.initialize()  # the cluster environment says how
-
-
 def run(cfg, stop) -> dict:
     """Trains ``cfg`` to ``train.steps`` in its run folder (resuming what is there) and
     returns the summary; ``stop`` is set by a signal to save and end early."""
     for note in prepare_config(cfg):
         print(note, flush=True)
-    initialize_distributed(cfg)
+    peers.join(cfg)  # before anything touches a device
     out = run_dir(cfg)
     lead = jax.process_index() == 0
     if cfg.resume and not any(p.name.isdigit() for p in (out / "checkpoints").glob("*")):
@@ -70,7 +56,7 @@ def _run_locked(cfg, stop, out, lead) -> dict:
         checkpoints = Checkpoints(out, cfg.train.keep_checkpoints, lead=lead)
     except OSError as e:  # (the lock was written, so this is rare: a folder made read-only since)
         raise InputError(f"output_dir={str(out)!r} is not writable ({e.strerror or e})") from e
-    ok = False
+    ok = peer_lost = False
     try:
         resuming = checkpoints.latest_step() is not None
         config_at_start = resume.saved_config(out, checkpoints) if resuming else None
@@ -83,8 +69,14 @@ def _run_locked(cfg, stop, out, lead) -> dict:
         result = Session(cfg, out, lead, checkpoints, config_at_start).train(stop)
         ok = True
         return result
+    except Exception as e:
+        peer_lost = peers.is_peer_failure(e)
+        if peer_lost:
+            raise peers.peer_error(e) from e
+        raise
     finally:
-        checkpoints.close(verify=ok)
+        if not peer_lost:  # (orbax's close would wait at a barrier for the dead process)
+            checkpoints.close(verify=ok)
 
 
 def _build_trainer(cfg, out, resuming: bool):
