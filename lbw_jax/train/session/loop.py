@@ -16,16 +16,18 @@ from tqdm import tqdm
 import lbw_jax
 from lbw_jax.train import optim
 from lbw_jax.train.data import fingerprint as data_fingerprint
-from lbw_jax.train.data.build import build_data
+from lbw_jax.train.data.build import SavedTokenizerError, build_data
 from lbw_jax.train.errors import ConfigError, InputError, RunError
 from lbw_jax.train.records import machine
 from lbw_jax.train.records.metrics import MetricsWriter, plot_run
+from lbw_jax.train.records.repair import set_aside
 from lbw_jax.train.session import peers, resume, step_log
 from lbw_jax.train.session.checkpoint import Checkpoints
 from lbw_jax.train.session.position import Position
 from lbw_jax.train.session.resume_rules import check_resume
 from lbw_jax.train.session.rollback import handle_divergence
-from lbw_jax.train.session.run_folder import run_dir, saved_tokenizer, write_run_files
+from lbw_jax.train.session.run_folder import (run_dir, saved_tokenizer, tokenizer_path,
+                                               write_run_files)
 from lbw_jax.train.session.run_lock import lock_run_folder
 from lbw_jax.train.session.watchdog import Event, Watchdog
 from lbw_jax.train.trainer import Trainer
@@ -81,7 +83,17 @@ def _run_locked(cfg, stop, out, lead) -> dict:
 
 def _build_trainer(cfg, out, resuming: bool):
     try:
-        data = build_data(cfg, saved_tokenizer(out, cfg) if resuming else None)
+        saved = saved_tokenizer(out, cfg) if resuming else None
+        if resuming and saved is None:
+            print(f"{tokenizer_path(out, cfg)} is missing; rebuilding the tokenizer from the "
+                  f"corpus (the resume's data check refuses it if it tokenizes differently)",
+                  flush=True)
+        try:
+            data = build_data(cfg, saved)
+        except SavedTokenizerError as e:  # rebuilt; the data check then confirms it is the same
+            set_aside(e.path, "rebuilding the tokenizer from the corpus (the resume's data "
+                              "check refuses it if it tokenizes differently)")
+            data = build_data(cfg, None)
         return data, Trainer.build(cfg, data)
     except RunError:
         raise
