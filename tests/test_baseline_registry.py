@@ -158,6 +158,7 @@ def test_bad_baseline_settings_are_named(setting, message):
         validate(cfg)
 
 
+@pytest.mark.slow
 def test_train_run_logs_what_a_baselines_record_reads(tmp_path):
     from harness_helpers import small_config, unguarded
     from lbw_jax.train.data.build import build_data

@@ -20,6 +20,7 @@ def _steps_on_disk(run_dir):
     return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow
 def test_keep_1_with_a_1000x_fault_rolls_back_to_the_pinned_checkpoint_and_finishes(tmp_path):
     """Checkpoint 20 is saved finite but already diverging (the fault is on batches
     15-19, the watchdog fires at step 21); with keep_checkpoints=1, keeping only the newest would
@@ -73,6 +74,7 @@ def test_the_no_usable_checkpoint_message_names_the_steps_after_the_onset(tmp_pa
     checkpoints.close()
 
 
+@pytest.mark.slow
 def test_checksums_are_recorded_before_a_step_is_committed(tmp_path):
     """kill -9 right after orbax commits a step: its checksums already exist, so a
     corrupted newest checkpoint is found and the run falls back to the one before."""
@@ -100,6 +102,7 @@ def test_checksums_are_recorded_before_a_step_is_committed(tmp_path):
     assert (tmp_path / "checkpoints_unusable" / str(steps[-1])).is_dir()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_checksums_is_restored_only_with_a_notice(tmp_path, capsys):
     train(small_config(tmp_path, steps=4))
     (tmp_path / "checksums" / "4.json").unlink()  # as code from before save-time checksums left it
@@ -108,6 +111,7 @@ def test_a_checkpoint_without_checksums_is_restored_only_with_a_notice(tmp_path,
     assert "checkpoint 4 has no recorded checksums" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_with_exit_code_4(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -127,6 +131,7 @@ def test_a_full_disk_is_one_line_with_exit_code_4(tmp_path):
     assert len(lines) <= 3, lines  # the progress bar's last line and the error line
 
 
+@pytest.mark.slow
 def test_an_orbax_without_the_hook_still_records_every_checksum(tmp_path, monkeypatch):
     import orbax.checkpoint as ocp
 

@@ -56,6 +56,7 @@ def test_fault_table_rows_by_hand():
     assert list(rows)[:2] == [("AdamW", "burst"), ("AdamW", "nan_grad")]   # the results' order
 
 
+@pytest.mark.slow
 def test_fault_table_cli_prints_the_table_or_one_line(tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results()))

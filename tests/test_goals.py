@@ -144,6 +144,7 @@ def test_a_baseline_s_clean_spread_makes_a_tie_too():
     assert not dict((g, ok) for g, ok, _ in goals.check(r, "governor"))["nan_grad: survived, smallest cost"]
 
 
+@pytest.mark.slow
 def test_goals_exit_non_zero_on_a_missed_goal(tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_results(governor=(20.1, 20.5, 20.9))))
@@ -154,6 +155,7 @@ def test_goals_exit_non_zero_on_a_missed_goal(tmp_path, capsys):
     assert "Baselines: adamw, clip." in out and "**no**" in out
 
 
+@pytest.mark.slow
 def test_a_goal_whose_yardstick_did_not_run_is_not_measured(tmp_path, capsys):
     r = _results(governor=(20.1, 20.5, 20.9))
     for arm in ("replay_governor", "effective_lr_governor"):
@@ -254,6 +256,7 @@ def _with_guarded_baseline(bare=21.0, guarded=21.1, cost=0.3, survived=2):
     return r
 
 
+@pytest.mark.slow
 def test_the_guard_over_a_baseline_is_checked_against_the_bare_baseline_and_the_guard(tmp_path, capsys):
     from lbw_jax.train.stress.goals import guarded
     rows = {goal: (ok, figures) for goal, ok, figures in guarded.check(_with_guarded_baseline())}

@@ -44,6 +44,7 @@ def full_session(tmp_path_factory):
     return out, _session(out)
 
 
+@pytest.mark.slow
 def test_every_part_runs_in_priority_order_and_the_device_is_recorded(full_session):
     out, summary = full_session
     assert list(_results(summary).items()) == [(p, "ok") for p in PARTS]
@@ -53,6 +54,7 @@ def test_every_part_runs_in_priority_order_and_the_device_is_recorded(full_sessi
     assert "not run for lack of time" not in summary
 
 
+@pytest.mark.slow
 def test_the_step_parts_report_every_policy_against_plain_adamw(full_session):
     out, _ = full_session
     text = (out / "step_b8.txt").read_text()
@@ -71,6 +73,7 @@ def test_the_step_parts_report_every_policy_against_plain_adamw(full_session):
     assert "batch 4 x 16" in (out / "step_b16.txt").read_text()
 
 
+@pytest.mark.slow
 def test_the_7b_part_is_the_qwen7b_configs_lora_step(full_session):
     out, _ = full_session
     text = (out / "lora7b.txt").read_text()
@@ -79,6 +82,7 @@ def test_the_7b_part_is_the_qwen7b_configs_lora_step(full_session):
     assert list(_table(text)) == ["reflex"]
 
 
+@pytest.mark.slow
 def test_the_torch_parts_run_both_arms(full_session):
     out, _ = full_session
     for name in ("torch_eager", "torch_compile"):
@@ -87,6 +91,7 @@ def test_the_torch_parts_run_both_arms(full_session):
         assert all(float(r[2].replace(",", "")) > 0 for r in rows.values())
 
 
+@pytest.mark.slow
 def test_the_stress_part_writes_its_report_with_the_governor_and_its_controls(full_session):
     out, _ = full_session
     results = json.loads((out / "stress_gpu" / "results.json").read_text())
@@ -97,6 +102,7 @@ def test_the_stress_part_writes_its_report_with_the_governor_and_its_controls(fu
     assert (out / "stress_gpu" / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_a_part_failing_with_cudnn_is_rerun_with_xla_attention_as_are_later_parts(tmp_path):
     # On a CPU, model.attention=cudnn fails at model construction: the fallback's path.
     summary = _session(tmp_path, ATTENTION="cudnn", PARTS="step_b16,old_path")
@@ -109,6 +115,7 @@ def test_a_part_failing_with_cudnn_is_rerun_with_xla_attention_as_are_later_part
         assert "--attention=xla" in text.splitlines()[0] and list(_table(text)) == ["none"]
 
 
+@pytest.mark.slow
 def test_parts_past_the_deadline_are_not_started_and_a_timed_out_part_keeps_its_output(tmp_path):
     # step_b16 may run to twice its estimate: 2 s, too short to finish; it is stopped and
     # what it printed stays. torch_compile's estimate does not fit the time left.
@@ -123,6 +130,7 @@ def test_parts_past_the_deadline_are_not_started_and_a_timed_out_part_keeps_its_
     assert not (tmp_path / "torch_compile.txt").exists()
 
 
+@pytest.mark.slow
 def test_gpu_step_prints_each_compile_and_round_before_it_finishes():
     # Read through a pipe (block-buffered unless every line is flushed) and stop it after
     # its first round: everything it had measured by then has already arrived.
@@ -188,6 +196,7 @@ def test_session_goals_are_computed_from_the_parts_tables(tmp_path):
             "met: 1.2000 s/step, MFU 33.4%, compile 41.0 s, peak 27.50 GiB"}
 
 
+@pytest.mark.slow
 def test_the_session_appends_its_goals(full_session):
     out, summary = full_session
     goals = summary.split("## Goals (bench/session_goals.py)")[1]

@@ -140,6 +140,7 @@ def test_extra_args_reach_inner():
         opt.update(_grads(rng, params), state, params)
 
 
+@pytest.mark.slow
 def test_vmap_runs_equal_separate_runs():
     lrs = jnp.array([1e-3, 3e-3, 1e-2, 3e-2], jnp.float32)
     policy = lbw_jax.reflex_pro(stats_every=2, window=8)

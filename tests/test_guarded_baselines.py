@@ -188,6 +188,7 @@ def test_the_suite_names_a_guard_over_a_baseline():
         build_arm("prodigy@dadapt_adamw", cfg)
 
 
+@pytest.mark.slow
 def test_train_run_records_both_parts_of_a_guarded_baseline(tmp_path):
     from harness_helpers import small_config, unguarded
     from lbw_jax.train.session.resume_rules import differences

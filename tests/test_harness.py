@@ -26,6 +26,7 @@ def _final_state(run_dir, step):
     return jax.tree.leaves(restored)
 
 
+@pytest.mark.slow
 def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
     result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=6", *SMALL_FLAGS])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -45,6 +46,7 @@ def test_default_cli_writes_metrics_tensorboard_and_plot(tmp_path):
     assert "summary:" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_path):
     flags = [f for f in SMALL_FLAGS if ".policy=" not in f and ".reflex." not in f]
     result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=4", *flags])
@@ -64,6 +66,7 @@ def test_the_default_guard_is_the_governor_and_its_records_name_its_reasons(tmp_
     assert summary["guard_multiplier"] == 1.0
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
     full = small_config(tmp_path / "full")
     train(full)
@@ -77,6 +80,7 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_saves_a_checkpoint_and_exits_with_its_code(tmp_path, sig, code):
     proc = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=100000",
@@ -118,6 +122,7 @@ def _run_two_processes(out, flags) -> list[str]:
     return outs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     flags = [*SMALL_FLAGS, "--config.train.steps=4", "--config.train.eval_every=4"]
     single = run_cli(["--config.output_dir=" + str(tmp_path / "one"), *flags], devices=2)
@@ -129,6 +134,7 @@ def test_two_processes_match_one(tmp_path):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_rollback_across_two_processes_matches_one_process(tmp_path):
     """An injected x1e20 step on batches 5-6 makes the loss non-finite; both processes
     roll back to step 4 together, skip the batches and finish like one process does."""
@@ -148,6 +154,7 @@ def test_a_rollback_across_two_processes_matches_one_process(tmp_path):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_one_line_and_exit_code_2(tmp_path):
     result = run_cli(["--config.output_dir=" + str(tmp_path), "--config.optimizer.lrr=1e-3"])
     assert result.returncode == 2
@@ -157,6 +164,7 @@ def test_unknown_config_key_is_one_line_and_exit_code_2(tmp_path):
         '(did you mean "lr" instead of "lrr"?)')
 
 
+@pytest.mark.slow
 def test_corpus_too_small_for_one_batch(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -168,6 +176,7 @@ def test_corpus_too_small_for_one_batch(tmp_path):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     # batch 16: two micro-batches of 8 still split over the 8 test devices
     one = train(small_config(tmp_path / "one", steps=3, eval_every=3, checkpoint_every=3,
@@ -179,6 +188,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_pretrained_lora_run_on_a_datasets_corpus(tmp_path):
     """The real configs' path, offline: a pretrained HF checkpoint and its tokenizer,
     LoRA, and a corpus read by `datasets` (the `text` builder on local files)."""
@@ -220,6 +230,7 @@ def test_pretrained_lora_run_on_a_datasets_corpus(tmp_path):
                jax.tree_util.tree_flatten_with_path(saved["params"])[0])
 
 
+@pytest.mark.slow
 def test_a_signal_during_an_in_process_run_saves_and_then_reaches_the_callers_handler(tmp_path):
     """In-process (a test runner, a user's script), a SIGTERM ends the run with a
     checkpoint and is then handed to the caller's own handler: a signal meant to stop

@@ -29,6 +29,7 @@ def ladder(tmp_path_factory):
     return out, json.loads((out / "ladder.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_window_runs_at_its_rungs_constant_lr_from_the_base_runs_state(ladder):
     _, study = ladder
     assert study["stops"] == [4, 8]
@@ -46,6 +47,7 @@ def test_every_window_runs_at_its_rungs_constant_lr_from_the_base_runs_state(lad
     assert all(w["stable"] == (w["val_after"] <= w["val_before"]) for w in study["windows"])
 
 
+@pytest.mark.slow
 def test_the_report_is_written(ladder):
     out, _ = ladder
     text = (out / "report.md").read_text()

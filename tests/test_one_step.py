@@ -16,6 +16,7 @@ from lbw_jax.train.data.build import build_data
 from lbw_jax.train.trainer import Trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["adamw", "lora", "mechanize", "prodigy", "schedule_free_adamw",
                                  "governor@prodigy", "governor@schedule_free_adamw"])
 def test_the_suites_cell_is_the_trainers_step(tmp_path, arm):

@@ -1,6 +1,7 @@
 """The README is executable documentation: its test command is the one CI runs, and
 its API example prints what the README says it prints."""
 
+import pytest
 import pathlib
 import re
 import subprocess
@@ -21,6 +22,7 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci_lines
 
 
+@pytest.mark.slow
 def test_readme_example_prints_what_it_shows():
     example = next(block for block in _blocks("python") if "telemetry" in block)
     shown = re.search(r"prints\n\n```\n(.*?)```", README, flags=re.S).group(1)
@@ -30,6 +32,7 @@ def test_readme_example_prints_what_it_shows():
     assert result.stdout == shown
 
 
+@pytest.mark.slow
 def test_quickstart_runs_and_reports_every_run():
     # The corrupted batches (every 40th of 400) are what the governor skips exactly.
     result = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True,

@@ -64,6 +64,7 @@ def test_a_checkpoint_record_from_before_the_rename_keeps_its_lr_factor():
     assert Position.from_meta({"step": 40}).lr_factor == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old,new", [("train.run", "lbw-train"), ("train.stress", "lbw-stress")])
 def test_the_old_commands_of_the_checkout_still_run_with_a_note(old, new):
     from test_readme import ROOT

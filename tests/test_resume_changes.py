@@ -18,6 +18,7 @@ def _files_config(out, corpus, **overrides):
     return cfg
 
 
+@pytest.mark.slow
 def test_a_corpus_that_changed_is_refused_on_resume_unless_accepted(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -43,6 +44,7 @@ def test_a_corpus_that_changed_is_refused_on_resume_unless_accepted(tmp_path, ca
     assert json.loads((run / "data.json").read_text()) != record
 
 
+@pytest.mark.slow
 def test_a_deleted_data_record_is_checked_against_the_checkpoints_digest(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(austen_sample(6))
@@ -54,6 +56,7 @@ def test_a_deleted_data_record_is_checked_against_the_checkpoints_digest(tmp_pat
         train(_files_config(run, corpus, steps=8))
 
 
+@pytest.mark.slow
 def test_raising_train_steps_on_a_cosine_schedule_is_refused_unless_the_horizon_is_kept(tmp_path):
     def cosine(steps, **optimizer):
         cfg = small_config(tmp_path, steps=steps)
@@ -94,6 +97,7 @@ def _in_old_form(config_json: str) -> str:
     return json.dumps(cfg, indent=2)
 
 
+@pytest.mark.slow
 def test_a_run_folder_written_with_policy_kwargs_resumes(tmp_path):
     run = tmp_path / "run"
     train(small_config(run, steps=4))            # reflex, with stats_every=2

@@ -148,6 +148,7 @@ def test_a_governor_that_skips_longer_than_the_watchdog_tolerates_is_refused(tmp
 
 # -- inputs -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_single_file_corpus_is_split_into_documents_and_trains(tmp_path):
     from data_fixtures import austen_sample
 
@@ -286,6 +287,7 @@ def test_missing_corpus_names_the_setting(tmp_path):
 
 # -- the divergence watchdog ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lr_1e20_rolls_back_then_stops_with_exit_code_3_saving_nothing_non_finite(tmp_path):
     run = tmp_path / "run"
     result = run_cli(["--config.output_dir=" + str(run), "--config.train.steps=12",
@@ -307,6 +309,7 @@ def test_lr_1e20_rolls_back_then_stops_with_exit_code_3_saving_nothing_non_finit
                if np.issubdtype(np.asarray(x).dtype, np.floating))
 
 
+@pytest.mark.slow
 def test_on_divergence_stop_raises_at_once(tmp_path):
     cfg = small_config(tmp_path, steps=12)
     cfg.optimizer.lr, cfg.train.on_divergence = 1e20, "stop"
@@ -315,6 +318,7 @@ def test_on_divergence_stop_raises_at_once(tmp_path):
     assert _checkpoint_steps(tmp_path) == [0]
 
 
+@pytest.mark.slow
 def test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback(tmp_path):
     """The default model; a 1000x LR on batches 110-114 blows the loss up (perplexity past
     1e20). The run rolls back to step 100, skips the batches that led up to the event and
@@ -346,6 +350,7 @@ def test_watchdog_recovers_an_injected_1000x_lr_window_by_rollback(tmp_path):
 
 # -- checkpoints ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_flipped_bytes_are_detected_and_the_previous_good_checkpoint_is_used(tmp_path):
     train(small_config(tmp_path))
     assert _checkpoint_steps(tmp_path) == [0, 4, 8]
@@ -362,6 +367,7 @@ def test_flipped_bytes_are_detected_and_the_previous_good_checkpoint_is_used(tmp
     assert _steps(tmp_path) == list(range(1, 13))
 
 
+@pytest.mark.slow
 def test_no_usable_checkpoint_is_one_line_exit_4_and_nothing_moves(tmp_path):
     train(small_config(tmp_path))
     for step in _checkpoint_steps(tmp_path):
@@ -376,6 +382,7 @@ def test_no_usable_checkpoint_is_one_line_exit_4_and_nothing_moves(tmp_path):
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_a_failed_write_is_a_checkpoint_error_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
     original = ocp.CheckpointManager.save
 
@@ -392,6 +399,7 @@ def test_a_failed_write_is_a_checkpoint_error_and_keeps_the_earlier_ones(tmp_pat
 
 # -- resume rules -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_resume_that_changes_the_run_is_refused_and_leaves_the_folder_alone(tmp_path):
     train(small_config(tmp_path, steps=4))
     saved = {name: (tmp_path / name).read_bytes() for name in ("config.json", "tokenizer.json")}
@@ -406,6 +414,7 @@ def test_a_resume_that_changes_the_run_is_refused_and_leaves_the_folder_alone(tm
     assert train(allowed)["resumed_from"] == 4
 
 
+@pytest.mark.slow
 def test_a_run_from_before_scan_layers_resumes_only_in_its_own_layout(tmp_path):
     train(small_config(tmp_path, steps=4))
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -433,6 +442,7 @@ def test_a_lora_run_from_before_lora_param_dtype_keeps_its_adapters_dtype():
     assert differences({**saved, "lora.enabled": False}, {**current, "lora.enabled": False}) == []
 
 
+@pytest.mark.slow
 def test_a_scanned_run_checkpoints_and_resumes(tmp_path):
     cfg = small_config(tmp_path, steps=4)
     cfg.model.scan_layers, cfg.model.remat = True, "dots_saveable"
@@ -443,6 +453,7 @@ def test_a_scanned_run_checkpoints_and_resumes(tmp_path):
     assert math.isfinite(resumed["val_loss"]) and resumed["val_loss"] < first["val_loss"] + 1.0
 
 
+@pytest.mark.slow
 def test_resume_truncates_metrics_so_no_step_is_recorded_twice(tmp_path):
     import shutil
 
@@ -467,6 +478,7 @@ def test_resume_truncates_metrics_so_no_step_is_recorded_twice(tmp_path):
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([losses[k] for k in shown])
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_leaves_its_summary_intact(tmp_path):
     train(small_config(tmp_path))
     before = (tmp_path / "summary.json").read_text()
@@ -475,6 +487,7 @@ def test_rerunning_a_finished_run_leaves_its_summary_intact(tmp_path):
     assert "val_ppl" in json.loads(before)
 
 
+@pytest.mark.slow
 def test_a_fresh_start_drops_what_an_earlier_attempt_logged(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "metrics.jsonl").write_text(

@@ -33,6 +33,7 @@ def _wait_for_steps(run_dir, steps, proc, timeout=300):
     raise AssertionError(f"the first run did not log {steps} steps: {proc.poll()}")
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
     first = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=100000",
                      "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000",
@@ -56,6 +57,7 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
     assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_run_is_taken_over_with_a_notice(tmp_path):
     first = run_cli(["--config.output_dir=" + str(tmp_path), "--config.train.steps=100000",
                      "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000",
@@ -85,6 +87,7 @@ def _read_only_mount(path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_run_folder_is_one_line_with_exit_code_2(tmp_path):
     with _read_only_mount(tmp_path / "ro") as make_read_only:
         run = tmp_path / "ro" / "run"
@@ -98,6 +101,7 @@ def test_a_read_only_run_folder_is_one_line_with_exit_code_2(tmp_path):
             assert "resumed" not in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_true_with_nothing_to_resume_is_refused(tmp_path):
     cfg = small_config(tmp_path / "nothing")
     cfg.resume = True
@@ -106,6 +110,7 @@ def test_resume_true_with_nothing_to_resume_is_refused(tmp_path):
     assert not (tmp_path / "nothing").exists()  # not even created
 
 
+@pytest.mark.slow
 def test_a_deleted_config_json_does_not_let_a_resume_change_the_seed(tmp_path):
     train(small_config(tmp_path, steps=4))
     (tmp_path / "config.json").unlink()

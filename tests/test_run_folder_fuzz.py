@@ -88,6 +88,7 @@ def test_every_damaged_file_gives_a_documented_exit_one_line_and_the_newest_inta
 
 # -- through the CLI: what a user sees -----------------------------------------------------
 
+@pytest.mark.slow
 def test_a_corpus_gz_cut_short_is_one_line_and_exit_2_through_the_cli(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -15,6 +15,7 @@ from gradient_sequences import stressful_sequence
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (see conftest)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_policy", [lbw_jax.reflex, lbw_jax.reflex_pro])
 def test_sharded_equals_unsharded(make_policy):
     steps = 300

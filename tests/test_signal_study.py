@@ -99,6 +99,7 @@ def tiny_study(tmp_path_factory):
     return out, json.loads((out / "signals.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_study_writes_its_traces_scores_and_report(tiny_study):
     out, study = tiny_study
     assert (out / "signals.png").stat().st_size > 0
@@ -111,6 +112,7 @@ def test_the_study_writes_its_traces_scores_and_report(tiny_study):
     assert first["signal_polyak"][0] is None and all(v is not None for v in first["signal_polyak"][1:])
 
 
+@pytest.mark.slow
 def test_the_traced_adamw_steps_exactly_as_the_suites_adamw(tiny_study, tmp_path):
     _, study = tiny_study
     env = dict(os.environ, JAX_PLATFORMS="cpu")

@@ -48,6 +48,7 @@ def test_meter_skips_the_compiling_interval_and_omits_mfu_without_a_peak():
     assert "mfu" in with_peak.interval(1) and "mfu" in with_peak.summary()
 
 
+@pytest.mark.slow
 def test_run_records_speed_per_device(tmp_path):
     summary = train(small_config(tmp_path, steps=6))
     records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]

@@ -37,6 +37,7 @@ def quick_run(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_quick_profile_writes_the_report_table_and_figures(quick_run):
     out, results, report = quick_run
     for name in ("lr_stress.png", "loss_and_scale.png", "scenarios.png"):
@@ -71,6 +72,7 @@ def test_quick_profile_writes_the_report_table_and_figures(quick_run):
     assert "**nan_grad**: one NaN gradient" in report and "burst" not in report
 
 
+@pytest.mark.slow
 def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
     _, results, report = quick_run
     step = results["config"]["stress"]["inject_at"]
@@ -95,6 +97,7 @@ def test_quick_profile_nan_injection_is_survived_by_the_guard_only(quick_run):
     assert rows["| lbw_guard(reflex, stats_every=2)"][6] == "best" and rows["| AdamW"][6] == "—"
 
 
+@pytest.mark.slow
 def test_a_cell_alone_equals_the_same_cell_in_the_batch(quick_run):
     _, results, report = quick_run
     seq = results["sequential"]

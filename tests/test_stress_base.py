@@ -29,6 +29,7 @@ def test_the_shakespeare_corpus_is_embedded_and_split_into_passages():
     assert docs[0].startswith("First Citizen:")
 
 
+@pytest.mark.slow
 def test_the_base_is_pretrained_once_and_fine_tuned_with_its_own_tokenizer(tmp_path):
     cfg = _tiny(tmp_path)
     logs = []

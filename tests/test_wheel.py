@@ -36,11 +36,13 @@ def _metadata(wheel):
     return email.message_from_bytes(wheel.read(name))
 
 
+@pytest.mark.slow
 def test_the_wheel_has_no_top_level_name_but_the_projects(wheel):
     top = {n.split("/")[0] for n in wheel.namelist()}
     assert {t for t in top if not t.endswith(".dist-info")} == {"lbw_jax"}
 
 
+@pytest.mark.slow
 def test_the_presets_and_corpora_ship_inside_it(wheel):
     names = set(wheel.namelist())
     assert {"lbw_jax/train/configs/tiny.py", "lbw_jax/train/configs/stress_cpu.py",
@@ -50,6 +52,7 @@ def test_the_presets_and_corpora_ship_inside_it(wheel):
     assert not any(n.startswith(("tests/", "bench/", "experiments/")) for n in names)
 
 
+@pytest.mark.slow
 def test_its_console_scripts_are_the_two_jobs(wheel):
     name = next(n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt"))
     text = wheel.read(name).decode()
@@ -57,6 +60,7 @@ def test_its_console_scripts_are_the_two_jobs(wheel):
     assert "lbw-stress = lbw_jax.train.stress.__main__:cli" in text
 
 
+@pytest.mark.slow
 def test_without_extras_it_needs_only_jax_optax_and_numpy(wheel):
     required = [r for r in _metadata(wheel).get_all("Requires-Dist") if "extra ==" not in r]
     assert sorted(r.split(">")[0].split("<")[0].split("=")[0].strip() for r in required) == \
