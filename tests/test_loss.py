@@ -71,6 +71,7 @@ def test_per_token_loss_is_chunk_independent():
                                    want, rtol=1e-6)
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 def test_bf16_compute_matches_the_full_logits_loss_to_bf16_rounding():
     model = init_model(SMALL, seed=4, scan_layers=True, dtype=jnp.bfloat16)
     graphdef, params, frozen = nnx.split(model, nnx.Param, ...)

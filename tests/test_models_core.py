@@ -18,6 +18,7 @@ TINY = dataclasses.replace(NAMED_CONFIGS["qwen2.5-0.5b"], vocab_size=128, hidden
                            head_dim=16, tie_word_embeddings=False)
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 @pytest.mark.parametrize("name, published_billions", [
     ("qwen2.5-0.5b", 0.49), ("qwen2.5-1.5b", 1.54), ("qwen2.5-3b", 3.09),
     ("qwen2.5-7b", 7.62), ("qwen2.5-14b", 14.77), ("tinyllama-1.1b", 1.10),
@@ -40,6 +41,7 @@ def _tokens(batch=4, length=16, seed=0):
     return jnp.asarray(np.random.default_rng(seed).integers(0, TINY.vocab_size, (batch, length)))
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 def test_sharded_loss_and_grads_equal_unsharded():
     if jax.device_count() < 8:
         pytest.skip("needs 8 devices (see conftest)")
@@ -102,6 +104,7 @@ def test_lora_trains_adapters_only_and_keeps_base_out_of_optimizer_state():
     chex.assert_trees_all_equal(nnx.state(model, nnx.Not(nnx.LoRAParam)), base_before)
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 @pytest.mark.parametrize("adapter_dtype", ["float32", "bfloat16"])
 def test_lora_adapters_and_their_moments_keep_their_own_dtype_on_a_bf16_base(adapter_dtype):
     model = init_model(TINY, seed=8, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)

@@ -65,6 +65,7 @@ def test_scanned_model_equals_the_per_layer_model(remat):
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 def test_lora_and_dropout_under_scan_equal_the_per_layer_model():
     per_layer = apply_lora(init_model(TINY, seed=2), LoRAConfig(rank=4, dropout=0.3))
     for _, var in nnx.to_flat_state(nnx.state(per_layer, nnx.LoRAParam)):  # non-zero B
@@ -89,6 +90,7 @@ def test_remat_policy_names():
         remat_policy_name("some")
 
 
+@pytest.mark.slow  # a whole-model equivalence: the full suite runs it
 @pytest.mark.parametrize("policy", ["reflex", "reflex_pro", "governor"])
 def test_the_guard_reads_scanned_layers_as_per_layer_tensors(policy):
     """The reference laws take the largest per-tensor mean square: with scanned layers the

@@ -20,6 +20,10 @@ from lbw_jax.train.stress.engine.sweep import ArmProgram, Cell, run_cells
 VOCAB, SEQ, BATCH, STEPS = 64, 16, 4, 24
 
 
+# Every test here runs stress-suite arms end to end.
+pytestmark = pytest.mark.slow
+
+
 class RandomOrder:
     """Stands in for a BatchOrder: a fixed batch of random tokens per step."""
 
