@@ -88,20 +88,20 @@ def check_data(out: pathlib.Path, fingerprint: dict, saved_digest: str | None,
 
     Raises ``InputError`` on a change unless ``accept`` (``data.accept_changes``)."""
     record = out / FINGERPRINT_FILE
-    if record.exists() and saved_digest is not None:
+    if record.exists():
         try:
             saved = read_json(record)
             if not isinstance(saved, dict):
                 raise ValueError("not a JSON object")
-        except ValueError:  # damaged: the checkpoint's digest still says what the data were
+        except ValueError as e:
+            if saved_digest is None:
+                raise InputError(f"{record} is not valid JSON ({e}), and the checkpoint holds no "
+                                 f"digest of the data to compare with instead; restore it, or "
+                                 f"delete it to record the current data") from e
+            # Damaged: the checkpoint's digest still says what the data were.
             set_aside(record, "comparing the data with the digest the checkpoint holds", say)
     if record.exists():
-        try:
-            diff = changes(read_json(record), fingerprint)
-        except ValueError as e:
-            raise InputError(f"{record} is not valid JSON ({e}), and the checkpoint holds no "
-                             f"digest of the data to compare with instead; restore it, or "
-                             f"delete it to record the current data") from e
+        diff = changes(saved, fingerprint)
     elif saved_digest is not None:
         diff = [] if saved_digest == digest(fingerprint) else [
             f"the data's digest: {saved_digest[:12]}… -> {digest(fingerprint)[:12]}… "

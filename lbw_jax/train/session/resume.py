@@ -4,7 +4,6 @@ as it is), and the restore of the newest good checkpoint with its data and sched
 
 from __future__ import annotations
 
-import json
 
 from lbw_jax.train.data import fingerprint as data_fingerprint
 from lbw_jax.train.errors import CheckpointError, ConfigError, InputError
@@ -20,10 +19,9 @@ def saved_config(out, checkpoints) -> str | None:
     path, damaged = out / "config.json", False
     if path.exists():
         try:
-            text = path.read_bytes().decode("utf-8")
-            if isinstance(json.loads(text), dict):
-                return text
-        except ValueError:  # truncated, zeros, random bytes (UnicodeDecodeError too)
+            if isinstance(read_json(path), dict):
+                return path.read_text()
+        except ValueError:  # truncated, zeros, random bytes
             pass
         damaged = True
     step, saved = _recorded_config(checkpoints)
