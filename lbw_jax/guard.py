@@ -89,7 +89,9 @@ def lbw_guard(inner: optax.GradientTransformation, *, policy: Policy | None = No
     Returns:
       An ``optax.GradientTransformationExtraArgs``. Its ``update`` accepts the
       extra argument ``value=`` (the loss), which reaches the policy and, like
-      every other extra argument, is forwarded to ``inner``.
+      every other extra argument, is forwarded to ``inner``; and ``value_fn=``, the loss as
+      a function of the parameters on the same batch (as optax's line searches take it),
+      which a policy that probes the loss along the step reads (``governor(use_room=True)``).
 
     With ``skip_non_finite``, non-finite gradients or a non-finite ``value`` skip
     the step: the update is zero and the inner state, the policy's statistics and
@@ -191,8 +193,10 @@ def _update(g: _Setup, updates, state: GuardState, params, extra_args):
         # read per unit of scale in both forms, as the unscaled step of AdamW.
         per_unit = inner_updates if not g.scale_inside else jax.tree.map(
             lambda u: u / scale.astype(u.dtype), inner_updates)
-        grads = {"grads": sensed} if g.policy.limit_reads_grads else {}
-        factor, new_policy_state = g.policy.limit(per_unit, policy_state, **grads)
+        reads = {"grads": sensed} if g.policy.limit_reads_grads else {}
+        if g.policy.limit_reads_value_fn:   # a probe of the loss along the step (optax's value_fn)
+            reads.update(params=params, value=value, value_fn=extra_args.get("value_fn"))
+        factor, new_policy_state = g.policy.limit(per_unit, policy_state, **reads)
         multiplier = (scale * factor).astype(jnp.float32)
         counted = intervened | (factor < 1.0)
         if g.scale_inside:

@@ -5,7 +5,7 @@ lbw_jax/policies/governor.py, not from its code. Its defaults are the library's
 
 import math
 
-REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift", "overshoot")
+REASONS = ("none", "loss_spike", "grad_spike", "step_limit", "harm", "accepted_shift", "overshoot", "room")
 
 DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95, min_noise=0.01,
                 grad_noise=0.25, skip_z=6.0, skip_widen=1.15, max_skips=20,
@@ -13,7 +13,9 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
                 use_overshoot=True, over_decay=0.8, brake_above=1.3, over_gain=2.0, recover_below=1.1,
-                over_clip=4.0, eps=1e-12)
+                over_clip=4.0, use_room=False, room_fraction=0.25, room_decay=0.5, probe_every=25,
+                probe_burst=10, probe_held=5, eps=1e-12)
+ROOM_CAP = 1e6
 
 
 class GovernorModel:
@@ -34,11 +36,16 @@ class GovernorModel:
         self.over_ema = 1.0
         self.brakes = 0                 # applied steps whose scale the brake cut
         self.limits = 0                 # applied steps the trust region clamped
+        # Mechanism 5, the room probe: the pooled log critical step length, the readings, the
+        # probes left on every step, the steps since the last probe.
+        self.room_len, self.probes, self.burst, self.since_probe = 0.0, 0, self.probe_burst, 0
+        self.room, self.room_cuts, self.level = 0.0, 0, 1.0
 
-    def step(self, loss, grad_norm, step_norm, grad_vec=None, step_vec=None):
+    def step(self, loss, grad_norm, step_norm, grad_vec=None, step_vec=None, probe=None):
         """One finite update: returns (skipped, applied multiplier, regime). ``step_norm``
         is the inner optimizer's step at scale 1; with ``use_overshoot``, ``grad_vec`` and
-        ``step_vec`` are the gradient and that step as lists of floats."""
+        ``step_vec`` are the gradient and that step as lists of floats. ``probe(a)``: the
+        loss at a times that step (the room probe's forward pass; None: no value_fn)."""
         if self.use_overshoot and (grad_vec is None or step_vec is None):
             raise TypeError("use_overshoot: pass grad_vec and step_vec (the brake reads them)")
         log_norm = math.log(grad_norm + self.eps)
@@ -57,6 +64,8 @@ class GovernorModel:
                 self.grad_var = grad_sd ** 2 * self.skip_widen
             self.run += 1
             self.reason = "loss_spike" if loss_out else "grad_spike"
+            if self.use_room:   # a skip starts a burst of probes
+                self.burst = max(self.burst, self.probe_burst)
             return True, self.scale, "skip"
         self.run = 0
 
@@ -119,6 +128,9 @@ class GovernorModel:
             self.scale = min(1.0, max(self.min_scale, self.scale))
             self.brakes += brake and self.scale < before_harm
         regime = "harm" if harm else ("overshoot" if brake else "calm")
+        if self.use_room and (harm or brake):
+            self.burst = max(self.burst, self.probe_burst)
+        gate = self.n > 1 and excess <= self.recover_band * self.tolerance and stable
 
         # Trust region on the step, measured at scale 1.
         multiplier = self.scale
@@ -138,4 +150,43 @@ class GovernorModel:
         if self.use_overshoot:   # the step at scale 1 and its slope, for the next reading
             self.prev = list(step_vec)
             self.prev_slope = sum(g * u for g, u in zip(grad_vec, step_vec))
+        if self.use_room and probe is not None:
+            multiplier, regime = self._room(loss, step_norm, grad_vec, step_vec, probe, multiplier,
+                                            before_harm, regime, gate)
         return False, multiplier, regime
+
+    def _room(self, loss, step_norm, grad_vec, step_vec, probe, multiplier, held, regime, gate):
+        """Mechanism 5 after the trust region: probe when due, then the scale follows the level."""
+        decided = self.scale
+        every = self.probe_held if self.level < 1.0 else self.probe_every
+        if self.burst > 0 or self.since_probe + 1 >= every or self.probes == 0:
+            # At the last critical step, within [the multiplier in use, 1] (before any: the multiplier).
+            last = math.exp(self.room_len) / (step_norm + self.eps)
+            at = max(multiplier, min(last, 1.0) if self.probes else self.min_scale)
+            s = sum(g * u for g, u in zip(grad_vec, step_vec))
+            curv = 2.0 * (probe(at) - loss - at * s) / (at * at)
+            if s < 0 and math.isfinite(curv):   # a reading: the parabola's second root
+                self.room = min(-2.0 * s / curv, ROOM_CAP) if curv > 0 else ROOM_CAP
+                log_len = math.log(max(self.room * step_norm, self.eps))
+                d = self.room_decay
+                self.room_len = log_len if self.probes == 0 else d * self.room_len + (1 - d) * log_len
+                self.probes += 1
+            self.burst, self.since_probe = max(self.burst - 1, 0), 0
+        else:
+            self.since_probe += 1
+        if self.probes == 0:
+            return multiplier, regime
+        level = min(1.0, max(self.min_scale, self.room_fraction * math.exp(self.room_len) / (step_norm + self.eps)))
+        cut = regime in ("harm", "overshoot")
+        if cut:    # lands at the level, at most one max_cut below it
+            self.scale = min(level, max(decided, self.max_cut * min(held, level)))
+        elif gate:  # straight to the level
+            self.scale = level
+        else:
+            self.scale = min(decided, level)
+        self.level = level
+        if level < multiplier and not cut:   # a cut of its own: a burst of probes follows
+            regime, self.reason = "room", "room"
+            self.room_cuts += 1
+            self.burst = self.probe_burst
+        return min(multiplier, level), regime

@@ -72,7 +72,9 @@ class Policy:
     * ``limit(updates, state)``: called with the inner optimizer's updates of an
       applied step; returns a factor in (0, 1] for this one step (e.g. a trust
       region on the step size) and the state. The base class's is the identity. A law
-      whose ``limit_reads_grads`` is True gets the raw gradients too, as ``grads=``.
+      whose ``limit_reads_grads`` is True gets the raw gradients too, as ``grads=``; one
+      whose ``limit_reads_value_fn`` is True gets ``params=``, ``value=`` and the
+      ``value_fn=`` extra argument (the loss as a function of the parameters, or None).
 
     Class attributes: ``name``; ``state_type`` (the class ``init`` returns);
     ``Regime`` and ``Reason``, its vocabulary: ``IntEnum``s with ``CALM = 0`` and
@@ -91,6 +93,7 @@ class Policy:
     may_skip: ClassVar[bool] = False
     reads_tensors: ClassVar[bool] = False
     limit_reads_grads: ClassVar[bool] = False
+    limit_reads_value_fn: ClassVar[bool] = False
     renamed_knobs: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -106,6 +109,8 @@ class Policy:
                 raise TypeError(f"{cls.__name__} and {known.__name__} share the state type "
                                 f"{state_type.__name__} with different vocabularies")
             _POLICY_OF_STATE.setdefault(state_type, cls)
+        for other in cls.__dict__.get("other_state_types", ()):   # a state a knob switches to
+            _POLICY_OF_STATE.setdefault(other, cls)
 
     def __post_init__(self):
         knobs.check_all(self)

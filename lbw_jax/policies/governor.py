@@ -7,42 +7,19 @@ docs/governor.md is its design document: each mechanism with its measurement, ev
 every telemetry field.
 
 The law acts only on evidence of harm, measured against this run's own recent past, and
-otherwise leaves the step alone. Four mechanisms, each one knob away from off (for ablations):
+otherwise leaves the step alone. Five mechanisms, each one knob away from off (for ablations):
+(1) the exact skip of a pathological step (``use_skip``); (2) a trust region on the step
+(``use_trust``, lbw_jax.policies.trust); (3) the harm control, a cut when the loss EMA loses
+ground against its recent best and a recovery of x ``recover`` a step when it is back
+(``use_harm``); (4) the overshoot brake and gated recovery (``use_overshoot``,
+lbw_jax.policies.overshoot: one parameter-sized buffer); (5) the room probe (``use_room``, off by
+default, lbw_jax.policies.room): with the loss function given as ``value_fn=`` (as optax's line
+searches take it), one forward pass along the step measures the critical step, and the scale
+holds the step at ``room_fraction`` of it: a cut lands at that level, a recovery climbs straight
+back to it. Without ``value_fn`` mechanism 5 does nothing and the law is v3.0.
 
-1. Exact skip of a pathological step (``use_skip``). The first ``warmup_steps`` applied
-   steps calibrate the mean and variance of the loss and of the log gradient norm (then EMAs
-   with ``stat_decay`` follow them; standard deviations are floored at ``min_noise`` of the
-   loss level, and at ``grad_noise`` for the log norm). After that, a step whose loss or
-   gradient norm lies more than ``skip_z`` standard deviations above the mean is skipped
-   exactly: zero update, Adam's moments never see it, the means and the scale are left as
-   they were. Each skip multiplies the variance (as floored) of the signal that was out by
-   ``skip_widen``, so a skip run lasts as long as the outliers are severe: a lasting new level
-   passes after a few skips, while a burst of garbage batches stays skipped. A run of more
-   than ``max_skips`` outliers is accepted in any case (at most the watchdog's ``max_skips``,
-   so the guard accepts a new level before ``lbw_jax.train.run`` rolls back).
-2. Trust region on the step (``use_trust``). From applied step ``trust_from`` on (once the
-   calibration is over; a LoRA start grows its step several times over in its first steps),
-   an applied step whose norm (at scale 1) exceeds ``trust_ratio`` times the reference step
-   (the previous applied step with ``trust_decay`` 0) is shrunk to that bound, for that step
-   only: a schedule's warmup passes, a learning-rate spike is caught on its first step. A
-   clamped step lets the reference grow by ``trust_growth`` only (lbw_jax.policies.trust).
-3. Harm control (``use_harm``). A fast EMA of the loss (``fast_decay``) is compared with its
-   recent best: the lowest value of that EMA, which forgets upward at rate ``forget`` a step
-   (so "recent" means the last ~1/forget steps). When the EMA lies more than ``tolerance``
-   (relative to the loss) above that best, training is losing ground: the scale is
-   multiplied by (tolerance / excess) ** cut_power, at most a cut to ``max_cut`` a step, so a
-   cut scales with the measured excess. With ``level_cuts`` the cut targets a level instead of
-   compounding: the scale becomes the one at which this stretch of harm began times
-   (tolerance / excess) ** cut_power (never above where it is), so an excess that persists
-   while the loss EMA lags holds the scale rather than cutting it again on every step. While
-   the EMA is within ``recover_band`` x tolerance of its best, the scale recovers by
-   ``recover`` a step; in between it holds. The scale stays in [``min_scale``, 1].
-4. Overshoot brake (``use_overshoot``): the overshoot of the last step along itself cuts the
-   scale above ``brake_above`` and lets it recover only below ``recover_below``
-   (lbw_jax.policies.overshoot); one parameter-sized buffer, none with ``use_overshoot=False``.
-
-The guard applies the policy's ``scale`` times the trust region's factor. Everything is arrays
-and ``jnp.where``: it vmaps, shards and compiles into the step. It needs ``value=loss``.
+The guard applies the policy's ``scale`` times ``limit``'s one-step factor. Everything is arrays,
+``jnp.where`` and ``lax.cond``: it vmaps, shards and compiles into the step. It needs ``value=loss``.
 """
 
 from __future__ import annotations
@@ -54,10 +31,10 @@ import jax.numpy as jnp
 import optax
 
 from lbw_jax import _stats, knobs
-from lbw_jax.policies import overshoot, trust
+from lbw_jax.policies import overshoot, room, trust
 from lbw_jax.policies.base import Decision, Policy
-from lbw_jax.policies.governor_state import (GovernorReason, GovernorRegime, GovernorState, initial_state,
-                                             relative_excess)
+from lbw_jax.policies.governor_state import (GovernorReason, GovernorRegime, GovernorRoomState, GovernorState,
+                                             initial_state, relative_excess)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -122,6 +99,9 @@ class Governor(Policy):
       recover_below: the scale recovers only while the smoothed overshoot is below this
         (formerly ``over_recover``). Default 1.1; real > 0.
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
+      use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default False.
+      room_fraction, room_decay, probe_every, probe_burst, probe_held: mechanism 5's knobs
+        (lbw_jax.policies.room.control; docs/governor.md has their defaults and ranges).
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
 
@@ -158,10 +138,18 @@ class Governor(Policy):
     over_gain: float = knobs.real_knob(2.0, low=0.0, low_open=True)
     recover_below: float = knobs.real_knob(1.1, low=0.0, low_open=True)
     over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
+    # The room probe (needs value_fn=).
+    use_room: bool = knobs.boolean_knob(False)
+    room_fraction: float = knobs.real_knob(0.25, low=0.0, low_open=True)
+    room_decay: float = knobs.decay_knob(0.5)
+    probe_every: int = knobs.integer_knob(25, low=1)
+    probe_burst: int = knobs.integer_knob(10, low=0)
+    probe_held: int = knobs.integer_knob(5, low=1)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "governor"
     state_type = GovernorState
+    other_state_types = (GovernorRoomState,)   # with use_room
     Regime = GovernorRegime
     Reason = GovernorReason
     may_skip = True
@@ -170,10 +158,15 @@ class Governor(Policy):
 
     @property
     def limit_reads_grads(self) -> bool:
-        return self.use_overshoot   # the brake keeps each proposal's slope against its gradient
+        # The brake keeps each proposal's slope against its gradient; the room probe reads it.
+        return self.use_overshoot or self.use_room
+
+    @property
+    def limit_reads_value_fn(self) -> bool:
+        return self.use_room
 
     def init(self, params) -> GovernorState:
-        return initial_state(prev=overshoot.buffer(params, self.use_overshoot))
+        return initial_state(overshoot.buffer(params, self.use_overshoot), self.use_room, self.probe_burst)
 
     def decide(self, grads, state: GovernorState, *, step, value, inner_state):
         del step, inner_state  # the governor counts its own applied steps
@@ -181,9 +174,7 @@ class Governor(Policy):
             raise ValueError("governor: the guard's update needs the loss, as value=loss.")
         loss = jnp.asarray(value, jnp.float32)
         log_norm = jnp.log(optax.tree.norm(grads).astype(jnp.float32) + self.eps)
-        calibrating = state.count < self.warmup_steps
-        first = state.count == 0
-
+        calibrating, first = state.count < self.warmup_steps, state.count == 0
         # (1) Outliers against the calibrated statistics.
         loss_sd = jnp.maximum(jnp.sqrt(state.loss_var), self.min_noise * jnp.abs(state.loss_mean))
         grad_sd = jnp.maximum(jnp.sqrt(state.grad_var), self.grad_noise)
@@ -241,6 +232,8 @@ class Governor(Policy):
             grad_z=grad_z, reason=jnp.where(loss_out, GovernorReason.LOSS_SPIKE,
                                             GovernorReason.GRAD_SPIKE).astype(jnp.int32),
             skips=state.skips + 1)
+        if self.use_room:
+            applied, skipped = room.decided(self, state, applied, skipped, harm | brake)
         # Only limit writes the kept step (prev): no element-wise select of it on every step.
         new_state = jax.tree.map(lambda a, b: jnp.where(skip, a, b), skipped._replace(prev=()),
                                  applied._replace(prev=()))._replace(prev=state.prev)
@@ -254,12 +247,18 @@ class Governor(Policy):
         over, ema = overshoot.follow(grads, state, self.over_decay, self.over_clip)
         return over, ema, ema > self.brake_above, ema < self.recover_below
 
-    def limit(self, updates, state: GovernorState, grads=None):
-        """(2) The trust region (lbw_jax.policies.trust), and the proposal kept for the brake."""
+    def limit(self, updates, state: GovernorState, grads=None, *, params=None, value=None, value_fn=None):
+        """(2) The trust region (lbw_jax.policies.trust), the proposal kept for the brake, and
+        (5) the room probe when ``value_fn`` is given (lbw_jax.policies.room)."""
         factor, new_state = trust.limit(self, updates, state)
         if self.use_overshoot:   # the proposal at scale 1 and its slope, for the next reading
             new_state = new_state._replace(prev=overshoot.remember(updates, state.prev),
                                            prev_slope=overshoot.slope(grads, updates))
+        if self.use_room and value_fn is not None:
+            if params is None:
+                raise ValueError("governor(use_room=True): the probe needs the parameters; call "
+                                 "update(grads, state, params, value=loss, value_fn=loss_fn).")
+            factor, new_state = room.control(self, updates, new_state, grads, params, value, value_fn, factor)
         return factor, new_state
 
 
@@ -279,7 +278,10 @@ def governor(*, min_scale: float = Governor.min_scale, use_skip: bool = Governor
              recover_band: float = Governor.recover_band, use_overshoot: bool = Governor.use_overshoot,
              over_decay: float = Governor.over_decay, brake_above: float = Governor.brake_above,
              over_gain: float = Governor.over_gain, recover_below: float = Governor.recover_below,
-             over_clip: float = Governor.over_clip, eps: float = Governor.eps, **renamed) -> Governor:
+             over_clip: float = Governor.over_clip, use_room: bool = Governor.use_room,
+             room_fraction: float = Governor.room_fraction, room_decay: float = Governor.room_decay,
+             probe_every: int = Governor.probe_every, probe_burst: int = Governor.probe_burst,
+             probe_held: int = Governor.probe_held,             eps: float = Governor.eps, **renamed) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
     Args:

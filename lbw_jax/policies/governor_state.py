@@ -19,6 +19,7 @@ class GovernorRegime(enum.IntEnum):
     HARM = 2          # the loss lost ground against its recent best: scale cut (reason HARM)
     STEP_LIMIT = 3    # the step was larger than the trust region allows: clamped
     OVERSHOOT = 4     # the smoothed overshoot was above brake_above: scale cut (the brake)
+    ROOM = 5          # the step was above the room level (room_fraction of the critical step): cut to it
 
 
 class GovernorReason(enum.IntEnum):
@@ -31,6 +32,7 @@ class GovernorReason(enum.IntEnum):
     HARM = 4
     ACCEPTED_SHIFT = 5  # a run of outliers longer than max_skips, accepted as a new level
     OVERSHOOT = 6
+    ROOM = 7            # the room probe put the level below the step in use (mechanism 5)
 
 
 class GovernorState(NamedTuple):
@@ -97,10 +99,49 @@ class GovernorState(NamedTuple):
         return out
 
 
-def initial_state(prev) -> GovernorState:
-    """The governor's state before any step; ``prev`` is the overshoot's buffer."""
+# With ``use_room`` (mechanism 5) the state is ``GovernorRoomState``: every field of
+# ``GovernorState`` and the room's. A state without the room keeps the exact fields of v3.0, so
+# its runs' checkpoints resume unchanged.
+ROOM_FIELDS = (("held", jax.Array), ("room", jax.Array), ("room_len", jax.Array),
+               ("room_level", jax.Array), ("probes", jax.Array), ("burst", jax.Array),
+               ("since_probe", jax.Array), ("room_cuts", jax.Array))
+
+
+class GovernorRoomState(NamedTuple("_GovernorRoomFields", list(GovernorState.__annotations__.items())
+                                   + list(ROOM_FIELDS))):
+    """``GovernorState`` with the room probe's fields (``use_room``, mechanism 5).
+
+    Attributes:
+      (every attribute of ``GovernorState``, then:)
+      held: the scale before this step's decision (the level a cut is bounded from).
+      room: the last reading of the critical multiplier a_c along the step (in units of the
+        proposal at scale 1; 0 before any).
+      room_len: the pooled log of the critical step's length a_c |u| (an EMA over readings
+        with ``room_decay``), from which each step's level is read against its own |u|.
+      room_level: the level of the last applied step, room_fraction x critical step / |u|,
+        in [min_scale, 1] (1 before any reading).
+      probes: readings taken (forward passes spent by the probe).
+      burst: probes left to take on every step (after the start, a cut or a skip).
+      since_probe: applied steps since the last probe.
+      room_cuts: steps the room level cut below the harm control's and the brake's scale.
+    """
+
+    telemetry = GovernorState.telemetry
+
+
+def initial_state(prev, room: bool = False, burst: int = 0) -> GovernorState:
+    """The governor's state before any step; ``prev`` is the overshoot's buffer; with ``room``,
+    a ``GovernorRoomState`` whose probe starts with ``burst`` probes on every step."""
     f = lambda v=0.0: jnp.full([], v, jnp.float32)
     n = lambda v=0: jnp.full([], v, jnp.int32)
+    base = _initial(prev, f, n)
+    if not room:
+        return base
+    return GovernorRoomState(*base, held=f(1.0), room=f(), room_len=f(), room_level=f(1.0), probes=n(),
+                             burst=n(burst), since_probe=n(), room_cuts=n())
+
+
+def _initial(prev, f, n) -> GovernorState:
     return GovernorState(
         scale=f(1.0), regime=n(GovernorRegime.CALM), count=n(), loss_mean=f(), loss_var=f(),
         grad_mean=f(), grad_var=f(), fast=f(), best=f(), step_ref=f(), run=n(),

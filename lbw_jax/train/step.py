@@ -35,11 +35,14 @@ def make_loss(graphdef, *, chunk_tokens: int = AUTO) -> Callable:
 
 
 def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_state, frozen,
-               batch, *, step_key=None, grad_factor=None, lr_factor=None):
+               batch, *, step_key=None, grad_factor=None, lr_factor=None, extra_args=None):
     """One optimizer step on ``batch`` [micro-batches, B, T+1].
 
     The gradients of the micro-batches are averaged (a scan, so memory holds one
-    micro-batch's activations); the loss reaches ``tx`` as ``value=``.
+    micro-batch's activations); the loss reaches ``tx`` as ``value=``, and the same loss as a
+    function of the parameters as ``value_fn=`` (forward passes only, the same micro-batches
+    and dropout keys), the extra argument optax's line searches take: the governor's room
+    probe evaluates it at one point along the step (docs/governor.md).
 
     Args:
       step_key: a key for dropout (folded with the micro-batch index); None: no dropout.
@@ -48,6 +51,7 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
       lr_factor: multiplies the optimizer's update (``lbw_jax.train.run``'s LR factor
         after a rollback, and its injected LR faults: for AdamW, whose update is
         ``-lr * (direction + weight_decay * params)``, exactly a scaled LR); None: untouched.
+      extra_args: further extra arguments of ``tx.update`` (the signal study's held batch).
 
     Returns:
       ``(params, opt_state, metrics)`` with metrics ``loss`` and ``grad_norm`` (of the
@@ -58,18 +62,29 @@ def train_step(loss_fn, tx: optax.GradientTransformationExtraArgs, params, opt_s
     def micro(carry, inputs):
         grads_sum, loss_sum = carry
         tokens, index = inputs
-        key = None if step_key is None else jax.random.fold_in(step_key, index)
-        loss, grads = grad_fn(params, frozen, tokens, key)
+        loss, grads = grad_fn(params, frozen, tokens, keys(index))
         return (jax.tree.map(jnp.add, grads_sum, grads), loss_sum + loss), None
 
     n = batch.shape[0]
+    keys = lambda index: None if step_key is None else jax.random.fold_in(step_key, index)
+
+    def value_fn(at_params):
+        # The training loss of this batch at other parameters: unused (and compiled away) unless
+        # the optimizer evaluates it, as the governor's probe does inside a lax.cond.
+        def one(total, inputs):
+            tokens, index = inputs
+            return total + loss_fn(at_params, frozen, tokens, keys(index)), None
+        total, _ = jax.lax.scan(one, jnp.zeros([], jnp.float32), (batch, jnp.arange(n)))
+        return total / n
+
     zeros = jax.tree.map(jnp.zeros_like, params)
     (grads, loss), _ = jax.lax.scan(micro, (zeros, jnp.zeros([], jnp.float32)), (batch, jnp.arange(n)))
     grads = jax.tree.map(lambda g: g / n, grads)
     loss = loss / n
     if grad_factor is not None:
         grads = jax.tree.map(lambda g: (g * grad_factor).astype(g.dtype), grads)
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss, value_fn=value_fn,
+                                   **(extra_args or {}))
     if lr_factor is not None:
         updates = jax.tree.map(lambda u: (u * lr_factor).astype(u.dtype), updates)
     params = optax.apply_updates(params, updates)

@@ -1,0 +1,152 @@
+"""The room left along the step: the critical step of the loss along the update (governor v4).
+
+Along the update u proposed at scale 1, the loss of the step's own batch is locally a parabola
+(Mutschler & Zell, PAL, 2020):
+
+    f(a) = f(0) + a s + c a^2 / 2,     s = g . u (the train step already has it), c = u' H u.
+
+One forward pass at a probe point ``at`` gives c = 2 (f(at) - f(0) - at s) / at^2, and the
+parabola's second root, the *critical multiplier*
+
+    a_c = -2 s / c,
+
+is the smallest multiple of u that no longer lowers the loss: Kalra et al.'s (2026) critical
+step eta_c along the update, in units of the proposal, without a Hessian-vector product. The
+greedy optimum is a_c / 2; Roulet et al. (2024) show that a tuner taking it loses to a constant
+LR, while holding the step at a fixed fraction of the edge wins: the governor holds its
+multiplier at ``room_fraction`` x a_c (docs/signals.md, part (d), measured the fraction).
+
+A reading exists only for a descent direction (s < 0). A parabola that curves down (c <= 0)
+has no second root: the room is unbounded there, so the reading is ``ROOM_CAP``. ``critical3``
+fits the same parabola from three forward passes (0, at, 2 at), for a batch whose gradient the
+step does not have (the study's held batch).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lbw_jax.policies.governor_state import GovernorReason, GovernorRegime, relative_excess
+from lbw_jax.policies.overshoot import slope
+
+ROOM_CAP = 1e6   # a reading where the loss curves down along u: no finite critical step
+
+
+def moved(params, updates, at):
+    """``params + at * updates``, each leaf in its parameter's dtype: the probed point. A
+    temporary inside the probe's branch, so XLA can reuse its memory after the forward."""
+    at = jnp.asarray(at, jnp.float32)
+    return jax.tree.map(lambda p, u: (p.astype(jnp.float32) + at * u.astype(jnp.float32)).astype(p.dtype),
+                        params, updates)
+
+
+def critical(value, slope_, probed, at, eps: float = 1e-12) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The critical multiplier a_c of the parabola through f(0) = ``value`` with slope ``slope_``
+    and f(``at``) = ``probed``; its curvature c; whether it is a reading (a descent direction
+    and finite values). ``ROOM_CAP`` where the parabola curves down."""
+    value, slope_, probed = (jnp.asarray(x, jnp.float32) for x in (value, slope_, probed))
+    at = jnp.asarray(at, jnp.float32)
+    curv = 2.0 * (probed - value - at * slope_) / jnp.maximum(at * at, eps)
+    valid = (slope_ < 0) & jnp.isfinite(curv) & (at > 0)
+    crit = jnp.where(curv > 0, -2.0 * slope_ / jnp.where(curv > 0, curv, 1.0), ROOM_CAP)
+    return jnp.where(valid, jnp.minimum(crit, ROOM_CAP), 0.0).astype(jnp.float32), curv, valid
+
+
+def critical3(f0, f1, f2, at) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """a_c from the loss at 0, ``at`` and 2 ``at`` along u (a batch without its gradient): the
+    parabola's slope s = (4 f1 - 3 f0 - f2) / (2 at), then as ``critical``."""
+    s = (4.0 * f1 - 3.0 * f0 - f2) / (2.0 * at)
+    return critical(f0, s, f1, at)
+
+
+def probe(value_fn: Callable, params, updates, value, slope_, at) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One forward pass of ``value_fn`` at ``params + at * updates``: ``critical``'s reading
+    along ``updates`` (the proposal at scale 1), with ``value`` = f(params) and ``slope_`` its
+    gradient's inner product with ``updates``."""
+    return critical(value, slope_, value_fn(moved(params, updates, at)), at)
+
+
+
+def _level(policy, room_len, norm):
+    """The room level: ``room_fraction`` x the pooled critical step length over this step's
+    length, in [min_scale, 1] (the user's LR stays the ceiling)."""
+    return jnp.clip(policy.room_fraction * jnp.exp(room_len) / (norm + policy.eps), policy.min_scale, 1.0)
+
+
+def control(policy, updates, state, grads, params, value, value_fn, factor):
+    """Mechanism 5 of the governor (``use_room``), on an applied step after the trust region.
+
+    Probes when due (``lax.cond``, no host sync): on each of the ``probe_burst`` steps after
+    the start, a cut (its own included) or a skip; every ``probe_held`` applied steps while the
+    level holds the step below the user's; every ``probe_every`` applied steps otherwise. A reading
+    a_c along the proposal ``updates`` (at scale 1, probed at the last critical step, within
+    [the multiplier about to be applied, 1]) is pooled as the log of the critical step's length a_c |u|, so a step between
+    probes reads its level against its own |u| (a schedule's warmup or decay moves it without
+    a probe). The level L = room_fraction x length / |u|, in [min_scale, 1]:
+
+    - a cut of the harm control or the brake lands at L, never below ``max_cut`` x L (nor
+      above the scale before it);
+    - with the recovery gate open (the loss near its recent best, the overshoot low) the scale
+      goes straight to L, up or down;
+    - otherwise it holds, at most at L.
+
+    This step's multiplier is at most L (the probe read this very step). Returns the factor for
+    this step (the trust region's times the room's) and the state."""
+    norm = optax.tree.norm(updates).astype(jnp.float32)
+    s = slope(grads, updates)
+    # The probe point: the last critical step (where the parabola's curvature term is as large
+    # as its slope term, so float32 rounding is smallest against it), at least the multiplier in
+    # use and at most 1, the user's step; before any reading, the multiplier in use.
+    last = jnp.exp(state.room_len) / (norm + policy.eps)
+    at = jnp.maximum(state.scale * factor, jnp.where(state.probes > 0, jnp.minimum(last, 1.0), policy.min_scale))
+    # Often where things change (the burst), every probe_held steps while the level holds the
+    # step below the user's (so a recovery is seen soon), rarely in calm training at full speed.
+    every = jnp.where(state.room_level < 1.0, policy.probe_held, policy.probe_every)
+    due = (state.burst > 0) | (state.since_probe + 1 >= every) | (state.probes == 0)
+    none = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32), jnp.zeros([], jnp.bool_))
+    crit, _, valid = jax.lax.cond(due, lambda: probe(value_fn, params, updates, value, s, at), lambda: none)
+    read = due & valid
+    log_len = jnp.log(jnp.maximum(crit * norm, policy.eps))
+    d = policy.room_decay
+    room_len = jnp.where(read, jnp.where(state.probes == 0, log_len, d * state.room_len + (1 - d) * log_len),
+                         state.room_len)
+    probes = state.probes + read.astype(jnp.int32)
+    has = probes > 0
+    level = jnp.where(has, _level(policy, room_len, norm), 1.0)
+    decided, held = state.scale, state.held
+    cut = (state.regime == GovernorRegime.HARM) | (state.regime == GovernorRegime.OVERSHOOT)
+    gate = recovery_gate(policy, state)
+    scale = jnp.select([cut, gate],
+                       [jnp.minimum(level, jnp.maximum(decided, policy.max_cut * jnp.minimum(held, level))), level],
+                       jnp.minimum(decided, level))
+    scale = jnp.where(has, scale, decided).astype(jnp.float32)
+    below = has & (level < decided * factor) & ~cut
+    new_state = state._replace(
+        scale=scale, room=jnp.where(read, crit, state.room), room_len=room_len.astype(jnp.float32),
+        room_level=level.astype(jnp.float32), probes=probes,
+        burst=jnp.where(below, policy.probe_burst, jnp.where(due, jnp.maximum(state.burst - 1, 0), state.burst)),
+        since_probe=jnp.where(due, 0, state.since_probe + 1), room_cuts=state.room_cuts + below.astype(jnp.int32),
+        regime=jnp.where(below, GovernorRegime.ROOM, state.regime).astype(jnp.int32),
+        reason=jnp.where(below, GovernorReason.ROOM, state.reason).astype(jnp.int32))
+    capped = jnp.minimum(factor, level / jnp.maximum(decided, policy.eps))
+    return jnp.where(has, capped, factor).astype(jnp.float32), new_state
+
+
+def decided(policy, state, applied, skipped, cut):
+    """The room's fields after ``decide``: an applied step keeps the scale before the decision
+    (``held``); a cut (``cut``) or a skip starts a burst of ``probe_burst`` probes."""
+    burst = jnp.maximum(state.burst, policy.probe_burst)
+    return (applied._replace(held=state.scale, burst=jnp.where(cut, burst, state.burst).astype(jnp.int32)),
+            skipped._replace(burst=burst.astype(jnp.int32)))
+
+
+def recovery_gate(policy, state) -> jax.Array:
+    """Whether the harm control's recovery may act: the loss EMA within the recovery band of its
+    recent best, and (with the brake) the smoothed overshoot below ``recover_below``."""
+    near = relative_excess(state.fast, state.best, policy.eps) <= policy.recover_band * policy.tolerance
+    stable = state.over_ema < policy.recover_below if policy.use_overshoot else True
+    return near & stable & (state.count > 1)
