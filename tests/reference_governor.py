@@ -39,7 +39,7 @@ class GovernorModel:
         # Mechanism 5, the room probe: the pooled log critical step length, the readings, the
         # probes left on every step, the steps since the last probe.
         self.room_len, self.probes, self.burst, self.since_probe = 0.0, 0, self.probe_burst, 0
-        self.room, self.room_cuts, self.level = 0.0, 0, 1.0
+        self.room, self.room_cuts, self.level, self.peak = 0.0, 0, 1.0, 0.0
 
     def step(self, loss, grad_norm, step_norm, grad_vec=None, step_vec=None, probe=None):
         """One finite update: returns (skipped, applied multiplier, regime). ``step_norm``
@@ -174,9 +174,12 @@ class GovernorModel:
             self.burst, self.since_probe = max(self.burst - 1, 0), 0
         else:
             self.since_probe += 1
+        if multiplier >= self.scale:   # the trust region let it through whole: the peak may rise
+            self.peak = max(self.peak, step_norm)
         if self.probes == 0:
             return multiplier, regime
-        level = min(1.0, max(self.min_scale, self.room_fraction * math.exp(self.room_len) / (step_norm + self.eps)))
+        # Against the schedule's peak step, so a decaying schedule keeps its shape.
+        level = min(1.0, max(self.min_scale, self.room_fraction * math.exp(self.room_len) / (self.peak + self.eps)))
         cut = regime in ("harm", "overshoot")
         if cut:    # lands at the level, at most one max_cut below it
             self.scale = min(level, max(decided, self.max_cut * min(held, level)))

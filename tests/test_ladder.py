@@ -60,3 +60,23 @@ def test_the_ceiling_is_the_largest_stable_rung_and_a_windows_level_skips_its_fi
                          row(1, 1.0, False), row(1, 2.0, False)]}
     assert ceilings(study) == {20: {0: 4.0, 1: None}}
     assert window_level({"overshoot": [9.0, 1.0, None, 3.0]}, "overshoot") == 2.0
+
+
+@pytest.mark.slow
+def test_the_room_probes_are_traced_and_scored(ladder, tmp_path):
+    """Part (d): the base run records each room probe at every step, on to the schedule's end;
+    a window's critical LR (room x its rung) is read at every rung; the report scores them."""
+    from lbw_jax.train.study import room_report
+    out, study = ladder
+    trace = study["base_trace"]
+    assert len(trace["room"][0]) == len(trace["lr"][0]) == len(study["base_loss"][0]) > max(study["stops"])
+    room = np.asarray(trace["room"], np.float64)[:, 1:]
+    assert np.isfinite(room).mean() > 0.9 and np.nanmin(room) > 0
+    # The probe reads the step in use: its critical LR (room x lr) does not scale with the rung.
+    etas = {w["lr"]: window_level(w, "room") * w["lr"] for w in study["windows"]
+            if w["stop"] == 8 and w["seed"] == 0}
+    assert max(etas.values()) / min(etas.values()) < 0.25 * max(etas) / min(etas)
+    scores = room_report.score(study)
+    assert set(scores["probes"]) == set(room_report.PROBES) and len(scores["rows"]) == len(study["stops"])
+    room_report.main(["room_report", str(tmp_path / "r.md"), f"tiny={out}"])
+    assert "eta_c `own`" in (tmp_path / "r.md").read_text()

@@ -91,3 +91,23 @@ def test_it_traces_under_jit_and_vmap():
 def test_a_bad_decay_is_refused():
     with pytest.raises(ValueError, match="growth_decay"):
         traced(optax.sgd(0.1), growth_decay=1.0)
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.5, 0.7])
+def test_the_room_probes_read_the_critical_step_on_a_quadratic(lr):
+    """On f = A/2 |x|^2 the loss along SGD's step returns to f at twice the optimum: the critical
+    step is 2 / A, so the room over the step in use is 2 / (lr A), from the step's own batch (one
+    forward pass) and from a held batch (three), here the same function."""
+    f = lambda x: 0.5 * A * jnp.sum(x * x)
+    tx = traced(optax.sgd(lr))
+    x = jnp.asarray((1.0, -2.0), jnp.float32)
+    state = tx.init(x)
+    for _ in range(3):
+        u, state = tx.update(A * x, state, x, value=f(x), value_fn=f, held_value_fn=f)
+        x = optax.apply_updates(x, u)
+        assert float(state.signals["room"]) == pytest.approx(2 / (lr * A), rel=1e-3)
+        assert float(state.signals["room_held"]) == pytest.approx(2 / (lr * A), rel=1e-2)
+        assert float(state.signals["curv"]) == pytest.approx(A * float(jnp.sum(u * u)), rel=1e-3)
+    # Without those extra arguments: no reading, never a false one.
+    _, state = traced(optax.sgd(lr)).update(A * x, traced(optax.sgd(lr)).init(x), x, value=f(x))
+    assert np.isnan(float(state.signals["room"])) and np.isnan(float(state.signals["room_held"]))

@@ -104,7 +104,7 @@ class GovernorState(NamedTuple):
 # its runs' checkpoints resume unchanged.
 ROOM_FIELDS = (("held", jax.Array), ("room", jax.Array), ("room_len", jax.Array),
                ("room_level", jax.Array), ("probes", jax.Array), ("burst", jax.Array),
-               ("since_probe", jax.Array), ("room_cuts", jax.Array))
+               ("since_probe", jax.Array), ("room_cuts", jax.Array), ("peak", jax.Array))
 
 
 class GovernorRoomState(NamedTuple("_GovernorRoomFields", list(GovernorState.__annotations__.items())
@@ -124,6 +124,8 @@ class GovernorRoomState(NamedTuple("_GovernorRoomFields", list(GovernorState.__a
       burst: probes left to take on every step (after the start, a cut or a skip).
       since_probe: applied steps since the last probe.
       room_cuts: steps the room level cut below the harm control's and the brake's scale.
+      peak: the largest proposal norm (at scale 1) the trust region let through whole: the
+        schedule's peak step, against which the level is read.
     """
 
     telemetry = GovernorState.telemetry
@@ -138,7 +140,7 @@ def initial_state(prev, room: bool = False, burst: int = 0) -> GovernorState:
     if not room:
         return base
     return GovernorRoomState(*base, held=f(1.0), room=f(), room_len=f(), room_level=f(1.0), probes=n(),
-                             burst=n(burst), since_probe=n(), room_cuts=n())
+                             burst=n(burst), since_probe=n(), room_cuts=n(), peak=f())
 
 
 def _initial(prev, f, n) -> GovernorState:

@@ -71,10 +71,15 @@ def probe(value_fn: Callable, params, updates, value, slope_, at) -> tuple[jax.A
 
 
 
-def _level(policy, room_len, norm):
-    """The room level: ``room_fraction`` x the pooled critical step length over this step's
-    length, in [min_scale, 1] (the user's LR stays the ceiling)."""
-    return jnp.clip(policy.room_fraction * jnp.exp(room_len) / (norm + policy.eps), policy.min_scale, 1.0)
+def _level(policy, room_len, peak):
+    """The room level: ``room_fraction`` x the pooled critical step length over the largest step
+    the schedule has proposed (``peak``), in [min_scale, 1] (the user's LR stays the ceiling).
+
+    Against the peak, not this step: the critical step stays about level while a schedule decays
+    (docs/signals.md, part (d)), so a level read against each step would undo the decay the user
+    asked for; read against the peak it is a constant multiple of the user's schedule, as a
+    tuned LR is."""
+    return jnp.clip(policy.room_fraction * jnp.exp(room_len) / (peak + policy.eps), policy.min_scale, 1.0)
 
 
 def control(policy, updates, state, grads, params, value, value_fn, factor):
@@ -116,7 +121,10 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
                          state.room_len)
     probes = state.probes + read.astype(jnp.int32)
     has = probes > 0
-    level = jnp.where(has, _level(policy, room_len, norm), 1.0)
+    # The schedule's peak step: the largest proposal the trust region let through whole (a
+    # clamped LR spike does not raise it).
+    peak = jnp.where(factor >= 1.0, jnp.maximum(state.peak, norm), state.peak)
+    level = jnp.where(has, _level(policy, room_len, peak), 1.0)
     decided, held = state.scale, state.held
     cut = (state.regime == GovernorRegime.HARM) | (state.regime == GovernorRegime.OVERSHOOT)
     gate = recovery_gate(policy, state)
@@ -127,7 +135,7 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     below = has & (level < decided * factor) & ~cut
     new_state = state._replace(
         scale=scale, room=jnp.where(read, crit, state.room), room_len=room_len.astype(jnp.float32),
-        room_level=level.astype(jnp.float32), probes=probes,
+        room_level=level.astype(jnp.float32), probes=probes, peak=peak.astype(jnp.float32),
         burst=jnp.where(below, policy.probe_burst, jnp.where(due, jnp.maximum(state.burst - 1, 0), state.burst)),
         since_probe=jnp.where(due, 0, state.since_probe + 1), room_cuts=state.room_cuts + below.astype(jnp.int32),
         regime=jnp.where(below, GovernorRegime.ROOM, state.regime).astype(jnp.int32),

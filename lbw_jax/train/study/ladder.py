@@ -56,7 +56,9 @@ class _Runner:
     def __init__(self, setup, total_steps: int):
         self.setup, self.total = setup, total_steps
         cfg = setup.cfg
-        self.program = ArmProgram(traced_arm(build_arm("adamw", cfg)), setup.graphdef, setup.shape, cfg.model.loss_chunk_tokens)
+        # The room probe's held batch is the first validation batch, fixed for the whole study.
+        self.program = ArmProgram(traced_arm(build_arm("adamw", cfg)), setup.graphdef, setup.shape,
+                                  cfg.model.loss_chunk_tokens, held_batch=np.asarray(setup.common["val"][0]))
 
     def init(self, lrs):
         params = stack(self.setup.params, len(lrs))
@@ -87,18 +89,24 @@ class _Runner:
         return params, opt_state, stacked, np.asarray(eval_exe(params, opt_state, frozen, val))
 
 
-def _base_run(runner: _Runner, base_lr: float, seeds: list[int], stops: list[int]) -> dict:
+def _base_run(runner: _Runner, base_lr: float, seeds: list[int], stops: list[int], end: int) -> dict:
     """The base run per seed, with copies of its parameters and Adam's state at each stop."""
     lrs = [base_lr] * len(seeds)
     params, opt_state = runner.init(lrs)
-    saved, val, losses, at = {}, {}, [], 0
+    saved, val, parts, at = {}, {}, [], 0
     ones = np.ones((len(seeds), runner.total))
-    for stop in stops:
-        params, opt_state, metrics, val[stop] = runner.run(params, opt_state, seeds, lrs, range(at, stop), ones)
-        losses += [metrics["loss"]] if metrics else []
+    for stop in stops + [end]:   # on to the schedule's end, for the room's trace
+        params, opt_state, metrics, v = runner.run(params, opt_state, seeds, lrs, range(at, stop), ones)
+        parts += [metrics] if metrics else []
         at = stop
-        saved[stop] = jax.tree.map(jnp.copy, (params, opt_state))  # the step donates its inputs
-    return {"saved": saved, "val": val, "loss": np.concatenate(losses) if losses else np.zeros((0, len(seeds)))}
+        if stop in stops:
+            val[stop] = v
+            saved[stop] = jax.tree.map(jnp.copy, (params, opt_state))  # the step donates its inputs
+    # Per step [steps, seeds]: the loss, and the room probe's readings along the base run's steps.
+    keep = {"loss": "loss", "lr": "lr", "room": "signal_room", "curv": "signal_curv",
+            "pred": "signal_pred", "room_held": "signal_room_held", "overshoot": "signal_overshoot"}
+    trace = {k: np.concatenate([m[v] for m in parts]) for k, v in keep.items()}
+    return {"saved": saved, "val": val, "trace": trace}
 
 
 def _windows(runner: _Runner, state, stop: int, window: int, seeds, ladder, max_cells: int) -> list[dict]:
@@ -136,7 +144,7 @@ def measure(cfg, base_lr: float, every: int, window: int, rungs: list[int], log=
         raise ValueError(f"--every={every}: the first stop must lie after the schedule's first step "
                          f"(its LR is 0 there) and a window of {window} must fit in {s.steps} steps")
     runner = _Runner(setup, s.steps + window)
-    base = _base_run(runner, base_lr, seeds, stops)
+    base = _base_run(runner, base_lr, seeds, stops, s.steps)
     rows = []
     for stop in stops:
         got = _windows(runner, base["saved"][stop], stop, window, seeds, ladder, s.max_cells)
@@ -147,7 +155,9 @@ def measure(cfg, base_lr: float, every: int, window: int, rungs: list[int], log=
         log(f"ladder: stop {stop}: {sum(r['stable'] for r in got)}/{len(got)} windows stable")
     return {"base_lr": base_lr, "every": every, "window": window, "rungs": rungs, "ladder": ladder,
             "stops": stops, "seeds": seeds, "schedule_lr": {t: base_lr * float(setup.shape(t)) for t in stops},
-            "base_loss": base["loss"].T.tolist(), "pretrain": setup.pretrain, "windows": rows}
+            "base_loss": base["trace"]["loss"].T.tolist(),
+            "base_trace": {k: v.T.tolist() for k, v in base["trace"].items()},
+            "pretrain": setup.pretrain, "windows": rows}
 
 
 def main(argv):

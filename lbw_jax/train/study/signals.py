@@ -25,6 +25,12 @@ p_{t-1} = g_{t-1}·u_{t-1} (negative for a descent step) the signals are:
 - ``update_norm`` and ``pred``: |u_t| and p_t = g_t·u_t themselves, for signals derived
   after the run (the update norm per unit LR; the acceptance ratio with both sides
   smoothed, as SALSA does).
+- ``room``: the critical step along u_t over the step itself, eta_c / eta_t
+  (``lbw_jax.policies.room``): the parabola through f_t, its slope p_t and one forward pass of
+  ``value_fn`` (the step's own batch) at u_t. ``curv`` is that parabola's curvature u'Hu, for a
+  parabola pooled over steps after the run (-2 EMA(p) / EMA(curv)). ``room_held``: the same
+  critical step from three forward passes of ``held_value_fn`` (a fixed held batch) at 0, u_t
+  and 2 u_t. NaN without those extra arguments.
 
 A quantity without a previous step (the first step) or with a zero denominator is NaN,
 never a false zero. Signals are float32 scalars, so they trace into a vmapped cell.
@@ -39,10 +45,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lbw_jax.policies import room as room_lib
 from lbw_jax.policies.overshoot import slope   # the float32 inner product the governor reads
 from lbw_jax.train.stress.engine.arms import Arm
 
-SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak", "update_norm", "pred")
+SIGNALS = ("align", "overshoot", "acceptance", "update_growth", "polyak", "update_norm", "pred",
+           "room", "curv", "room_held")
 
 
 class TracedState(NamedTuple):
@@ -100,9 +108,24 @@ def traced(inner: optax.GradientTransformation, *, growth_decay: float = 0.9,
                    "polyak": _ratio(loss - loss_floor, -pred), "update_norm": norm, "pred": pred}
         ema = jnp.where(jnp.isnan(state.norm_ema), norm,
                         growth_decay * state.norm_ema + (1.0 - growth_decay) * norm)
+        signals.update(_room(params, updates, loss, pred, extra_args))
         return updates, TracedState(inner_state, updates, loss, ema, signals)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _room(params, updates, loss, pred, extra_args) -> dict:
+    """The room signals of this step (NaN where their extra argument was not given)."""
+    out = {"room": _nan(), "curv": _nan(), "room_held": _nan()}
+    value_fn, held_fn = extra_args.get("value_fn"), extra_args.get("held_value_fn")
+    if value_fn is not None and params is not None:
+        crit, curv, valid = room_lib.probe(value_fn, params, updates, loss, pred, 1.0)
+        out.update(room=jnp.where(valid, crit, jnp.nan), curv=curv)
+    if held_fn is not None and params is not None:
+        f0, f1, f2 = (held_fn(room_lib.moved(params, updates, a)) for a in (0.0, 1.0, 2.0))
+        crit, _, valid = room_lib.critical3(f0, f1, f2, 1.0)
+        out["room_held"] = jnp.where(valid, crit, jnp.nan)
+    return out
 
 
 def traced_arm(arm: Arm) -> Arm:

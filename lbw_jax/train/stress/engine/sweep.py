@@ -66,7 +66,8 @@ class ArmProgram:
     LR-free arm's peak is 1, so it gets the schedule's shape as its multiplier.
     Evaluation is at ``arm.eval_params`` where the arm has them."""
 
-    def __init__(self, arm: Arm, graphdef, schedule_shape, chunk_tokens: int = 0):  # 0: auto (lbw_jax/train/loss.py)
+    def __init__(self, arm: Arm, graphdef, schedule_shape, chunk_tokens: int = 0,  # 0: auto (lbw_jax/train/loss.py)
+                 held_batch=None):
         loss = make_loss(graphdef, chunk_tokens=chunk_tokens)
         if arm.lr_mode == "constant":
             schedule_shape = lambda step: 1.0
@@ -77,8 +78,11 @@ class ArmProgram:
                       * multiplier[step])
             grad_factor = jnp.where(step == faults.grad_step, faults.grad_factor, 1.0)
             skipped_before = arm.probe(opt_state)["skipped"]
+            # The signal study's held batch: a fixed batch its room probe reads (held_value_fn).
+            extra = None if held_batch is None else {
+                "held_value_fn": lambda p: loss(p, frozen, jnp.asarray(held_batch))}
             params, opt_state, metrics = train_step(loss, arm.make(lr_now), params, opt_state, frozen,
-                                                    tokens[None], grad_factor=grad_factor)
+                                                    tokens[None], grad_factor=grad_factor, extra_args=extra)
             probe = arm.probe(opt_state)
             # The multiplier actually applied to this step's update: 0 when it was skipped.
             applied = jnp.where(probe["skipped"] > skipped_before, 0.0, probe["multiplier"])
