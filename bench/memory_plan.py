@@ -27,6 +27,8 @@ The last column removes those copies (4 bytes x the bf16 weights) as the estimat
 a GPU, which multiplies bf16 directly. The GPU check is ``bench/gpu_step.py``.
 
     python bench/memory_plan.py
+    python bench/memory_plan.py --room    # the governor's room probe on (use_room): its forward
+                                          # pass and probed point inside the step
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ from lbw_jax.train.trainer import Trainer  # noqa: E402
 GIB = 1024 ** 3
 
 
-def setup_config(model: str, setup: str, layers: int):
+def setup_config(model: str, setup: str, layers: int, room: bool = False):
     size = model.split("-")[1]   # 7b, 14b
     cfg = importlib.import_module(f"lbw_jax.train.configs.qwen{size}").get_config()
+    if room:
+        cfg.optimizer.policy = "governor"
+        cfg.optimizer.governor.use_room = True
     cfg.model.pretrained, cfg.model.name = "", ""
     arch = named_config(model)
     cfg.model.arch.update({**arch.__dict__, "num_layers": layers})
@@ -67,10 +72,10 @@ def setup_config(model: str, setup: str, layers: int):
     return cfg, arch, devices
 
 
-def plan(model: str, setup: str) -> dict:
+def plan(model: str, setup: str, room: bool = False) -> dict:
     sizes, seconds = {}, 0.0
     for layers in (2, 3):
-        cfg, arch, devices = setup_config(model, setup, layers)
+        cfg, arch, devices = setup_config(model, setup, layers, room)
         trainer = Trainer.abstract(cfg, arch.vocab_size, devices=devices)
         start = time.perf_counter()
         memory = trainer.lower_train_step().compile().memory_analysis()
@@ -94,8 +99,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="qwen2.5-7b,qwen2.5-14b")
     parser.add_argument("--setups", default="lora-1gpu,lora-1gpu-bf16,full-fsdp8")
+    parser.add_argument("--room", action="store_true", help="the governor with its room probe on")
     args = parser.parse_args()
-    guard = setup_config("qwen2.5-7b", "lora-1gpu", 2)[0].optimizer.policy   # the configs' own
+    cfg = setup_config("qwen2.5-7b", "lora-1gpu", 2, args.room)[0]   # the configs' own guard
+    guard = cfg.optimizer.policy + (" (use_room=True)" if args.room else "")
     print(f"jax {jax.__version__}, XLA:CPU compile of the train step (guard {guard}, scan_layers, "
           f"chunked loss); per device; GiB = 2^30 bytes")
     print("| model | setup | batch | params | remat | parameters + optimizer state | temporaries, "
@@ -104,7 +111,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         for setup in args.setups.split(","):
-            p = plan(model, setup)
+            p = plan(model, setup, args.room)
             total = p["arguments"] + p["temporaries"]
             gpu = p["arguments"] + p["gpu_temporaries"]
             print(f"| {model} | {setup} | {p['batch']} | {p['param_dtype']} | {p['remat']} | "

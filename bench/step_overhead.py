@@ -1,7 +1,8 @@
 """Cost of the guard per full training step of the default model (lbw_jax/train/configs/tiny.py).
 
-Builds the default run's trainer five times (plain AdamW; lbw_guard with reflex, with
-and without the non-finite skip; lbw_guard with the governor, and with its overshoot brake on),
+Builds the default run's trainer once per arm (plain AdamW; lbw_guard with reflex, with
+and without the non-finite skip; lbw_guard with the governor, with and without its overshoot brake,
+and with its room probe on every step and never),
 then times the jitted training step (forward, backward, governed update) over the same
 batches, arms interleaved in rounds; the figure is the median over rounds of the mean step
 time. ``--guardable`` times the baselines that can run inside the guard instead, each bare and inside
@@ -36,7 +37,15 @@ def _arms(guardable: bool) -> dict:
                 # products a step; without it, the law is v2.3.
                 "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw", {}),
                 "lbw_guard(adamw, governor(use_overshoot=False))": ("governor", "none", True, "adamw",
-                                                                    {"use_overshoot": False})}
+                                                                    {"use_overshoot": False}),
+                # Mechanism 5 at its two extremes: a probe (one forward pass) on every step, and
+                # none after the first; a run's cost lies between them by its probe rate
+                # (telemetry ``probes`` over steps), which ``--room_rate`` reads off a run.
+                "governor(use_room=True), a probe every step": (
+                    "governor", "none", True, "adamw", {"use_room": True, "probe_every": 1}),
+                "governor(use_room=True), no probe after the first": (
+                    "governor", "none", True, "adamw", {"use_room": True, "probe_every": 10 ** 9,
+                                                        "probe_burst": 0})}
     out = {}
     for name, record in BASELINES.items():
         if record.guardable:
@@ -51,6 +60,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--guardable", action="store_true",
                         help="time the baselines bare and inside the governor instead")
+    parser.add_argument("--room_rate", type=float, default=None,
+                        help="the probes per step of a whole run (telemetry probes / steps), for the "
+                             "room probe's cost over that run")
     args = parser.parse_args()
 
     arms = _arms(args.guardable)
@@ -86,6 +98,13 @@ def main():
     for name, times in per_round.items():
         t, versus = statistics.median(times), arms[name][3]
         print(f"| {name} | {1e3 * t:.1f} | {t / statistics.median(per_round[versus]):.3f}x {versus} |")
+    if not args.guardable and args.room_rate is not None:
+        # Over a whole run: the probe's forward pass paid on a fraction room_rate of the steps.
+        every, never = (statistics.median(per_round[f"governor(use_room=True), {k}"])
+                        for k in ("a probe every step", "no probe after the first"))
+        run = never + args.room_rate * (every - never)
+        print(f"| governor(use_room=True) at a probe rate of {args.room_rate:.3f} | {1e3 * run:.1f} | "
+              f"{run / statistics.median(per_round['adamw']):.3f}x adamw |")
 
 
 if __name__ == "__main__":
