@@ -45,7 +45,7 @@ def _arms(guardable: bool) -> dict:
                     "governor", "none", True, "adamw", {"use_room": True, "probe_every": 1}),
                 "governor(use_room=True), no probe after the first": (
                     "governor", "none", True, "adamw", {"use_room": True, "probe_every": 10 ** 9,
-                                                        "probe_burst": 0})}
+                                                        "probe_burst": 0, "probe_held": 10 ** 9})}
     out = {}
     for name, record in BASELINES.items():
         if record.guardable:

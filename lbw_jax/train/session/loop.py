@@ -264,8 +264,9 @@ def _guard_summary(opt_state) -> dict:
                guard_interventions=int(info["interventions"]), skipped_steps=int(info["skipped"]))
     # The governor's own counts: steps its trust region clamped (the guard counts these as
     # interventions too, though the policy's scale is untouched), and cuts of its scale by
-    # the harm control and by the brake.
-    for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts"), ("brakes", "guard_brakes")):
+    # the harm control and by the brake; with the room probe, its cuts and its forward passes.
+    for key, name in (("limits", "guard_step_limits"), ("cuts", "guard_cuts"), ("brakes", "guard_brakes"),
+                      ("room_cuts", "guard_room_cuts"), ("probes", "guard_probes")):
         if key in info:
             out[name] = int(info[key])
     return out
