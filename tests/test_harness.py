@@ -257,3 +257,26 @@ def test_a_signal_during_an_in_process_run_saves_and_then_reaches_the_callers_ha
     assert received == [signal.SIGTERM]                     # handed on, once
     assert summary["signal"] == "SIGTERM" and summary["stopped_at"] >= 3
     assert (tmp_path / "checkpoints" / str(summary["stopped_at"])).is_dir()
+
+
+def _room_config(out_dir, **overrides):
+    cfg = small_config(out_dir, **overrides)
+    cfg.optimizer.policy = "governor"
+    cfg.optimizer.reflex.stats_every = 10   # small_config's reflex knob, back to its default
+    cfg.optimizer.governor.update(use_room=True, room_fraction=0.02)   # low enough to cut here
+    return cfg
+
+
+@pytest.mark.slow
+def test_the_room_probe_runs_in_lbw_train_and_resumes_bit_identically(tmp_path):
+    """``governor(use_room=True)`` through ``lbw_jax.train.run``: the train step hands it the
+    loss function, so it probes (a burst from the start) and its level cuts; its state
+    checkpoints and a resumed run continues bit for bit."""
+    summary = train(_room_config(tmp_path / "full"))
+    assert summary["guard_probes"] >= 8 and summary["guard_room_cuts"] > 0
+    train(_room_config(tmp_path / "part", steps=4))
+    resumed = train(_room_config(tmp_path / "part"))
+    assert resumed["resumed_from"] == 4 and resumed["guard_probes"] == summary["guard_probes"]
+    assert _train_losses(tmp_path / "full") == _train_losses(tmp_path / "part")
+    for a, b in zip(_final_state(tmp_path / "full", 8), _final_state(tmp_path / "part", 8)):
+        np.testing.assert_array_equal(a, b)
