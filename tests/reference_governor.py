@@ -13,7 +13,7 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
                 use_overshoot=True, over_decay=0.8, brake_above=1.3, over_gain=2.0, recover_below=1.1,
-                over_clip=4.0, use_room=False, room_fraction=0.25, room_decay=0.5, probe_every=25,
+                over_clip=4.0, use_room=False, room_cap=False, room_fraction=0.25, room_decay=0.5, probe_every=25,
                 probe_burst=10, probe_held=5, eps=1e-12)
 ROOM_CAP = 1e6
 
@@ -158,7 +158,7 @@ class GovernorModel:
     def _room(self, loss, step_norm, grad_vec, step_vec, probe, multiplier, held, regime, gate):
         """Mechanism 5 after the trust region: probe when due, then the scale follows the level."""
         decided = self.scale
-        every = self.probe_held if self.level < 1.0 else self.probe_every
+        every = self.probe_held if decided < 1.0 else self.probe_every
         if self.burst > 0 or self.since_probe + 1 >= every or self.probes == 0:
             # At the last critical step, within [the multiplier in use, 1] (before any: the multiplier).
             last = math.exp(self.room_len) / (step_norm + self.eps)
@@ -181,13 +181,19 @@ class GovernorModel:
         # Against the schedule's peak step, so a decaying schedule keeps its shape.
         level = min(1.0, max(self.min_scale, self.room_fraction * math.exp(self.room_len) / (self.peak + self.eps)))
         cut = regime in ("harm", "overshoot")
+        self.level = level
+        if not self.room_cap:   # evidence only: cuts stop at the level, recoveries jump to it
+            if cut:
+                self.scale = max(decided, min(level, held))
+            elif gate:
+                self.scale = max(decided, level)
+            return multiplier, regime
         if cut:    # lands at the level, at most one max_cut below it
             self.scale = min(level, max(decided, self.max_cut * min(held, level)))
         elif gate:  # straight to the level
             self.scale = level
         else:
             self.scale = min(decided, level)
-        self.level = level
         if level < multiplier and not cut:   # a cut of its own: a burst of probes follows
             regime, self.reason = "room", "room"
             self.room_cuts += 1

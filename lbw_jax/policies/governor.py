@@ -100,8 +100,8 @@ class Governor(Policy):
         (formerly ``over_recover``). Default 1.1; real > 0.
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
       use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default False.
-      room_fraction, room_decay, probe_every, probe_burst, probe_held: mechanism 5's knobs
-        (lbw_jax.policies.room.control; docs/governor.md has their defaults and ranges).
+      room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held: mechanism 5's
+        knobs (lbw_jax.policies.room.control and .follow; docs/governor.md, their defaults).
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
 
@@ -140,6 +140,7 @@ class Governor(Policy):
     over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
     # The room probe (needs value_fn=).
     use_room: bool = knobs.boolean_knob(False)
+    room_cap: bool = knobs.boolean_knob(False)
     room_fraction: float = knobs.real_knob(0.25, low=0.0, low_open=True)
     room_decay: float = knobs.decay_knob(0.5)
     probe_every: int = knobs.integer_knob(25, low=1)
@@ -279,9 +280,10 @@ def governor(*, min_scale: float = Governor.min_scale, use_skip: bool = Governor
              over_decay: float = Governor.over_decay, brake_above: float = Governor.brake_above,
              over_gain: float = Governor.over_gain, recover_below: float = Governor.recover_below,
              over_clip: float = Governor.over_clip, use_room: bool = Governor.use_room,
-             room_fraction: float = Governor.room_fraction, room_decay: float = Governor.room_decay,
-             probe_every: int = Governor.probe_every, probe_burst: int = Governor.probe_burst,
-             probe_held: int = Governor.probe_held,             eps: float = Governor.eps, **renamed) -> Governor:
+             room_cap: bool = Governor.room_cap, room_fraction: float = Governor.room_fraction,
+             room_decay: float = Governor.room_decay, probe_every: int = Governor.probe_every,
+             probe_burst: int = Governor.probe_burst, probe_held: int = Governor.probe_held,
+             eps: float = Governor.eps, **renamed) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
     Args:

@@ -86,21 +86,13 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     """Mechanism 5 of the governor (``use_room``), on an applied step after the trust region.
 
     Probes when due (``lax.cond``, no host sync): on each of the ``probe_burst`` steps after
-    the start, a cut (its own included) or a skip; every ``probe_held`` applied steps while the
-    level holds the step below the user's; every ``probe_every`` applied steps otherwise. A reading
-    a_c along the proposal ``updates`` (at scale 1, probed at the last critical step, within
-    [the multiplier about to be applied, 1]) is pooled as the log of the critical step's length a_c |u|, so a step between
-    probes reads its level against its own |u| (a schedule's warmup or decay moves it without
-    a probe). The level L = room_fraction x length / |u|, in [min_scale, 1]:
-
-    - a cut of the harm control or the brake lands at L, never below ``max_cut`` x L (nor
-      above the scale before it);
-    - with the recovery gate open (the loss near its recent best, the overshoot low) the scale
-      goes straight to L, up or down;
-    - otherwise it holds, at most at L.
-
-    This step's multiplier is at most L (the probe read this very step). Returns the factor for
-    this step (the trust region's times the room's) and the state."""
+    the start, a cut or a skip; every ``probe_held`` applied steps while the scale is below 1;
+    every ``probe_every`` applied steps otherwise. A reading a_c along the proposal ``updates``
+    (at scale 1, probed at the last critical step, within [the multiplier about to be applied,
+    1]) is pooled as the log of the critical step's length a_c |u|. The level
+    L = room_fraction x length / peak, in [min_scale, 1], where peak is the largest |u| the
+    schedule has proposed (``_level`` says why); ``follow`` sets the scale from it. Returns the
+    factor for this step and the state."""
     norm = optax.tree.norm(updates).astype(jnp.float32)
     s = slope(grads, updates)
     # The probe point: the last critical step (where the parabola's curvature term is as large
@@ -108,9 +100,9 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     # use and at most 1, the user's step; before any reading, the multiplier in use.
     last = jnp.exp(state.room_len) / (norm + policy.eps)
     at = jnp.maximum(state.scale * factor, jnp.where(state.probes > 0, jnp.minimum(last, 1.0), policy.min_scale))
-    # Often where things change (the burst), every probe_held steps while the level holds the
-    # step below the user's (so a recovery is seen soon), rarely in calm training at full speed.
-    every = jnp.where(state.room_level < 1.0, policy.probe_held, policy.probe_every)
+    # Often where things change (the burst), every probe_held steps while the step is held below
+    # the user's (so a recovery is seen soon), rarely in calm training at full speed.
+    every = jnp.where(state.scale < 1.0, policy.probe_held, policy.probe_every)
     due = (state.burst > 0) | (state.since_probe + 1 >= every) | (state.probes == 0)
     none = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32), jnp.zeros([], jnp.bool_))
     crit, _, valid = jax.lax.cond(due, lambda: probe(value_fn, params, updates, value, s, at), lambda: none)
@@ -125,14 +117,9 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     # clamped LR spike does not raise it).
     peak = jnp.where(factor >= 1.0, jnp.maximum(state.peak, norm), state.peak)
     level = jnp.where(has, _level(policy, room_len, peak), 1.0)
-    decided, held = state.scale, state.held
-    cut = (state.regime == GovernorRegime.HARM) | (state.regime == GovernorRegime.OVERSHOOT)
-    gate = recovery_gate(policy, state)
-    scale = jnp.select([cut, gate],
-                       [jnp.minimum(level, jnp.maximum(decided, policy.max_cut * jnp.minimum(held, level))), level],
-                       jnp.minimum(decided, level))
-    scale = jnp.where(has, scale, decided).astype(jnp.float32)
-    below = has & (level < decided * factor) & ~cut
+    scale, capped, below = follow(policy, state, level, factor)
+    scale = jnp.where(has, scale, state.scale).astype(jnp.float32)
+    below = has & below
     new_state = state._replace(
         scale=scale, room=jnp.where(read, crit, state.room), room_len=room_len.astype(jnp.float32),
         room_level=level.astype(jnp.float32), probes=probes, peak=peak.astype(jnp.float32),
@@ -140,8 +127,38 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
         since_probe=jnp.where(due, 0, state.since_probe + 1), room_cuts=state.room_cuts + below.astype(jnp.int32),
         regime=jnp.where(below, GovernorRegime.ROOM, state.regime).astype(jnp.int32),
         reason=jnp.where(below, GovernorReason.ROOM, state.reason).astype(jnp.int32))
-    capped = jnp.minimum(factor, level / jnp.maximum(decided, policy.eps))
     return jnp.where(has, capped, factor).astype(jnp.float32), new_state
+
+
+def follow(policy, state, level, factor):
+    """The scale after this step given the level L, this step's factor, and whether L cut a step
+    no other mechanism cut. ``state.scale`` is the harm control's and the brake's decision,
+    ``state.held`` the scale before it.
+
+    By default (evidence only, as the other mechanisms act):
+
+    - a cut of the harm control or the brake stops at L: the scale goes no lower than
+      min(L, the scale before the cut), where v3.0's cuts compound to the floor; a cut of a
+      step already within L is not taken (the probe says the step is not too large);
+    - with the recovery gate open (the loss near its recent best, the overshoot low) a scale
+      below L goes straight to L; above it, the recovery is v3.0's (x ``recover`` a step);
+    - otherwise it holds; a calm step is never capped.
+
+    With ``room_cap`` the level also caps every step: a cut lands at L, never below ``max_cut``
+    x L; an open gate sets the scale to L, up or down; otherwise it holds at most at L; and this
+    step's multiplier is at most L (the probe read this very step)."""
+    decided, held = state.scale, state.held
+    cut = (state.regime == GovernorRegime.HARM) | (state.regime == GovernorRegime.OVERSHOOT)
+    gate = recovery_gate(policy, state)
+    if not policy.room_cap:
+        scale = jnp.select([cut, gate], [jnp.maximum(decided, jnp.minimum(level, held)),
+                                         jnp.maximum(decided, level)], decided)
+        return scale, factor, jnp.zeros([], jnp.bool_)
+    scale = jnp.select([cut, gate],
+                       [jnp.minimum(level, jnp.maximum(decided, policy.max_cut * jnp.minimum(held, level))), level],
+                       jnp.minimum(decided, level))
+    capped = jnp.minimum(factor, level / jnp.maximum(decided, policy.eps))
+    return scale, capped, (level < decided * factor) & ~cut
 
 
 def decided(policy, state, applied, skipped, cut):

@@ -8,7 +8,8 @@ and the default law (v3.0), clean and under every fault, on one suite setting:
     python -m lbw_jax.train.stress --config stress_room:large
     python -m lbw_jax.train.stress --config stress_room:heldout    # the held-out setting (3 seeds)
     python -m lbw_jax.train.stress --config stress_room:lora,alone # v4 alone, no faults (a design run)
-    python -m lbw_jax.train.stress --config stress_room:lora,fractions   # v4 at three room_fractions
+    python -m lbw_jax.train.stress --config stress_room:lora,forms       # v4 and v4 capping every step
+    python -m lbw_jax.train.stress --config stress_room:lora,fractions   # v4 capping, at other room_fractions
     python -m lbw_jax.train.stress --config stress_room:lora,controls
     python -m lbw_jax.train.stress.goals runs/stress_room_lora/results.json --policy governor_room
 
@@ -22,9 +23,11 @@ import ml_collections
 
 from lbw_jax.train.configs.stress_overshoot import SETTINGS
 
-VARIANTS = ("", "alone", "controls", "fractions")
+VARIANTS = ("", "alone", "controls", "fractions", "forms")
 ROOM = {"use_room": True}
-# The design runs of room_fraction (docs/governor.md): v4 at other fractions beside the default.
+# The design runs (docs/governor.md): v4 capping every step by its level (``room_cap``) beside the
+# default, which acts on evidence only; and v4 (capped, as those runs were) at other fractions.
+FORMS = {"governor_room_cap": {"room_cap": True}}
 FRACTIONS = {"governor_room_f010": 0.1, "governor_room_f035": 0.35, "governor_room_f050": 0.5}
 CONTROLS = ("replay_governor_room", "effective_lr_governor_room")
 
@@ -42,12 +45,11 @@ def get_config(arg: str = "cpu"):
     s.variants["governor_room"] = ml_collections.ConfigDict({"policy": "governor", "kwargs": dict(ROOM)})
     s.sequential_cells = 0
     keep = tuple(a for a in s.arms if a == "dadapt_adamw_lr0")
-    for name, fraction in FRACTIONS.items():
-        s.variants[name] = ml_collections.ConfigDict({"policy": "governor",
-                                                      "kwargs": {**ROOM, "room_fraction": fraction}})
-    alone = which in ("alone", "fractions")
-    s.arms = {"alone": ("adamw", "governor_room"), "fractions": ("adamw", "governor_room", *FRACTIONS)}.get(
-        which, ("adamw", "governor", "governor_room", *keep))
+    for name, knobs in {**FORMS, **{k: {"room_cap": True, "room_fraction": f} for k, f in FRACTIONS.items()}}.items():
+        s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": {**ROOM, **knobs}})
+    alone = which in ("alone", "fractions", "forms")
+    s.arms = {"alone": ("adamw", "governor_room"), "fractions": ("adamw", "governor_room_cap", *FRACTIONS),
+              "forms": ("adamw", "governor_room", *FORMS)}.get(which, ("adamw", "governor", "governor_room", *keep))
     s.fault_arms = () if alone or not s.scenarios else ("adamw", "governor", "governor_room")
     if which == "controls":
         s.arms = ("governor_room", *CONTROLS)
