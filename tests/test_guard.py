@@ -67,15 +67,17 @@ def test_scale_before_adam_is_undone_but_the_wrapper_scale_is_exact():
 def test_each_policy_names_its_codes_in_its_own_vocabulary():
     params = _params()
     for law, names in ((lbw_jax.reflex(), ("calm", "oscillation", "spike")),
-                       (lbw_jax.governor(), ("calm", "skip", "harm", "step_limit", "overshoot")),
+                       (lbw_jax.governor(), ("calm", "skip", "harm", "step_limit", "overshoot", "room")),
+                       (lbw_jax.governor(use_room=True), ("calm", "skip", "harm", "step_limit", "overshoot", "room")),
                        (ScheduledScale(schedule=lambda t: 1.0), ("calm", "held_down"))):
         state = lbw_jax.lbw_guard(optax.adamw(1e-3), policy=law).init(params)
         assert lbw_jax.regime_name(state) == "calm"                 # CALM is 0 in every table
         assert tuple(lbw_jax.regime_name(law, c) for c in range(len(names))) == names
         assert lbw_jax.regime_name(state.policy_state, len(names) - 1) == names[-1]
     assert lbw_jax.reason_name(lbw_jax.governor(), 4) == "harm"
-    with pytest.raises(ValueError, match="governor: unknown regime code 5"):
-        lbw_jax.regime_name(lbw_jax.governor(), 5)
+    assert lbw_jax.reason_name(lbw_jax.governor(), 7) == "room"
+    with pytest.raises(ValueError, match="governor: unknown regime code 6"):
+        lbw_jax.regime_name(lbw_jax.governor(), 6)
 
 
 def test_a_vocabulary_without_calm_at_zero_is_refused():
