@@ -69,7 +69,7 @@ class RoomReplayTest(chex.TestCase):
         """``room_cap``: the governor's replay script (every mechanism, the brake's oscillation
         included) with a loss parabola along each step whose curvature the script sets: every
         step's multiplier, scale, regime, reason and probe count equal the plain-Python rules."""
-        model, scales, regimes, info = self._replay(dict(max_skips=3, use_room=True, room_cap=True))
+        model, scales, regimes, info = self._replay(dict(max_skips=3, use_room=True))   # room_cap: the default
         assert {"room", "harm", "overshoot", "skip"} <= regimes, regimes
         assert int(info["room_cuts"]) == model.room_cuts > 0
         # A 64th of the room: held at a quarter of the critical step once a probe sees it
@@ -80,11 +80,11 @@ class RoomReplayTest(chex.TestCase):
         assert 10 < model.probes < 420 / 2
 
     @chex.variants(with_jit=True)
-    def test_the_default_form_matches_the_plain_python_rules_at_every_step(self):
-        """Evidence only (the default): the same script, every step equal to the plain-Python
+    def test_the_evidence_form_matches_the_plain_python_rules_at_every_step(self):
+        """Evidence only (``room_cap=False``): the same script, every step equal to the plain-Python
         rules. The 64th of the room alone cuts nothing (no harm, no brake there); the brake's
         oscillation (steps 112-131) cuts, and its cuts stop at the level instead of the floor."""
-        model, scales, regimes, info = self._replay(dict(max_skips=3, use_room=True))
+        model, scales, regimes, info = self._replay(dict(max_skips=3, use_room=True, room_cap=False))
         assert "room" not in regimes and int(info["room_cuts"]) == 0
         assert min(scales[220:260]) > 0.9
         v3 = self._replay(dict(max_skips=3), probes=False)[1]
@@ -135,7 +135,7 @@ class RoomReplayTest(chex.TestCase):
 
 def _sgd_problem():
     a, b, f = _quadratic(3)
-    tx = lbw_jax.lbw_guard(optax.sgd(0.5), policy=lbw_jax.governor(use_room=True, room_cap=True))   # far above 2/20
+    tx = lbw_jax.lbw_guard(optax.sgd(0.5), policy=lbw_jax.governor(use_room=True))   # far above 2/20
     params = {"w": jnp.ones(6, jnp.float32)}
     value_fn = lambda p: f(p["w"])
 

@@ -140,7 +140,7 @@ class Governor(Policy):
     over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
     # The room probe (needs value_fn=).
     use_room: bool = knobs.boolean_knob(False)
-    room_cap: bool = knobs.boolean_knob(False)
+    room_cap: bool = knobs.boolean_knob(True)
     room_fraction: float = knobs.real_knob(0.25, low=0.0, low_open=True)
     room_decay: float = knobs.decay_knob(0.5)
     probe_every: int = knobs.integer_knob(25, low=1)

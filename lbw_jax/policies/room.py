@@ -135,7 +135,8 @@ def follow(policy, state, level, factor):
     no other mechanism cut. ``state.scale`` is the harm control's and the brake's decision,
     ``state.held`` the scale before it.
 
-    By default (evidence only, as the other mechanisms act):
+    With ``room_cap=False`` (evidence only, as the other mechanisms act; measured worse than
+    v3.0 at 30x the tuned LR, docs/governor.md):
 
     - a cut of the harm control or the brake stops at L: the scale goes no lower than
       min(L, the scale before the cut), where v3.0's cuts compound to the floor; a cut of a
@@ -144,7 +145,7 @@ def follow(policy, state, level, factor):
       below L goes straight to L; above it, the recovery is v3.0's (x ``recover`` a step);
     - otherwise it holds; a calm step is never capped.
 
-    With ``room_cap`` the level also caps every step: a cut lands at L, never below ``max_cut``
+    With ``room_cap`` (the default) the level also caps every step: a cut lands at L, never below ``max_cut``
     x L; an open gate sets the scale to L, up or down; otherwise it holds at most at L; and this
     step's multiplier is at most L (the probe read this very step)."""
     decided, held = state.scale, state.held

@@ -8,7 +8,7 @@ and the default law (v3.0), clean and under every fault, on one suite setting:
     python -m lbw_jax.train.stress --config stress_room:large
     python -m lbw_jax.train.stress --config stress_room:heldout    # the held-out setting (3 seeds)
     python -m lbw_jax.train.stress --config stress_room:lora,alone # v4 alone, no faults (a design run)
-    python -m lbw_jax.train.stress --config stress_room:lora,forms       # v4 and v4 capping every step
+    python -m lbw_jax.train.stress --config stress_room:lora,forms       # v4's two forms (room_cap)
     python -m lbw_jax.train.stress --config stress_room:lora,fractions   # v4 capping, at other room_fractions
     python -m lbw_jax.train.stress --config stress_room:lora,controls
     python -m lbw_jax.train.stress.goals runs/stress_room_lora/results.json --policy governor_room
@@ -25,9 +25,9 @@ from lbw_jax.train.configs.stress_overshoot import SETTINGS
 
 VARIANTS = ("", "alone", "controls", "fractions", "forms")
 ROOM = {"use_room": True}
-# The design runs (docs/governor.md): v4 capping every step by its level (``room_cap``) beside the
-# default, which acts on evidence only; and v4 (capped, as those runs were) at other fractions.
-FORMS = {"governor_room_cap": {"room_cap": True}}
+# The design runs (docs/governor.md): v4 in its two forms, capping every step by its level
+# (``room_cap``, the default) and acting on evidence only; and the capping form at other fractions.
+FORMS = {"governor_room_evidence": {"room_cap": False}, "governor_room_cap": {"room_cap": True}}
 FRACTIONS = {"governor_room_f010": 0.1, "governor_room_f035": 0.35, "governor_room_f050": 0.5}
 CONTROLS = ("replay_governor_room", "effective_lr_governor_room")
 
@@ -49,7 +49,7 @@ def get_config(arg: str = "cpu"):
         s.variants[name] = ml_collections.ConfigDict({"policy": "governor", "kwargs": {**ROOM, **knobs}})
     alone = which in ("alone", "fractions", "forms")
     s.arms = {"alone": ("adamw", "governor_room"), "fractions": ("adamw", "governor_room_cap", *FRACTIONS),
-              "forms": ("adamw", "governor_room", *FORMS)}.get(which, ("adamw", "governor", "governor_room", *keep))
+              "forms": ("adamw", *FORMS)}.get(which, ("adamw", "governor", "governor_room", *keep))
     s.fault_arms = () if alone or not s.scenarios else ("adamw", "governor", "governor_room")
     if which == "controls":
         s.arms = ("governor_room", *CONTROLS)
