@@ -51,17 +51,11 @@ def critical_lrs(trace: dict, seed: int) -> dict[str, np.ndarray]:
         return {"own": room * lr, "held": held * lr, "pooled": pooled, "lr": lr}
 
 
-def _window_eta(study, stop, seed, lr) -> float:
+def _window(study, stop, seed, lr, name) -> float:
+    """A window's level of signal ``name`` (NaN when that window was not run)."""
     for r in study["windows"]:
         if r["stop"] == stop and r["seed"] == seed and np.isclose(r["lr"], lr):
-            return window_level(r, "room") * lr
-    return float("nan")
-
-
-def _window_over(study, stop, seed, lr) -> float:
-    for r in study["windows"]:
-        if r["stop"] == stop and r["seed"] == seed and np.isclose(r["lr"], lr):
-            return window_level(r, "overshoot")
+            return window_level(r, name)
     return float("nan")
 
 
@@ -84,8 +78,9 @@ def score(study: dict) -> dict:
             c = ceil[stop][s]
             quarter = [x for x in study["ladder"] if np.isclose(x, c / 4)] if c else []
             if quarter:
-                below.append((_window_eta(study, stop, s, quarter[0]) / _window_eta(study, stop, s, c),
-                              _window_over(study, stop, s, quarter[0]), _window_over(study, stop, s, c)))
+                eta = lambda lr: _window(study, stop, s, lr, "room") * lr   # the critical LR read there
+                below.append((eta(quarter[0]) / eta(c), _window(study, stop, s, quarter[0], "overshoot"),
+                              _window(study, stop, s, c, "overshoot")))
     out = {"rows": rows, "below": below, "probes": {}}
     for p in PROBES:
         ratios = [r["ceiling"] / r["eta"][p] for r in rows if r["ceiling"] and np.isfinite(r["eta"][p])]
