@@ -94,7 +94,8 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     schedule has proposed (``_level`` says why); ``follow`` sets the scale from it. Returns the
     factor for this step and the state."""
     norm = optax.tree.norm(updates).astype(jnp.float32)
-    s = slope(grads, updates)
+    # g . u: the brake has just taken it (limit stores it as prev_slope); without the brake, here.
+    s = state.prev_slope if policy.use_overshoot else slope(grads, updates)
     # The probe point: the last critical step (where the parabola's curvature term is as large
     # as its slope term, so float32 rounding is smallest against it), at least the multiplier in
     # use and at most 1, the user's step; before any reading, the multiplier in use.
