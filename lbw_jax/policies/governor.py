@@ -204,13 +204,12 @@ class Governor(Policy):
         else:                 # compounding: a cut on every harmful step
             cut_scale = state.scale * jnp.maximum(self.max_cut, ratio)
         # (4) The overshoot of the last step along itself: a brake, and a gate on recovery.
-        over, over_ema, brake, stable = self._overshoot(grads, state)
+        over, over_ema, brake = self._overshoot(grads, state)
         brake_scale = state.scale * jnp.maximum(self.max_cut, (self.brake_above / over_ema) ** self.over_gain)
         cut_scale = jnp.minimum(jnp.where(harm, cut_scale, state.scale),
                                 jnp.where(brake, brake_scale, state.scale))
-        near_best = excess <= self.recover_band * self.tolerance
-        scale = jnp.where(harm | brake, cut_scale,
-                          jnp.where(near_best & stable & ~first, state.scale * self.recover, state.scale))
+        gate = room.recovery_gate(self, excess, over_ema, first)   # (3) and (4)'s gate on recovery
+        scale = jnp.where(harm | brake, cut_scale, jnp.where(gate, state.scale * self.recover, state.scale))
         scale = jnp.clip(scale, self.min_scale, 1.0).astype(jnp.float32)
 
         reason = jnp.select([outlier & ~skip, harm, brake],
@@ -241,12 +240,11 @@ class Governor(Policy):
         return Decision(skip | harm | brake, skip), new_state
 
     def _overshoot(self, grads, state: GovernorState):
-        """This step's reading, its EMA, whether the brake cuts, whether the scale may recover."""
+        """This step's reading, its EMA and whether the brake cuts."""
         if not self.use_overshoot:
-            no = jnp.zeros([], jnp.bool_)
-            return state.overshoot, state.over_ema, no, ~no
+            return state.overshoot, state.over_ema, jnp.zeros([], jnp.bool_)
         over, ema = overshoot.follow(grads, state, self.over_decay, self.over_clip)
-        return over, ema, ema > self.brake_above, ema < self.recover_below
+        return over, ema, ema > self.brake_above
 
     def limit(self, updates, state: GovernorState, grads=None, *, params=None, value=None, value_fn=None):
         """(2) The trust region (lbw_jax.policies.trust), the proposal kept for the brake, and

@@ -117,8 +117,8 @@ class GovernorRoomState(NamedTuple("_GovernorRoomFields", list(GovernorState.__a
       room: the last reading of the critical multiplier a_c along the step (in units of the
         proposal at scale 1; 0 before any).
       room_len: the pooled log of the critical step's length a_c |u| (an EMA over readings
-        with ``room_decay``), from which each step's level is read against its own |u|.
-      room_level: the level of the last applied step, room_fraction x critical step / |u|,
+        with ``room_decay``), from which each step's level is read against ``peak``.
+      room_level: the level of the last applied step, room_fraction x critical length / peak,
         in [min_scale, 1] (1 before any reading).
       probes: readings taken (forward passes spent by the probe).
       burst: probes left to take on every step (after the start, a cut or a skip).

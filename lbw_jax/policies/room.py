@@ -151,7 +151,8 @@ def follow(policy, state, level, factor):
     step's multiplier is at most L (the probe read this very step)."""
     decided, held = state.scale, state.held
     cut = (state.regime == GovernorRegime.HARM) | (state.regime == GovernorRegime.OVERSHOOT)
-    gate = recovery_gate(policy, state)
+    gate = recovery_gate(policy, relative_excess(state.fast, state.best, policy.eps), state.over_ema,
+                         state.count <= 1)
     if not policy.room_cap:
         scale = jnp.select([cut, gate], [jnp.maximum(decided, jnp.minimum(level, held)),
                                          jnp.maximum(decided, level)], decided)
@@ -171,9 +172,9 @@ def decided(policy, state, applied, skipped, cut):
             skipped._replace(burst=burst.astype(jnp.int32)))
 
 
-def recovery_gate(policy, state) -> jax.Array:
-    """Whether the harm control's recovery may act: the loss EMA within the recovery band of its
-    recent best, and (with the brake) the smoothed overshoot below ``recover_below``."""
-    near = relative_excess(state.fast, state.best, policy.eps) <= policy.recover_band * policy.tolerance
-    stable = state.over_ema < policy.recover_below if policy.use_overshoot else True
-    return near & stable & (state.count > 1)
+def recovery_gate(policy, excess, over_ema, first) -> jax.Array:
+    """Whether the scale may recover (the governor's decide, and mechanism 5's jump to the
+    level): not the first applied step, the loss EMA within the recovery band of its recent best
+    (``excess``), and, with the brake, the smoothed overshoot below ``recover_below``."""
+    stable = over_ema < policy.recover_below if policy.use_overshoot else True
+    return (excess <= policy.recover_band * policy.tolerance) & stable & ~first
