@@ -174,9 +174,15 @@ class GovernorModel:
             self.burst, self.since_probe = max(self.burst - 1, 0), 0
         else:
             self.since_probe += 1
-        if multiplier >= self.scale:   # the trust region let it through whole: the peak may rise
+        # The level acts only from the first step whose proposal is past its pooled critical
+        # step (peak > 0 marks it); the peak is the largest step let through whole since then.
+        if self.peak > 0 and multiplier >= self.scale:
             self.peak = max(self.peak, step_norm)
-        if self.probes == 0:
+        elif self.peak == 0 and self.probes and multiplier >= self.scale and \
+                self.room_len < math.log(max(step_norm, self.eps)):
+            self.peak = step_norm
+        if self.peak == 0:
+            self.level = 1.0
             return multiplier, regime
         # Against the schedule's peak step, so a decaying schedule keeps its shape.
         level = min(1.0, max(self.min_scale, self.room_fraction * math.exp(self.room_len) / (self.peak + self.eps)))

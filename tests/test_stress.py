@@ -126,6 +126,7 @@ def test_fault_parameters_land_on_the_configured_steps():
     ("arms", ("adamw", "effective_lr_adamw"), "needs the guard arm 'adamw'"),
     ("arms", ("adamw", "replay_governor"), "needs the guard arm 'governor'"),
     ("fault_arms", ("adamw", "lion"), "stress.fault_arms names ['lion']"),
+    ("arms", ("governor", "clip"), "needs the arm adamw: the report measures every arm against tuned AdamW"),
     ("fault_arms", ("effective_lr_governor",), "is an effective-LR control"),
     ("controls_at", "some", "stress.controls_at='some'"),
     ("lrs", (1e-3, -1.0), "positive"),

@@ -14,9 +14,9 @@ ground against its recent best and a recovery of x ``recover`` a step when it is
 (``use_harm``); (4) the overshoot brake and gated recovery (``use_overshoot``,
 lbw_jax.policies.overshoot: one parameter-sized buffer); (5) the room probe (``use_room``, off by
 default, lbw_jax.policies.room): with the loss function given as ``value_fn=`` (as optax's line
-searches take it), one forward pass along the step measures the critical step, and the scale
-holds the step at ``room_fraction`` of it: a cut lands at that level, a recovery climbs straight
-back to it. Without ``value_fn`` mechanism 5 does nothing and the law is v3.0.
+searches take it), one forward pass along the step measures the critical step; once a proposal
+runs past it, the scale holds the step at ``room_fraction`` of it: a cut lands at that level, a
+recovery climbs straight back to it. Without ``value_fn`` mechanism 5 does nothing and the law is v3.0.
 
 The guard applies the policy's ``scale`` times ``limit``'s one-step factor. Everything is arrays,
 ``jnp.where`` and ``lax.cond``: it vmaps, shards and compiles into the step. It needs ``value=loss``.

@@ -124,8 +124,9 @@ class GovernorRoomState(NamedTuple("_GovernorRoomFields", list(GovernorState.__a
       burst: probes left to take on every step (after the start, a cut or a skip).
       since_probe: applied steps since the last probe.
       room_cuts: steps the room level cut below the harm control's and the brake's scale.
-      peak: the largest proposal norm (at scale 1) the trust region let through whole: the
-        schedule's peak step, against which the level is read.
+      peak: the largest proposal norm (at scale 1) the trust region let through whole since
+        the first proposal past its pooled critical step (0 before: the level does not act), the
+        schedule's peak step against which the level is read.
     """
 
     telemetry = GovernorState.telemetry

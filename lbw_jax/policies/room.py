@@ -89,10 +89,11 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     the start, a cut or a skip; every ``probe_held`` applied steps while the scale is below 1;
     every ``probe_every`` applied steps otherwise. A reading a_c along the proposal ``updates``
     (at scale 1, probed at the last critical step, within [the multiplier about to be applied,
-    1]) is pooled as the log of the critical step's length a_c |u|. The level
-    L = room_fraction x length / peak, in [min_scale, 1], where peak is the largest |u| the
-    schedule has proposed (``_level`` says why); ``follow`` sets the scale from it. Returns the
-    factor for this step and the state."""
+    1]) is pooled as the log of the critical step's length a_c |u|. The level acts from the
+    first step whose proposal (let through whole by the trust region) is longer than that
+    length, past its edge; until then the law is v3.0's. Then L = room_fraction x length / peak,
+    in [min_scale, 1], where peak is the largest |u| the schedule has proposed since (``_level``
+    says why); ``follow`` sets the scale from it. Returns the factor for this step and the state."""
     norm = optax.tree.norm(updates).astype(jnp.float32)
     # g . u: the brake has just taken it (limit stores it as prev_slope); without the brake, here.
     s = state.prev_slope if policy.use_overshoot else slope(grads, updates)
@@ -113,10 +114,19 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     room_len = jnp.where(read, jnp.where(state.probes == 0, log_len, d * state.room_len + (1 - d) * log_len),
                          state.room_len)
     probes = state.probes + read.astype(jnp.int32)
-    has = probes > 0
-    # The schedule's peak step: the largest proposal the trust region let through whole (a
-    # clamped LR spike does not raise it).
-    peak = jnp.where(factor >= 1.0, jnp.maximum(state.peak, norm), state.peak)
+    # Past the edge: the pooled critical step is shorter than the proposal, so the user's step
+    # would raise its own batch's loss. Only from then on does the level act (``peak`` > 0 marks
+    # it): a run whose proposals stay within their critical step keeps v3.0's law exactly. A model
+    # trained from scratch runs there (the edge of stability: it sharpens to meet its step, and
+    # Adam's proposal shrinks well below its first steps', so a level read against those would
+    # hold it far below its healthy step); a fine-tune at a high LR proposes past it.
+    # (A proposal the trust region clamped is a spike, not the schedule: it is the trust region's.)
+    past = (probes > 0) & (factor >= 1.0) & (room_len < jnp.log(jnp.maximum(norm, policy.eps)))
+    has = (state.peak > 0) | past
+    # The schedule's peak step since then: the largest proposal the trust region let through
+    # whole (a clamped LR spike does not raise it).
+    peak = jnp.where((state.peak > 0) & (factor >= 1.0), jnp.maximum(state.peak, norm),
+                     jnp.where(state.peak > 0, state.peak, jnp.where(past, norm, 0.0)))
     level = jnp.where(has, _level(policy, room_len, peak), 1.0)
     scale, capped, below = follow(policy, state, level, factor)
     scale = jnp.where(has, scale, state.scale).astype(jnp.float32)

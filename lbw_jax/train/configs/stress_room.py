@@ -52,7 +52,7 @@ def get_config(arg: str = "cpu"):
               "forms": ("adamw", *FORMS)}.get(which, ("adamw", "governor", "governor_room", *keep))
     s.fault_arms = () if alone or not s.scenarios else ("adamw", "governor", "governor_room")
     if which == "controls":
-        s.arms = ("governor_room", *CONTROLS)
+        s.arms = ("adamw", "governor_room", *CONTROLS)
         s.fault_arms = ("governor_room", CONTROLS[0]) if s.scenarios else ()
     if alone:
         s.scenarios = ()
