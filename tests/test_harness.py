@@ -263,7 +263,10 @@ def _room_config(out_dir, **overrides):
     cfg = small_config(out_dir, **overrides)
     cfg.optimizer.policy = "governor"
     cfg.optimizer.reflex.stats_every = 10   # small_config's reflex knob, back to its default
-    cfg.optimizer.governor.update(use_room=True, room_fraction=0.02)   # low enough to cut here
+    # An LR whose proposals run past their critical step from the first steps (the level acts
+    # only there), and a fraction low enough that it cuts.
+    cfg.optimizer.lr = 1.0
+    cfg.optimizer.governor.update(use_room=True, room_fraction=0.02)
     return cfg
 
 
