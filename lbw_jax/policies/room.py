@@ -125,8 +125,7 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     has = (state.peak > 0) | past
     # The schedule's peak step since then: the largest proposal the trust region let through
     # whole (a clamped LR spike does not raise it).
-    peak = jnp.where((state.peak > 0) & (factor >= 1.0), jnp.maximum(state.peak, norm),
-                     jnp.where(state.peak > 0, state.peak, jnp.where(past, norm, 0.0)))
+    peak = jnp.where(has & (factor >= 1.0), jnp.maximum(state.peak, norm), state.peak)
     level = jnp.where(has, _level(policy, room_len, peak), 1.0)
     scale, capped, below = follow(policy, state, level, factor)
     scale = jnp.where(has, scale, state.scale).astype(jnp.float32)
