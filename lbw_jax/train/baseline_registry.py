@@ -31,7 +31,7 @@ ROLES = ("wraps", "replaces")
 #             a multiplier of the step size it estimates; optimizer.lr is not read.
 #   constant: optimizer.lr with no decay; the optimizer warms up by itself (Schedule-Free).
 LR_MODES = ("schedule", "shape", "constant")
-PROBES = ("multiplier", "skipped", "estimate")
+PROBES = ("multiplier", "skipped", "estimate", "room_probes")
 
 
 class Baseline(NamedTuple):
@@ -50,7 +50,8 @@ class Baseline(NamedTuple):
       probe: optimizer state -> a dict with any of ``PROBES``: ``multiplier``, the multiplier
         it applied to AdamW's step (1 when absent); ``skipped``, steps skipped so far;
         ``estimate``, its own step-size estimate (Prodigy's and D-Adaptation's
-        ``estim_lr``, Mechanic's summed ``s``).
+        ``estim_lr``, Mechanic's summed ``s``); ``room_probes``, the forward passes a guard's
+        room probe spent so far (0 for a baseline).
       lr: one of ``LR_MODES``.
       eval_params: ``(state, params) -> params`` to evaluate (Schedule-Free's averaged
         point), or None: evaluate the parameters as trained.
@@ -240,9 +241,9 @@ BASELINES = {
 
 def unprobed(_state=None) -> dict:
     """Every key of ``PROBES`` at its neutral value: multiplier 1, nothing skipped, no estimate
-    (NaN). What an arm without a record of its own reports."""
+    (NaN), no probe. What an arm without a record of its own reports."""
     return {"multiplier": jnp.ones([], jnp.float32), "skipped": jnp.zeros([], jnp.int32),
-            "estimate": jnp.full([], jnp.nan, jnp.float32)}
+            "estimate": jnp.full([], jnp.nan, jnp.float32), "room_probes": jnp.zeros([], jnp.int32)}
 
 
 def probe_of(name: str) -> Callable:

@@ -207,7 +207,9 @@ def build_arm(name: str, cfg) -> Arm:
 
 def _guard_probe(state):
     info = lbw_jax.telemetry(state)
-    return {**unprobed(), "multiplier": info["multiplier"], "skipped": info["skipped"]}
+    # The room probe's forward passes (governor v4): its cost over the run, cell by cell.
+    probes = info.get("probes", jnp.zeros([], jnp.int32))
+    return {**unprobed(), "multiplier": info["multiplier"], "skipped": info["skipped"], "room_probes": probes}
 
 
 def _guarded(guard: Arm, spec: ArmSpec, baseline: str, cfg) -> Arm:

@@ -46,6 +46,7 @@ class CellRuns:
     grad_norm: np.ndarray
     multiplier: np.ndarray
     skipped: np.ndarray
+    room_probes: np.ndarray    # the guard's room-probe forward passes so far (0 without one)
     estimate: np.ndarray       # the arm's own step-size estimate (NaN where it has none)
     lr: np.ndarray             # the learning rate the arm's optimizer was built with, per step
     eval_steps: list[int]
@@ -89,7 +90,7 @@ class ArmProgram:
             signals = {} if arm.signals is None else {
                 f"signal_{k}": v for k, v in arm.signals(opt_state).items()}
             return params, opt_state, {**metrics, "multiplier": applied, "skipped": probe["skipped"],
-                                       "estimate": probe["estimate"], "lr": lr_now, **signals}
+                                       "room_probes": probe["room_probes"], "estimate": probe["estimate"], "lr": lr_now, **signals}
 
         def cell_eval(params, opt_state, frozen, val):
             if arm.eval_params is not None:
@@ -172,7 +173,8 @@ def run_cells(program: ArmProgram, cells: list[Cell], start_params, frozen, *, o
 
     stacked = {k: np.stack([r[k] for r in records]) for k in records[0]}
     return CellRuns(cells=list(cells), loss=stacked["loss"], grad_norm=stacked["grad_norm"],
-                    multiplier=stacked["multiplier"], skipped=stacked["skipped"], estimate=stacked["estimate"],
+                    multiplier=stacked["multiplier"], skipped=stacked["skipped"],
+                    room_probes=stacked["room_probes"], estimate=stacked["estimate"],
                     lr=stacked["lr"],
                     eval_steps=eval_steps,
                     val_ppl=np.exp(np.stack(evals).astype(np.float64)), compile_s=compile_s,
@@ -192,6 +194,7 @@ def run_chunked(program: ArmProgram, cells: list[Cell], max_cells: int, multipli
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)
     return CellRuns(cells=[c for p in parts for c in p.cells], loss=cat("loss"),
                     grad_norm=cat("grad_norm"), multiplier=cat("multiplier"), skipped=cat("skipped"),
+                    room_probes=cat("room_probes"),
                     estimate=cat("estimate"), lr=cat("lr"),
                     eval_steps=parts[0].eval_steps, val_ppl=cat("val_ppl"),
                     compile_s=sum(p.compile_s for p in parts), run_s=sum(p.run_s for p in parts),

@@ -68,6 +68,7 @@ def _results_json(result, tables, command):
                 "multiplier": [_num(v) for v in runs.multiplier[:, i]],
                 "mean_multiplier": _num(np.mean(runs.multiplier[:, i])),
                 "skipped": int(runs.skipped[-1, i]),
+                "room_probes": int(runs.room_probes[-1, i]),
                 **({"estimate": [_num(v, 8) for v in runs.estimate[:, i]]}
                    if np.isfinite(runs.estimate[:, i]).any() else {}),
             })
