@@ -1,8 +1,8 @@
 """Cost of the guard per full training step of the default model (lbw_jax/train/configs/tiny.py).
 
 Builds the default run's trainer once per arm (plain AdamW; lbw_guard with reflex, with
-and without the non-finite skip; lbw_guard with the governor, with and without its overshoot brake,
-and with its room probe on every step and never),
+and without the non-finite skip; lbw_guard with the governor: the default (v4), without its room
+probe (v3.0) and without its brake too (v2.3), and with its room probe on every step and never),
 then times the jitted training step (forward, backward, governed update) over the same
 batches, arms interleaved in rounds; the figure is the median over rounds of the mean step
 time. ``--guardable`` times the baselines that can run inside the guard instead, each bare and inside
@@ -33,19 +33,21 @@ def _arms(guardable: bool) -> dict:
         return {"adamw": ("none", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex)": ("reflex", "none", True, "adamw", {}),
                 "lbw_guard(adamw, reflex, skip_non_finite=False)": ("reflex", "none", False, "adamw", {}),
-                # The default law's brake keeps a parameter-sized buffer and takes two inner
-                # products a step; without it, the law is v2.3.
+                # The default law (v4) at its own cadence over these steps; v3.0 without the
+                # room probe; v2.3 without the brake's buffer and its two inner products a step.
                 "lbw_guard(adamw, governor)": ("governor", "none", True, "adamw", {}),
-                "lbw_guard(adamw, governor(use_overshoot=False))": ("governor", "none", True, "adamw",
-                                                                    {"use_overshoot": False}),
+                "lbw_guard(adamw, governor(use_room=False))": ("governor", "none", True, "adamw",
+                                                               {"use_room": False}),
+                "lbw_guard(adamw, governor(use_overshoot=False, use_room=False))": (
+                    "governor", "none", True, "adamw", {"use_overshoot": False, "use_room": False}),
                 # Mechanism 5 at its two extremes: a probe (one forward pass) on every step, and
                 # none after the first; a run's cost lies between them by its probe rate
                 # (telemetry ``probes`` over steps), which ``--room_rate`` reads off a run.
-                "governor(use_room=True), a probe every step": (
-                    "governor", "none", True, "adamw", {"use_room": True, "probe_every": 1}),
-                "governor(use_room=True), no probe after the first": (
-                    "governor", "none", True, "adamw", {"use_room": True, "probe_every": 10 ** 9,
-                                                        "probe_burst": 0, "probe_held": 10 ** 9})}
+                "governor, a probe every step": (
+                    "governor", "none", True, "adamw", {"probe_every": 1, "probe_held": 1}),
+                "governor, no probe after the first": (
+                    "governor", "none", True, "adamw", {"probe_every": 10 ** 9, "probe_burst": 0,
+                                                        "probe_held": 10 ** 9})}
     out = {}
     for name, record in BASELINES.items():
         if record.guardable:
@@ -100,10 +102,10 @@ def main():
         print(f"| {name} | {1e3 * t:.1f} | {t / statistics.median(per_round[versus]):.3f}x {versus} |")
     if not args.guardable and args.room_rate is not None:
         # Over a whole run: the probe's forward pass paid on a fraction room_rate of the steps.
-        every, never = (statistics.median(per_round[f"governor(use_room=True), {k}"])
+        every, never = (statistics.median(per_round[f"governor, {k}"])
                         for k in ("a probe every step", "no probe after the first"))
         run = never + args.room_rate * (every - never)
-        print(f"| governor(use_room=True) at a probe rate of {args.room_rate:.3f} | {1e3 * run:.1f} | "
+        print(f"| governor at a probe rate of {args.room_rate:.3f} | {1e3 * run:.1f} | "
               f"{run / statistics.median(per_round['adamw']):.3f}x adamw |")
 
 

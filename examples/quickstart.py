@@ -29,7 +29,10 @@ def train(opt, steps=400, seed=0):
         x = jax.random.normal(jax.random.fold_in(k3, t), (128, 16))
         y = jnp.sin(x @ teacher) * jnp.where(t % 40 == 39, 100.0, 1.0)  # corrupted batch
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        updates, state = opt.update(grads, state, params, value=loss)
+        # value_fn: the loss on this batch as a function of the parameters, for the default
+        # law's room probe (governor v4); the inner optimizer ignores it.
+        updates, state = opt.update(grads, state, params, value=loss,
+                                    value_fn=lambda p: loss_fn(p, x, y))
         return optax.apply_updates(params, updates), state, loss
 
     for t in range(steps):

@@ -13,8 +13,8 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 use_harm=True, fast_decay=0.8, forget=0.1, tolerance=0.03, cut_power=1.0,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
                 use_overshoot=True, over_decay=0.8, brake_above=1.3, over_gain=2.0, recover_below=1.1,
-                over_clip=4.0, use_room=False, room_cap=True, room_fraction=0.25, room_decay=0.5, probe_every=25,
-                probe_burst=10, probe_held=5, eps=1e-12)
+                over_clip=4.0, use_room=True, room_cap=True, room_fraction=0.25, room_decay=0.5, probe_every=25,
+                probe_burst=10, probe_held=25, eps=1e-12)
 ROOM_CAP = 1e6
 
 

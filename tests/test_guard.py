@@ -230,7 +230,7 @@ def test_telemetry_finds_the_guard_inside_a_chain():
 def test_default_policy_is_the_governor():
     params = _params()
     state = lbw_jax.lbw_guard(optax.adamw(1e-2)).init(params)
-    assert isinstance(state.policy_state, lbw_jax.policies.GovernorState)
+    assert isinstance(state.policy_state, lbw_jax.policies.GovernorRoomState)   # v4: the room probe on
 
 
 def test_bad_arguments_are_named():

@@ -157,3 +157,18 @@ def test_a_governor_run_without_the_brake_is_not_resumed_with_it():
         now = {**saved, "optimizer.governor.use_overshoot": True}
         assert differences(saved, now) == ["optimizer.governor.use_overshoot: False -> True"]
         assert differences(saved, {**now, "optimizer.governor.use_overshoot": False}) == []
+
+
+def test_a_governor_v3_run_is_not_resumed_with_the_room_probe():
+    from lbw_jax.train.session.resume_rules import differences
+
+    # v4 turned the room probe on and probes every 25 steps while held (v3.0 runs recorded
+    # use_room False and probe_held 5); a run from before the knobs existed had no probe.
+    base = {"optimizer.policy": "governor", "optimizer.baseline": "none"}
+    now = {**base, "optimizer.governor.use_room": True, "optimizer.governor.probe_held": 25}
+    recorded = {**base, "optimizer.governor.use_room": False, "optimizer.governor.probe_held": 5}
+    assert differences(recorded, now) == ["optimizer.governor.probe_held: 5 -> 25",
+                                          "optimizer.governor.use_room: False -> True"]
+    assert differences(recorded, recorded) == []
+    assert differences(base, now) == ["optimizer.governor.use_room: False -> True"]
+    assert differences(base, {**now, "optimizer.governor.use_room": False}) == []

@@ -183,11 +183,11 @@ def test_the_probes_state_checkpoints_and_resumes_bit_identically(tmp_path):
 
 
 def test_without_value_fn_the_law_is_v3_exactly():
-    """``use_room`` with no ``value_fn``: every update and every field v3.0 has are v3.0's;
-    and without ``use_room`` the state keeps v3.0's exact fields (saved runs resume)."""
+    """The default law (``use_room``, v4) with no ``value_fn``: every update and every field
+    v3.0 has are v3.0's; and with ``use_room=False`` the state keeps v3.0's exact fields."""
     losses, grads, lr_mult = _script(200)
-    v3 = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor())
-    v4 = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(use_room=True))
+    v3 = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor(use_room=False))
+    v4 = lbw_jax.lbw_guard(_inner(lr_mult), policy=lbw_jax.governor())
     params = {"w": jnp.zeros(DIM)}
     s3, s4 = v3.init(params), v4.init(params)
     assert type(s3.policy_state) is GovernorState

@@ -127,3 +127,22 @@ def test_replays_take_the_mean_trajectory_over_seeds_and_faults_get_the_clean_on
     assert none is None and [c.run_lr for c in control] == [pytest.approx(1e-1 * 0.6), pytest.approx(1e-1)]
     faults = faults_lib.faults_for([c.scenario for c in planned], s)
     assert list(faults.grad_step) == [-1, -1, -1, -1, s.inject_at, s.inject_at]
+
+
+def test_a_cell_records_the_room_probes_forward_passes(setup):
+    """The default governor (v4) probes the loss along its step: a cell's record counts the
+    forward passes so far (the cost of its cadence); v3.0 and AdamW record none."""
+    cfg, graphdef, params, common = setup
+    shape = schedule_shape(cfg.optimizer.schedule, STEPS, cfg.optimizer.warmup_steps)
+    cfg = cfg.copy_and_resolve_references()
+    cfg.stress.variants["governor_v3"] = {"policy": "governor", "kwargs": {"use_room": False}}
+    probes = {}
+    for name in ("governor", "governor_v3", "adamw"):
+        runs = run_cells(ArmProgram(build_arm(name, cfg), graphdef, shape), [Cell(name, 3e-2, 0)], params,
+                         **common)
+        probes[name] = runs.room_probes[:, 0]
+    counts = probes["governor"]
+    # A probe on each of the burst's 10 first steps (the first reads nothing: the warmup's LR,
+    # so the step, is 0 there), then one every probe_every (25) steps: none more in 24 steps.
+    np.testing.assert_array_equal(counts, np.minimum(np.arange(STEPS), 9))
+    assert not probes["governor_v3"].any() and not probes["adamw"].any()

@@ -2,6 +2,7 @@
 
 from lbw_jax.policies.base import Decision, Policy, Reason, Regime
 from lbw_jax.policies.governor import Governor, GovernorReason, GovernorRegime, GovernorState, governor
+from lbw_jax.policies.governor_state import GovernorRoomState
 from lbw_jax.policies.reflex import Reflex, ReflexRegime, ReflexSignals, ReflexState, reflex
 from lbw_jax.policies.reflex_pro import ReflexPro, ReflexProRegime, ReflexProState, reflex_pro
 
@@ -12,5 +13,5 @@ LAWS = POLICIES   # the registry's former name, kept for one release
 
 __all__ = ["Decision", "Policy", "Regime", "Reason", "Reflex", "ReflexRegime", "ReflexSignals",
            "ReflexState", "reflex", "ReflexPro", "ReflexProRegime", "ReflexProState", "reflex_pro",
-           "Governor", "GovernorRegime", "GovernorReason", "GovernorState", "governor", "LAWS",
-           "POLICIES"]
+           "Governor", "GovernorRegime", "GovernorReason", "GovernorState", "GovernorRoomState", "governor",
+           "LAWS", "POLICIES"]

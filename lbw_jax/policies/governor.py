@@ -12,8 +12,8 @@ otherwise leaves the step alone. Five mechanisms, each one knob away from off (f
 (``use_trust``, lbw_jax.policies.trust); (3) the harm control, a cut when the loss EMA loses
 ground against its recent best and a recovery of x ``recover`` a step when it is back
 (``use_harm``); (4) the overshoot brake and gated recovery (``use_overshoot``,
-lbw_jax.policies.overshoot: one parameter-sized buffer); (5) the room probe (``use_room``, off by
-default, lbw_jax.policies.room): with the loss function given as ``value_fn=`` (as optax's line
+lbw_jax.policies.overshoot: one parameter-sized buffer); (5) the room probe (``use_room``, on by
+default since v4, lbw_jax.policies.room): with the loss function given as ``value_fn=`` (as optax's line
 searches take it), one forward pass along the step measures the critical step; once a proposal
 runs past it, the scale holds the step at ``room_fraction`` of it: a cut lands at that level, a
 recovery climbs straight back to it. Without ``value_fn`` mechanism 5 does nothing and the law is v3.0.
@@ -39,7 +39,7 @@ from lbw_jax.policies.governor_state import (GovernorReason, GovernorRegime, Gov
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Governor(Policy):
-    """lbw-jax's own control law (the module docstring describes its four mechanisms).
+    """lbw-jax's own control law (the module docstring describes its five mechanisms).
 
     Build it with ``lbw_jax.governor(...)`` (or ``Governor.create``); every knob is checked at
     construction, and a bad or unknown one raises ``lbw_jax.KnobError`` (a ``ValueError``)
@@ -99,7 +99,8 @@ class Governor(Policy):
       recover_below: the scale recovers only while the smoothed overshoot is below this
         (formerly ``over_recover``). Default 1.1; real > 0.
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
-      use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default False.
+      use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default True
+        (since v4; False is v3.0).
       room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held: mechanism 5's
         knobs (lbw_jax.policies.room.control and .follow; docs/governor.md, their defaults).
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
@@ -139,13 +140,13 @@ class Governor(Policy):
     recover_below: float = knobs.real_knob(1.1, low=0.0, low_open=True)
     over_clip: float = knobs.real_knob(4.0, low=0.0, low_open=True)
     # The room probe (needs value_fn=).
-    use_room: bool = knobs.boolean_knob(False)
+    use_room: bool = knobs.boolean_knob(True)
     room_cap: bool = knobs.boolean_knob(True)
     room_fraction: float = knobs.real_knob(0.25, low=0.0, low_open=True)
     room_decay: float = knobs.decay_knob(0.5)
     probe_every: int = knobs.integer_knob(25, low=1)
     probe_burst: int = knobs.integer_knob(10, low=0)
-    probe_held: int = knobs.integer_knob(5, low=1)
+    probe_held: int = knobs.integer_knob(25, low=1)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "governor"

@@ -103,7 +103,8 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     last = jnp.exp(state.room_len) / (norm + policy.eps)
     at = jnp.maximum(state.scale * factor, jnp.where(state.probes > 0, jnp.minimum(last, 1.0), policy.min_scale))
     # Often where things change (the burst), every probe_held steps while the step is held below
-    # the user's (so a recovery is seen soon), rarely in calm training at full speed.
+    # the user's, every probe_every at full speed. Both default to 25: a probe every 5 held steps
+    # cost 1.035x AdamW a step and ended every setting measured where 25 did (docs/governor.md).
     every = jnp.where(state.scale < 1.0, policy.probe_held, policy.probe_every)
     due = (state.burst > 0) | (state.since_probe + 1 >= every) | (state.probes == 0)
     none = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32), jnp.zeros([], jnp.bool_))

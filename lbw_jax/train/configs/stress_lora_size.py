@@ -1,6 +1,7 @@
 """The model-size axis of the LoRA domain shift (the paper's Fig. 2): lbw_jax/train/configs/stress_lora.py
 at another model size, with the arms the question needs (AdamW, clipping, Mechanic over
-AdamW and the governor), the LRs around tuned AdamW, one seed and no faults. Each size
+AdamW and the governor), the LRs around tuned AdamW, 3 seeds (the governor's goals ask 3 on
+every setting) and no faults. Each size
 pretrains (and caches) its own base on the Austen corpus. The middle size is
 lbw_jax/train/configs/stress_lora.py itself (docs/stress/lora_shift/); the axis spans 10.6x in parameters.
 
@@ -30,7 +31,7 @@ def get_config(size: str = "small"):
     s = c.stress
     s.arms = ("adamw", "clip", "mechanize", "governor")
     s.lrs = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-    s.seeds = 1
+    s.seeds = 3
     s.scenarios = ()
     s.fault_arms = ()
     s.sequential_cells = 0

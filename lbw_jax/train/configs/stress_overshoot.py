@@ -81,6 +81,8 @@ def get_config(arg: str = "cpu"):
     # The brake is on by default since v3.0: the plain settings' "governor" arm is the law
     # without it (v2.3), its ablation, and every brake arm sets it on by name.
     c.optimizer.governor.use_overshoot = False
+    # These reports compare v2.3 and v3.0: the room probe (the default since v4) stays off.
+    c.optimizer.governor.use_room = False
     c.output_dir = f"runs/stress_overshoot_{setting}" + (f"_{which}" if which else "")
     governor_variants(c.stress, VARIANTS[which])
     s = c.stress

@@ -1,5 +1,7 @@
 """The governor with its room probe (``use_room``, mechanism 5: governor v4) beside plain AdamW
-and the default law (v3.0), clean and under every fault, on one suite setting:
+and governor v3.0, clean and under every fault, on one suite setting (v4's design runs, made
+while v3.0 was the default: the ``governor`` arm here is pinned to v3.0 and ``governor_room`` to
+v4 as then measured, ``probe_held`` 5, so each command reproduces its report in docs/stress/room/):
 
     python -m lbw_jax.train.stress --config stress_room:cpu        # the CPU default
     python -m lbw_jax.train.stress --config stress_room:lora       # the LoRA domain shift
@@ -38,6 +40,7 @@ def get_config(arg: str = "cpu"):
         raise ValueError(f"lbw_jax/train/configs/stress_room.py:{arg}: expected SETTING or SETTING,WHICH "
                          f"with SETTING one of {sorted(SETTINGS)} and WHICH one of {list(VARIANTS[1:])}")
     c = SETTINGS[setting]()
+    c.optimizer.governor.update(use_room=False, probe_held=5)   # v3.0; governor_room sets use_room
     if setting == "heldout":
         c.stress.seeds = 3       # the issue's goals ask 3 seeds on every setting
     c.output_dir = f"runs/stress_room_{setting}" + (f"_{which}" if which else "")

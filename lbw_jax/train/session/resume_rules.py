@@ -54,10 +54,11 @@ def _older_grad_noise(saved: dict, current: dict):
 # Fields that define a run, added after runs were made without them: what those runs
 # used, as a value or as a function of (saved, current) fields. (Before model.scan_layers
 # existed, every checkpoint held one module per layer; before use_overshoot existed, the
-# governor had no brake, and it is on by default since v3.0.)
+# governor had no brake, and it is on by default since v3.0; before use_room existed, it had no
+# room probe, on by default since v4.)
 OLDER_RUNS_USED = {"model.scan_layers": False, "lora.param_dtype": _older_lora_dtype,
                    "optimizer.governor.grad_noise": _older_grad_noise,
-                   "optimizer.governor.use_overshoot": False}
+                   "optimizer.governor.use_overshoot": False, "optimizer.governor.use_room": False}
 
 
 def flatten(tree, prefix: str = "") -> dict:
