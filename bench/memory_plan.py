@@ -27,8 +27,8 @@ The last column removes those copies (4 bytes x the bf16 weights) as the estimat
 a GPU, which multiplies bf16 directly. The GPU check is ``bench/gpu_step.py``.
 
     python bench/memory_plan.py
-    python bench/memory_plan.py --room    # the governor's room probe on (use_room): its forward
-                                          # pass and probed point inside the step
+    python bench/memory_plan.py --room    # the governor with its room probe (use_room, on by
+                                          # default since v4): its forward pass and probed point
 """
 
 from __future__ import annotations
