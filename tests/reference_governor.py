@@ -14,7 +14,7 @@ DEFAULTS = dict(min_scale=0.01, use_skip=True, warmup_steps=10, stat_decay=0.95,
                 max_cut=0.5, level_cuts=False, recover=1.02, recover_band=0.5,
                 use_overshoot=True, over_decay=0.8, brake_above=1.3, over_gain=2.0, recover_below=1.1,
                 over_clip=4.0, use_room=True, room_cap=True, room_fraction=0.25, room_decay=0.5, probe_every=25,
-                probe_burst=10, probe_held=25, eps=1e-12)
+                probe_burst=10, probe_held=25, burst_on_cap=True, eps=1e-12)
 ROOM_CAP = 1e6
 
 
@@ -203,5 +203,6 @@ class GovernorModel:
         if level < multiplier and not cut:   # a cut of its own: a burst of probes follows
             regime, self.reason = "room", "room"
             self.room_cuts += 1
-            self.burst = self.probe_burst
+            if self.burst_on_cap:
+                self.burst = self.probe_burst
         return min(multiplier, level), regime

@@ -80,6 +80,15 @@ class RoomReplayTest(chex.TestCase):
         assert 10 < model.probes < 420 / 2
 
     @chex.variants(with_jit=True)
+    def test_without_bursts_on_its_own_cuts_the_capped_form_matches_the_rules_with_fewer_probes(self):
+        """``burst_on_cap=False``: a cut of the room's own starts no burst; every step still
+        equals the plain-Python rules, and the probes are fewer than with the bursts."""
+        model, scales, regimes, info = self._replay(dict(max_skips=3, burst_on_cap=False))
+        assert "room" in regimes and int(info["room_cuts"]) == model.room_cuts > 0
+        bursting = self._replay(dict(max_skips=3))[0]
+        assert model.probes < bursting.probes, (model.probes, bursting.probes)
+
+    @chex.variants(with_jit=True)
     def test_the_evidence_form_matches_the_plain_python_rules_at_every_step(self):
         """Evidence only (``room_cap=False``): the same script, every step equal to the plain-Python
         rules. Until the 64th of the room (step 220) every proposal lies within its critical

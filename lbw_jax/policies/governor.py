@@ -101,7 +101,7 @@ class Governor(Policy):
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
       use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default True
         (since v4; False is v3.0).
-      room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held: mechanism 5's
+      room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held, burst_on_cap: mechanism 5's
         knobs (lbw_jax.policies.room.control and .follow; docs/governor.md, their defaults).
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
@@ -147,6 +147,7 @@ class Governor(Policy):
     probe_every: int = knobs.integer_knob(25, low=1)
     probe_burst: int = knobs.integer_knob(10, low=0)
     probe_held: int = knobs.integer_knob(25, low=1)
+    burst_on_cap: bool = knobs.boolean_knob(True)
     eps: float = knobs.real_knob(1e-12, low=0.0, low_open=True)
 
     name = "governor"
@@ -282,7 +283,7 @@ def governor(*, min_scale: float = Governor.min_scale, use_skip: bool = Governor
              room_cap: bool = Governor.room_cap, room_fraction: float = Governor.room_fraction,
              room_decay: float = Governor.room_decay, probe_every: int = Governor.probe_every,
              probe_burst: int = Governor.probe_burst, probe_held: int = Governor.probe_held,
-             eps: float = Governor.eps, **renamed) -> Governor:
+             burst_on_cap: bool = Governor.burst_on_cap, eps: float = Governor.eps, **renamed) -> Governor:
     """lbw-jax's own control law for ``lbw_guard``; needs ``value=loss`` in ``update``.
 
     Args:

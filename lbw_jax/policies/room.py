@@ -134,7 +134,11 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     new_state = state._replace(
         scale=scale, room=jnp.where(read, crit, state.room), room_len=room_len.astype(jnp.float32),
         room_level=level.astype(jnp.float32), probes=probes, peak=peak.astype(jnp.float32),
-        burst=jnp.where(below, policy.probe_burst, jnp.where(due, jnp.maximum(state.burst - 1, 0), state.burst)),
+        # A cut of the room's own starts a burst only with burst_on_cap: capping each recovery's
+        # proposal (x recover a step) or a lower reading then restarts it, so the bursts sustain
+        # themselves (most steps probed at 10-30x the tuned LR, docs/governor.md).
+        burst=jnp.where(below & policy.burst_on_cap, policy.probe_burst,
+                        jnp.where(due, jnp.maximum(state.burst - 1, 0), state.burst)),
         since_probe=jnp.where(due, 0, state.since_probe + 1), room_cuts=state.room_cuts + below.astype(jnp.int32),
         regime=jnp.where(below, GovernorRegime.ROOM, state.regime).astype(jnp.int32),
         reason=jnp.where(below, GovernorReason.ROOM, state.reason).astype(jnp.int32))
