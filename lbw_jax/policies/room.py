@@ -86,7 +86,7 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     """Mechanism 5 of the governor (``use_room``), on an applied step after the trust region.
 
     Probes when due (``lax.cond``, no host sync): on each of the ``probe_burst`` steps after
-    the start, a cut or a skip; every ``probe_held`` applied steps while the scale is below 1;
+    the start, a cut or a skip (the level's own cuts too, with ``burst_on_cap``); every ``probe_held`` applied steps while the scale is below 1;
     every ``probe_every`` applied steps otherwise. A reading a_c along the proposal ``updates``
     (at scale 1, probed at the last critical step, within [the multiplier about to be applied,
     1]) is pooled as the log of the critical step's length a_c |u|. The level acts from the
@@ -104,7 +104,7 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     at = jnp.maximum(state.scale * factor, jnp.where(state.probes > 0, jnp.minimum(last, 1.0), policy.min_scale))
     # Often where things change (the burst), every probe_held steps while the step is held below
     # the user's, every probe_every at full speed. Both default to 25: a probe every 5 held steps
-    # cost 1.035x AdamW a step and ended every setting measured where 25 did (docs/governor.md).
+    # ended every setting measured where 25 did (docs/governor.md).
     every = jnp.where(state.scale < 1.0, policy.probe_held, policy.probe_every)
     due = (state.burst > 0) | (state.since_probe + 1 >= every) | (state.probes == 0)
     none = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32), jnp.zeros([], jnp.bool_))
