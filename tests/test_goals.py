@@ -64,7 +64,8 @@ def test_headline_metrics_by_hand():
 
 def test_goals_met_and_missed_are_told_apart():
     good = goals.check(_results(governor=(20.1, 20.5, 20.9)), "governor")
-    assert all(ok for _, ok, _ in good), good
+    assert all(ok for _, ok, _ in good[:-1]), good
+    assert good[-1][1:] == (None, "dadapt_adamw_lr0 did not run")   # no LR-free rival in this file
     assert [goal for goal, _, _ in good] == [
         "no harm at tuned AdamW's LR 0.001: within 1%",   # the only LR where AdamW is within 5%
         "within 5% of tuned AdamW at every LR from 0.001 up",
@@ -73,7 +74,8 @@ def test_goals_met_and_missed_are_told_apart():
         "LR 0.01: no worse than its replay beyond the seed spread",
         "LR 0.1: within 2% of its effective-LR control",
         "LR 0.1: no worse than its replay beyond the seed spread", "nan_grad: survived, smallest cost",
-        "nan_grad: better than its replay"]
+        "nan_grad: better than its replay",
+        "within 1% of D-Adaptation started at 1e-3 (or better) at every LR from 0.001 up"]
     bad = dict((goal, ok) for goal, ok, _ in goals.check(
         _results(governor=(20.4, 26.0, 22.0), gov_cost=0.7, replay_cost=0.6), "governor"))
     assert bad["no harm at tuned AdamW's LR 0.001: within 1%"] is False           # +2%
@@ -169,7 +171,30 @@ def test_a_goal_whose_yardstick_did_not_run_is_not_measured(tmp_path, capsys):
     path.write_text(json.dumps(r))
     assert goals.main([str(path)]) == 0                       # every measured goal is met
     out = capsys.readouterr().out
-    assert "| not measured |" in out and "6 of 6 measured goals met; 5 not measured." in out
+    assert "| not measured |" in out and "6 of 6 measured goals met; 6 not measured." in out
+
+
+def test_the_lr_free_rival_and_the_moonshot_by_hand():
+    """Tuned AdamW is 20 at 1e-3; the governor ends 20.1, 20.5 and 20.9 from there up (+0.5%,
+    +2.5%, +4.5%: within 5%, not within the moonshot's 2%). D-Adaptation started at 1e-3 (one
+    run, flat) at 20.5: the governor's 20.9 at 1e-1 is 1.95% above it, missed; at 20.8, 0.48%,
+    met; the governor at 20.1, 20.2, 20.3 meets the moonshot too."""
+    r = _results(governor=(20.1, 20.5, 20.9))
+    rows = lambda: {goal: (ok, figures) for goal, ok, figures in goals.check(r, "governor")}
+    rival = "within 1% of D-Adaptation started at 1e-3 (or better) at every LR from 0.001 up"
+    five = "within 5% of tuned AdamW at every LR from 0.001 up"
+    assert rows()[five] == (True, "worst at 0.1: 20.90 (+4.50%); the moonshot, within 2%: missed")
+    for value, met, figures in ((20.5, False, "worst at 0.1: 20.90 vs 20.50 (+1.95%)"),
+                                (20.8, True, "worst at 0.1: 20.90 vs 20.80 (+0.48%)")):
+        r["grid"]["dadapt_adamw_lr0"] = {lr: dict(_row([value, value]), flat=True) for lr in LRS}
+        r["kinds"]["dadapt_adamw_lr0"], r["sources"]["dadapt_adamw_lr0"] = "baseline", None
+        r["labels"]["dadapt_adamw_lr0"] = "dadapt_adamw_lr0"
+        assert rows()[rival] == (met, figures)
+    r["grid"]["governor"] = {lr: _row([v, v]) for lr, v in zip(LRS, (20.1, 20.2, 20.3))}
+    assert rows()[five][1].endswith("the moonshot, within 2%: met")
+    assert rows()[rival] == (True, "worst at 0.1: 20.30 vs 20.80 (-2.40%)")   # the nearest it comes
+    r["grid"]["dadapt_adamw_lr0"].pop("0.1")                    # the rival did not run 1e-1
+    assert rows()[rival][0] is None
 
 
 def test_lr_sensitivity_is_ranked_over_the_lrs_a_guard_can_act_on():
@@ -228,7 +253,7 @@ def test_an_ablation_in_the_same_run_is_not_compared_against():
     r["config"] = {"stress": {"variants": {"governor_no_skip": {"policy": "governor",
                                                                  "kwargs": {"use_skip": False}}}}}
     assert goals.compared_arms(r, "governor") == ["adamw", "clip"]
-    assert all(ok for _, ok, _ in goals.check(r, "governor"))
+    assert all(ok for _, ok, _ in goals.check(r, "governor") if ok is not None)
     lines = goals.ablation(r, r, "governor")
     assert [line.split(" |")[0] for line in lines[2:]] == ["| adamw", "| governor", "| no skip"]
 
