@@ -1,4 +1,4 @@
-"""The governor's goal against the LR-free rivals (issue 47's fifth goal): within 1% of
+"""The governor's goal against the LR-free rivals (issue 47's): within 1% of
 D-Adaptation started at 1e-3 (``LR_FREE_RIVAL``), or better, at every LR from tuned AdamW's
 up. D-Adaptation started there is the strongest LR-free arm the suite runs (on the LoRA shift
 the best arm of the setting): a guard that ends above it at some LR has made that LR matter
