@@ -101,8 +101,8 @@ class Governor(Policy):
       over_clip: one reading is clipped to [-over_clip, over_clip]. Default 4.0; real > 0.
       use_room: the room probe (mechanism 5; acts only with ``value_fn=``). Default True
         (since v4; False is v3.0).
-      room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held, burst_on_cap: mechanism 5's
-        knobs (lbw_jax.policies.room.control and .follow; docs/governor.md, their defaults).
+      room_cap, room_fraction, room_decay, probe_every, probe_burst, probe_held, burst_on_cap:
+        mechanism 5's knobs (lbw_jax.policies.room.control and .follow; docs/governor.md, their defaults).
       eps: guards the log of the gradient norm and every division. Default 1e-12; real > 0.
     """
 

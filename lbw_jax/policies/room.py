@@ -86,8 +86,9 @@ def control(policy, updates, state, grads, params, value, value_fn, factor):
     """Mechanism 5 of the governor (``use_room``), on an applied step after the trust region.
 
     Probes when due (``lax.cond``, no host sync): on each of the ``probe_burst`` steps after
-    the start, a cut or a skip (the level's own cuts too, with ``burst_on_cap``); every ``probe_held`` applied steps while the scale is below 1;
-    every ``probe_every`` applied steps otherwise. A reading a_c along the proposal ``updates``
+    the start, a cut or a skip (the level's own cuts too, with ``burst_on_cap``); every
+    ``probe_held`` applied steps while the scale is below 1; every ``probe_every`` applied steps
+    otherwise. A reading a_c along the proposal ``updates``
     (at scale 1, probed at the last critical step, within [the multiplier about to be applied,
     1]) is pooled as the log of the critical step's length a_c |u|. The level acts from the
     first step whose proposal (let through whole by the trust region) is longer than that

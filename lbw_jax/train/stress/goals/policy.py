@@ -87,10 +87,10 @@ def check(results, policy: str, tolerance: float = 0.05) -> list[tuple[str, bool
     tuned_lr, tuned = tuned_adamw(grid)
     stressed = stressed_lrs(grid, tolerance)
     head = headline(results, tolerance)
+    above = [lr for lr in lrs if lr >= tuned_lr]   # the LRs a guard can act on
     rows = (_no_harm(results, policy, lrs, tuned_lr, tuned, tolerance)
-            + _lr_stops_mattering(results, policy, lrs, tuned_lr, tuned, tolerance, head))
+            + _lr_stops_mattering(results, policy, above, tuned_lr, tuned, tolerance, head))
     specs = specs_from_results(results)
-    above = [lr for lr in lrs if lr >= tuned_lr]
     return (rows + _oracle(results, policy, stressed, specs) + _faults(results, policy, specs)
             + [against_lr_free(results, policy, above)])
 
@@ -110,10 +110,9 @@ def _no_harm(results, policy, lrs, tuned_lr, tuned, tolerance) -> list:
     return rows
 
 
-def _lr_stops_mattering(results, policy, lrs, tuned_lr, tuned, tolerance, head) -> list:
-    """Goal 2: the learning rate stops mattering."""
+def _lr_stops_mattering(results, policy, above, tuned_lr, tuned, tolerance, head) -> list:
+    """Goal 2: the learning rate stops mattering, over ``above`` (tuned AdamW's LR and up)."""
     rows = []
-    above = [lr for lr in lrs if lr >= tuned_lr]
     gaps = {lr: pct_change(mean_final(results, policy, lr), tuned) for lr in above}
     worst = max(above, key=lambda lr: gaps[lr] if gaps[lr] is not None else math.inf)
     ok = all(g is not None and g <= 100 * tolerance for g in gaps.values())
