@@ -175,8 +175,8 @@ def test_the_suite_names_a_guard_over_a_baseline():
     cfg = stress_cpu()
     arm = build_arm("governor@dadapt_adamw_lr0", cfg)
     assert arm.kind == "guard" and arm.lr_free
-    assert arm.label == ("lbw_guard(governor over D-Adaptation AdamW (optax.contrib.dadapt_adamw), "
-                         "estim_lr0=0.001)")
+    assert arm.label == ("lbw_guard(governor, room_cap=False over D-Adaptation AdamW "
+                         "(optax.contrib.dadapt_adamw), estim_lr0=0.001)")
     sf = build_arm("governor@schedule_free_adamw", cfg)
     assert sf.lr_mode == "constant" and sf.eval_params is not None
     for name in ("replay_governor@prodigy", "effective_lr_governor@prodigy"):
@@ -225,7 +225,9 @@ def test_the_governor_over_momo_runs_without_its_trust_region_unless_told_otherw
     assert optim.baseline_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
     fresh.optimizer.governor.trust_ratio = 4.0                # another knob set: still applied
     assert optim.baseline_guard_knobs(fresh, "governor", "momo_adam") == {"use_trust": False}
-    assert optim.baseline_guard_knobs(fresh, "governor", "dadapt_adamw") == {}
+    assert optim.baseline_guard_knobs(fresh, "governor", "dadapt_adamw") == {"room_cap": False}
+    assert optim.baseline_guard_knobs(fresh, "governor", "prodigy") == {"room_cap": False}
+    assert optim.baseline_guard_knobs(fresh, "governor", "schedule_free_adamw") == {}
     scfg = stress_cpu()
     scfg.stress.variants["momo_lb"] = {"policy": "momo_adam", "kwargs": {"adapt_lower_bound": True}}
     arm = build_arm("governor@momo_lb", scfg)
