@@ -210,6 +210,18 @@ def test_train_run_records_both_parts_of_a_guarded_baseline(tmp_path):
     flat = lambda knob: {"optimizer.policy": "governor", "optimizer.baseline": "dadapt_adamw",
                          "optimizer.dadapt_adamw.estim_lr0": knob, "optimizer.governor.tolerance": 0.05}
     assert differences(flat(1e-3), flat(1e-2)) == ["optimizer.dadapt_adamw.estim_lr0: 0.001 -> 0.01"]
+    # A run saved before the record's guard knob (room_cap=False over D-Adaptation) resumes
+    # with what it trained with, and says so.
+    assert saved["optimizer"]["governor"]["room_cap"] is False
+    saved["optimizer"]["governor"]["room_cap"] = True
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    again = unguarded(small_config(tmp_path, steps=6, log_every=1))
+    again.optimizer.update(policy="governor", baseline="dadapt_adamw", schedule="cosine", warmup_steps=2)
+    again.optimizer.dadapt_adamw.estim_lr0 = 1e-3
+    again.optimizer.decay_steps = 4                 # the saved run's cosine horizon
+    resumed = train(again)
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 6
+    assert again.optimizer.governor.room_cap is True
 
 
 def test_the_governor_over_momo_runs_without_its_trust_region_unless_told_otherwise():

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from data_fixtures import austen_sample
-from harness_helpers import small_config
+from harness_helpers import small_config, unguarded
 from lbw_jax.train.errors import ConfigError, InputError
 from lbw_jax.train.records.metrics import read_metrics
 from lbw_jax.train.run import train
@@ -172,3 +172,33 @@ def test_a_governor_v3_run_is_not_resumed_with_the_room_probe():
     assert differences(recorded, recorded) == []
     assert differences(base, now) == ["optimizer.governor.use_room: False -> True"]
     assert differences(base, {**now, "optimizer.governor.use_room": False}) == []
+
+
+def test_a_guard_over_a_baseline_resumes_with_the_guard_knobs_it_was_saved_with(tmp_path):
+    from lbw_jax.train.normalize import prepare_config
+    from lbw_jax.train.session.resume_rules import check_resume, keep_saved_guard_knobs
+
+    def guarded():
+        cfg = unguarded(small_config(tmp_path / "run"))
+        cfg.optimizer.update(policy="governor", baseline="dadapt_adamw")
+        prepare_config(cfg)
+        return cfg
+
+    cfg = guarded()
+    assert cfg.optimizer.governor.room_cap is False          # what a new run over it takes
+    saved = json.loads(cfg.to_json_best_effort())
+    assert keep_saved_guard_knobs(json.dumps(saved), cfg) == []   # saved as it runs: nothing kept
+    saved["optimizer"]["governor"]["room_cap"] = True         # saved before the record's knob
+    with pytest.raises(ConfigError, match=r"optimizer\.governor\.room_cap: True -> False"):
+        check_resume(json.dumps(saved), cfg)
+    notes = keep_saved_guard_knobs(json.dumps(saved), cfg)
+    assert cfg.optimizer.governor.room_cap is True
+    assert [n.split(":")[0] for n in notes] == ["optimizer.governor.room_cap=True"]
+    assert "kept from the saved run" in notes[0] and "dadapt_adamw" in notes[0]
+    check_resume(json.dumps(saved), cfg)                      # nothing left to refuse
+    # Another knob the user changed is still refused.
+    other = guarded()
+    other.optimizer.governor.tolerance = 0.2
+    keep_saved_guard_knobs(json.dumps(saved), other)
+    with pytest.raises(ConfigError, match=r"optimizer\.governor\.tolerance"):
+        check_resume(json.dumps(saved), other)

@@ -24,7 +24,7 @@ from lbw_jax.train.records.repair import set_aside
 from lbw_jax.train.session import peers, resume, step_log
 from lbw_jax.train.session.checkpoint import Checkpoints
 from lbw_jax.train.session.position import Position
-from lbw_jax.train.session.resume_rules import check_resume
+from lbw_jax.train.session.resume_rules import check_resume, keep_saved_guard_knobs
 from lbw_jax.train.session.rollback import handle_divergence
 from lbw_jax.train.session.run_folder import (run_dir, saved_tokenizer, tokenizer_path,
                                                write_run_files)
@@ -63,6 +63,8 @@ def _run_locked(cfg, stop, out, lead) -> dict:
         resuming = checkpoints.latest_step() is not None
         config_at_start = resume.saved_config(out, checkpoints) if resuming else None
         if config_at_start is not None:
+            for note in keep_saved_guard_knobs(config_at_start, cfg):
+                print(note, flush=True)
             check_resume(config_at_start, cfg)
         finished = resume.finished_summary(out, cfg, checkpoints)
         if finished is not None:

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from lbw_jax.train import optim
+from lbw_jax.train.baseline_registry import BASELINES
 from lbw_jax.train.errors import ConfigError
 from lbw_jax.train.normalize import DEPRECATED_KNOB_GROUPS, renamed_fields
 
@@ -135,6 +136,31 @@ def differences(saved: dict, current: dict) -> list[str]:
             if was != now:
                 out.append(f"{name}: {was!r} -> {now!r}")
     return out
+
+
+def keep_saved_guard_knobs(saved_config_json: str, cfg) -> list[str]:
+    """Sets in ``cfg``, in place, a guard's knobs over a baseline (its record's
+    ``guard_knobs``) back to the saved run's values; returns a note for each.
+
+    A new run takes them (``lbw_jax.train.normalize.fold_baseline_guard_knobs``), and a knob
+    at its default cannot be set against them, so a run saved before its baseline's record
+    gained one (a governor over D-Adaptation before ``room_cap=False``) could not be restored
+    and resumed. The saved run keeps what it trained with."""
+    opt = cfg.optimizer
+    policy, baseline = opt.policy, opt.get("baseline", "none")
+    record = BASELINES.get(baseline)
+    wanted = (record.guard_knobs or {}).get(policy, {}) if record is not None else {}
+    saved = _in_current_form(flatten(json.loads(saved_config_json)))
+    notes = []
+    for knob, value in wanted.items():
+        was = saved.get(f"optimizer.{policy}.{knob}", optim.knob_defaults(policy).get(knob))
+        if opt[policy][knob] == value and was != value:
+            with cfg.unlocked():
+                opt[policy][knob] = was
+            notes.append(f"optimizer.{policy}.{knob}={was!r}: kept from the saved run in "
+                         f"{cfg.output_dir} (a new run over optimizer.baseline={baseline!r} "
+                         f"takes {value!r}: {record.guard_why})")
+    return notes
 
 
 def check_resume(saved_config_json: str, cfg) -> None:
