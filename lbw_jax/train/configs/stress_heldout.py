@@ -19,7 +19,7 @@ def get_config():
     s = c.stress
     s.base.source = "shakespeare"
     s.arms = ("adamw", "dadapt_adamw_lr0", "governor")
-    s.seeds = 2
+    s.seeds = 3
     s.scenarios = ()
     s.fault_arms = ()
     s.sequential_cells = 0

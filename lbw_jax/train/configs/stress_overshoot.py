@@ -6,7 +6,7 @@ clean and under every fault, on one suite setting:
     python -m lbw_jax.train.stress --config stress_overshoot:llama      # the Llama-shape check (3 seeds)
     python -m lbw_jax.train.stress --config stress_overshoot:small      # the LoRA size axis (3 seeds)
     python -m lbw_jax.train.stress --config stress_overshoot:large
-    python -m lbw_jax.train.stress --config stress_overshoot:heldout    # a held-out setting (2 seeds)
+    python -m lbw_jax.train.stress --config stress_overshoot:heldout    # a held-out setting (2 seeds, as its report)
     python -m lbw_jax.train.stress --config stress_overshoot:lora,controls
     python -m lbw_jax.train.stress --config stress_overshoot:lora,ablation
     python -m lbw_jax.train.stress --config stress_overshoot:lora,guarded
@@ -81,6 +81,8 @@ def get_config(arg: str = "cpu"):
     # The brake is on by default since v3.0: the plain settings' "governor" arm is the law
     # without it (v2.3), its ablation, and every brake arm sets it on by name.
     c.optimizer.governor.use_overshoot = False
+    if setting == "heldout":
+        c.stress.seeds = 2       # as its report ran (docs/stress/overshoot/heldout)
     # These reports compare v2.3 and v3.0: the room probe (the default since v4) stays off.
     c.optimizer.governor.use_room = False
     c.output_dir = f"runs/stress_overshoot_{setting}" + (f"_{which}" if which else "")
