@@ -128,12 +128,17 @@ def inactive_knobs(cfg) -> list[str]:
             if name not in active for k, v in set_knobs(cfg, name).items()]
 
 
+def record_guard_knobs(policy_name: str, baseline: str) -> dict:
+    """The knobs ``baseline``'s record gives policy ``policy_name`` over it (``guard_knobs``)."""
+    record = BASELINES.get(baseline)
+    return dict((record.guard_knobs or {}).get(policy_name, {})) if record is not None else {}
+
+
 def baseline_guard_knobs(cfg, policy_name: str, baseline: str, changed=()) -> dict:
     """The knobs policy ``policy_name`` takes over ``baseline`` (its record's
     ``guard_knobs``), except those the config sets away from their defaults or
     ``changed`` names (a suite variant's own knobs): what the user chose stands."""
-    record = BASELINES.get(baseline)
-    wanted = ((record.guard_knobs or {}).get(policy_name, {}) if record is not None else {})
+    wanted = record_guard_knobs(policy_name, baseline)
     chosen = set(set_knobs(cfg, policy_name)) | set(changed)
     return {k: v for k, v in wanted.items() if k not in chosen}
 

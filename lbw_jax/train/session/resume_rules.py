@@ -148,18 +148,16 @@ def keep_saved_guard_knobs(saved_config_json: str, cfg) -> list[str]:
     and resumed. The saved run keeps what it trained with."""
     opt = cfg.optimizer
     policy, baseline = opt.policy, opt.get("baseline", "none")
-    record = BASELINES.get(baseline)
-    wanted = (record.guard_knobs or {}).get(policy, {}) if record is not None else {}
+    wanted = optim.record_guard_knobs(policy, baseline)
     saved = _in_current_form(flatten(json.loads(saved_config_json)))
     notes = []
     for knob, value in wanted.items():
         was = saved.get(f"optimizer.{policy}.{knob}", optim.knob_defaults(policy).get(knob))
         if opt[policy][knob] == value and was != value:
-            with cfg.unlocked():
-                opt[policy][knob] = was
+            opt[policy][knob] = was
             notes.append(f"optimizer.{policy}.{knob}={was!r}: kept from the saved run in "
                          f"{cfg.output_dir} (a new run over optimizer.baseline={baseline!r} "
-                         f"takes {value!r}: {record.guard_why})")
+                         f"takes {value!r}: {BASELINES[baseline].guard_why})")
     return notes
 
 
